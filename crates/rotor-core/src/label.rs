@@ -1,0 +1,443 @@
+//! Staging labels and the rules that move them.
+//!
+//! A [`LabelBoard`] is the label state of one secret: which labels each version holds.
+//! Every way labels change (a new version, `UpdateSecretVersionStage`) goes through it,
+//! so the invariants hold for every API and backend alike:
+//!
+//! - a label is on at most one version of a secret;
+//! - a secret with any version has exactly one `AWSCURRENT` (the first version gets it
+//!   whatever was asked, and it can only be moved, never removed);
+//! - moving `AWSCURRENT` moves `AWSPREVIOUS` to the version it left.
+
+use crate::error::{Error, ErrorKind, Result};
+use chrono::{DateTime, Duration, Utc};
+use std::collections::BTreeSet;
+
+/// The version clients read by default.
+pub const AWSCURRENT: &str = "AWSCURRENT";
+/// The version `AWSCURRENT` was on before its last move.
+pub const AWSPREVIOUS: &str = "AWSPREVIOUS";
+/// The version a rotation is preparing.
+pub const AWSPENDING: &str = "AWSPENDING";
+/// Most labels one version may hold.
+pub const MAX_LABELS_PER_VERSION: usize = 20;
+/// Longest label.
+pub const MAX_LABEL_LEN: usize = 256;
+/// Versions kept before unlabeled (deprecated) ones are pruned.
+pub const MAX_VERSIONS: usize = 100;
+/// Youngest a deprecated version may be and still be pruned.
+pub const MIN_PRUNE_AGE_HOURS: i64 = 24;
+
+/// Maps the aliases the CLI and native API accept to the label they stand for:
+/// `current`/`previous`/`pending` and Alibaba's `ACSCurrent`/`ACSPrevious`.
+/// Anything else is a label of its own.
+pub fn resolve_alias(label: &str) -> &str {
+    match label {
+        "current" | "ACSCurrent" => AWSCURRENT,
+        "previous" | "ACSPrevious" => AWSPREVIOUS,
+        "pending" | "ACSPending" => AWSPENDING,
+        other => other,
+    }
+}
+
+/// Checks one label's form.
+pub fn validate_label(label: &str) -> Result<()> {
+    if label.is_empty() || label.len() > MAX_LABEL_LEN {
+        return Err(Error::validation(format!(
+            "Invalid staging label: it must be 1 to {MAX_LABEL_LEN} characters long"
+        )));
+    }
+    if label.chars().any(|c| c.is_control()) {
+        return Err(Error::validation(
+            "Invalid staging label: control characters are not allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// The labels on each version of one secret, versions in creation order.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LabelBoard {
+    versions: Vec<(String, BTreeSet<String>)>,
+}
+
+impl LabelBoard {
+    /// A board from stored state: `(version id, labels)` in creation order.
+    pub fn from_versions<I, L>(versions: I) -> Self
+    where
+        I: IntoIterator<Item = (String, L)>,
+        L: IntoIterator<Item = String>,
+    {
+        LabelBoard {
+            versions: versions
+                .into_iter()
+                .map(|(id, labels)| (id, labels.into_iter().collect()))
+                .collect(),
+        }
+    }
+
+    /// The version holding `label`, if any.
+    pub fn holder(&self, label: &str) -> Option<&str> {
+        self.versions
+            .iter()
+            .find(|(_, labels)| labels.contains(label))
+            .map(|(id, _)| id.as_str())
+    }
+
+    /// The labels of version `id` (empty when it has none or does not exist).
+    pub fn labels_of(&self, id: &str) -> Vec<String> {
+        self.slot(id)
+            .map(|i| self.versions[i].1.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Whether version `id` exists.
+    pub fn contains(&self, id: &str) -> bool {
+        self.slot(id).is_some()
+    }
+
+    /// Every version and its labels, in creation order.
+    pub fn versions(&self) -> impl Iterator<Item = (&str, &BTreeSet<String>)> {
+        self.versions.iter().map(|(id, l)| (id.as_str(), l))
+    }
+
+    fn slot(&self, id: &str) -> Option<usize> {
+        self.versions.iter().position(|(v, _)| v == id)
+    }
+
+    fn detach(&mut self, label: &str) -> Option<String> {
+        let (id, labels) = self
+            .versions
+            .iter_mut()
+            .find(|(_, labels)| labels.contains(label))?;
+        labels.remove(label);
+        Some(id.clone())
+    }
+
+    fn attach(&mut self, label: &str, id: &str) -> Result<()> {
+        let i = self
+            .slot(id)
+            .ok_or_else(|| Error::not_found(format!("Version {id} does not exist")))?;
+        self.versions[i].1.insert(label.to_string());
+        if self.versions[i].1.len() > MAX_LABELS_PER_VERSION {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!(
+                    "Version {id} would hold more than {MAX_LABELS_PER_VERSION} staging labels"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Moves `label` to version `to`; when it is `AWSCURRENT`, the version it leaves
+    /// gets `AWSPREVIOUS` unless `keep_previous` says another rule placed it.
+    fn place(&mut self, label: &str, to: &str, keep_previous: bool) -> Result<()> {
+        let from = self.detach(label);
+        self.attach(label, to)?;
+        if label == AWSCURRENT && !keep_previous {
+            if let Some(from) = from.filter(|f| f != to) {
+                self.detach(AWSPREVIOUS);
+                self.attach(AWSPREVIOUS, &from)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds a new version `id` holding `stages`, moving each from wherever it was.
+    ///
+    /// The first version of a secret always gets `AWSCURRENT`. `id` must be new: the
+    /// caller decides idempotency (same token, same value) before calling.
+    pub fn put_version(&mut self, id: &str, stages: &[String]) -> Result<()> {
+        if self.contains(id) {
+            return Err(Error::exists(format!("Version {id} already exists")));
+        }
+        let mut wanted: BTreeSet<&str> = BTreeSet::new();
+        for stage in stages {
+            validate_label(stage)?;
+            wanted.insert(stage.as_str());
+        }
+        if self.versions.is_empty() {
+            wanted.insert(AWSCURRENT);
+        }
+        if wanted.len() > MAX_LABELS_PER_VERSION {
+            return Err(Error::new(
+                ErrorKind::LimitExceeded,
+                format!("A version can hold at most {MAX_LABELS_PER_VERSION} staging labels"),
+            ));
+        }
+        self.versions.push((id.to_string(), BTreeSet::new()));
+        let explicit_previous = wanted.contains(AWSPREVIOUS);
+        // AWSCURRENT first, so that an explicit AWSPREVIOUS in `stages` wins over the
+        // automatic one.
+        if wanted.contains(AWSCURRENT) {
+            self.place(AWSCURRENT, id, explicit_previous)?;
+        }
+        for stage in wanted.iter().filter(|s| **s != AWSCURRENT) {
+            self.place(stage, id, false)?;
+        }
+        Ok(())
+    }
+
+    /// `UpdateSecretVersionStage`: moves `label` to `move_to`, or removes it from
+    /// `remove_from`, with AWS's rules.
+    ///
+    /// - If the label is on another version than `move_to`, `remove_from` must name
+    ///   that version.
+    /// - If `remove_from` is given, the label must be on it.
+    /// - `AWSCURRENT` can be moved but not removed.
+    pub fn move_label(
+        &mut self,
+        label: &str,
+        move_to: Option<&str>,
+        remove_from: Option<&str>,
+    ) -> Result<()> {
+        validate_label(label)?;
+        for id in [move_to, remove_from].into_iter().flatten() {
+            if !self.contains(id) {
+                return Err(Error::not_found(format!(
+                    "Secrets Manager can't find the specified secret version: {id}"
+                )));
+            }
+        }
+        let holder = self.holder(label).map(str::to_string);
+        if let Some(from) = remove_from {
+            if holder.as_deref() != Some(from) {
+                return Err(Error::invalid_parameter(format!(
+                    "The staging label {label} is not attached to version {from}, so you can't remove it from that version"
+                )));
+            }
+        }
+        match move_to {
+            Some(to) => {
+                if let Some(h) = holder.as_deref().filter(|h| *h != to) {
+                    if remove_from != Some(h) {
+                        return Err(Error::invalid_parameter(format!(
+                            "The staging label {label} is currently attached to version {h}; specify RemoveFromVersionId {h} to move it"
+                        )));
+                    }
+                }
+                if holder.as_deref() == Some(to) {
+                    return Ok(());
+                }
+                self.place(label, to, false)
+            }
+            None => match remove_from {
+                None => Err(Error::invalid_parameter(
+                    "Specify MoveToVersionId, RemoveFromVersionId, or both",
+                )),
+                Some(_) if label == AWSCURRENT => Err(Error::invalid_parameter(
+                    "AWSCURRENT can't be removed from a version, only moved to another one with MoveToVersionId",
+                )),
+                Some(_) => {
+                    self.detach(label);
+                    Ok(())
+                }
+            },
+        }
+    }
+
+    /// Checks the label invariants, saying which one broke.
+    pub fn check_invariants(&self) -> std::result::Result<(), String> {
+        let mut seen = BTreeSet::new();
+        for (id, labels) in &self.versions {
+            if labels.len() > MAX_LABELS_PER_VERSION {
+                return Err(format!("version {id} holds {} labels", labels.len()));
+            }
+            for l in labels {
+                if !seen.insert(l.clone()) {
+                    return Err(format!("label {l} is on more than one version"));
+                }
+            }
+        }
+        if !self.versions.is_empty() && !seen.contains(AWSCURRENT) {
+            return Err("the secret has versions but no AWSCURRENT".into());
+        }
+        Ok(())
+    }
+
+    /// Versions whose labels differ between `before` and `self`, with their new labels.
+    pub fn changed_since(&self, before: &LabelBoard) -> Vec<(String, Vec<String>)> {
+        self.versions
+            .iter()
+            .filter(|(id, labels)| {
+                before
+                    .slot(id)
+                    .is_none_or(|i| &before.versions[i].1 != labels)
+            })
+            .map(|(id, labels)| (id.clone(), labels.iter().cloned().collect()))
+            .collect()
+    }
+}
+
+/// Which deprecated (unlabeled) versions to delete: once a secret has more than
+/// [`MAX_VERSIONS`], the oldest unlabeled versions older than 24 hours go first,
+/// until it is back at the limit. `versions` is `(id, created, has_labels)` in any order.
+pub fn prunable(versions: &[(String, DateTime<Utc>, bool)], now: DateTime<Utc>) -> Vec<String> {
+    if versions.len() <= MAX_VERSIONS {
+        return Vec::new();
+    }
+    let cutoff = now - Duration::hours(MIN_PRUNE_AGE_HOURS);
+    let mut old: Vec<_> = versions
+        .iter()
+        .filter(|(_, created, labeled)| !labeled && *created <= cutoff)
+        .collect();
+    old.sort_by_key(|(id, created, _)| (*created, id.clone()));
+    old.into_iter()
+        .take(versions.len() - MAX_VERSIONS)
+        .map(|(id, _, _)| id.clone())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn first_version_gets_awscurrent_even_when_not_asked() {
+        let mut b = LabelBoard::default();
+        b.put_version("v1", &s(&["AWSPENDING"])).unwrap();
+        assert_eq!(b.labels_of("v1"), s(&["AWSCURRENT", "AWSPENDING"]));
+    }
+
+    #[test]
+    fn moving_current_moves_previous_with_it() {
+        let mut b = LabelBoard::default();
+        b.put_version("v1", &s(&["AWSCURRENT"])).unwrap();
+        b.put_version("v2", &s(&["AWSCURRENT"])).unwrap();
+        b.put_version("v3", &s(&["AWSCURRENT"])).unwrap();
+        assert_eq!(b.holder(AWSCURRENT), Some("v3"));
+        assert_eq!(b.holder(AWSPREVIOUS), Some("v2"));
+        assert!(b.labels_of("v1").is_empty());
+        b.move_label(AWSCURRENT, Some("v1"), Some("v3")).unwrap();
+        assert_eq!(b.holder(AWSCURRENT), Some("v1"));
+        assert_eq!(b.holder(AWSPREVIOUS), Some("v3"));
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn pending_version_does_not_touch_current() {
+        let mut b = LabelBoard::default();
+        b.put_version("v1", &s(&["AWSCURRENT"])).unwrap();
+        b.put_version("v2", &s(&["AWSPENDING"])).unwrap();
+        assert_eq!(b.holder(AWSCURRENT), Some("v1"));
+        assert_eq!(b.holder(AWSPREVIOUS), None);
+    }
+
+    #[test]
+    fn remove_from_version_id_rules() {
+        let mut b = LabelBoard::default();
+        b.put_version("v1", &s(&["AWSCURRENT"])).unwrap();
+        b.put_version("v2", &s(&["AWSPENDING"])).unwrap();
+        // Moving an attached label without naming where it is: refused.
+        let e = b.move_label(AWSCURRENT, Some("v2"), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        // Naming the wrong version: refused.
+        let e = b
+            .move_label(AWSCURRENT, Some("v2"), Some("v2"))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        // AWSCURRENT cannot be removed, only moved.
+        let e = b.move_label(AWSCURRENT, None, Some("v1")).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParameter);
+        // Unknown version: not found.
+        let e = b.move_label("X", Some("nope"), None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+        // A custom label can be removed, and a free label attached without RemoveFrom.
+        b.move_label("AWSPENDING", None, Some("v2")).unwrap();
+        assert_eq!(b.holder(AWSPENDING), None);
+        b.move_label("blue", Some("v2"), None).unwrap();
+        assert_eq!(b.holder("blue"), Some("v2"));
+        // Moving a label onto the version that has it is a no-op.
+        b.move_label("blue", Some("v2"), None).unwrap();
+        b.check_invariants().unwrap();
+    }
+
+    #[test]
+    fn aliases_resolve() {
+        assert_eq!(resolve_alias("current"), AWSCURRENT);
+        assert_eq!(resolve_alias("ACSPrevious"), AWSPREVIOUS);
+        assert_eq!(resolve_alias("pending"), AWSPENDING);
+        assert_eq!(resolve_alias("MyPendingLabel"), "MyPendingLabel");
+    }
+
+    #[test]
+    fn pruning_keeps_young_and_labeled_versions() {
+        let now = Utc::now();
+        let old = now - Duration::hours(25);
+        let young = now - Duration::hours(1);
+        let mut v: Vec<_> = (0..100)
+            .map(|i| (format!("old{i:03}"), old + Duration::seconds(i), false))
+            .collect();
+        v.push(("young".into(), young, false));
+        v.push(("cur".into(), old, true));
+        assert_eq!(prunable(&v, now), s(&["old000", "old001"]));
+        let few: Vec<_> = v.iter().take(50).cloned().collect();
+        assert!(prunable(&few, now).is_empty());
+        // Nothing old enough: nothing pruned even past the limit.
+        let all_young: Vec<_> = (0..105).map(|i| (format!("y{i}"), young, false)).collect();
+        assert!(prunable(&all_young, now).is_empty());
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        #[derive(Debug, Clone)]
+        enum Op {
+            Put(Vec<String>),
+            Move(String, Option<usize>, Option<usize>),
+        }
+
+        fn label() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(AWSCURRENT.to_string()),
+                Just(AWSPREVIOUS.to_string()),
+                Just(AWSPENDING.to_string()),
+                Just("blue".to_string()),
+                Just("green".to_string()),
+            ]
+        }
+
+        fn op() -> impl Strategy<Value = Op> {
+            prop_oneof![
+                proptest::collection::vec(label(), 0..3).prop_map(Op::Put),
+                (
+                    label(),
+                    proptest::option::of(0usize..8),
+                    proptest::option::of(0usize..8)
+                )
+                    .prop_map(|(l, a, b)| Op::Move(l, a, b)),
+            ]
+        }
+
+        proptest! {
+            #[test]
+            fn invariants_hold_after_any_sequence(ops in proptest::collection::vec(op(), 1..40)) {
+                let mut b = LabelBoard::default();
+                let mut n = 0;
+                for op in ops {
+                    let before = b.clone();
+                    let result = match op {
+                        Op::Put(stages) => { n += 1; b.put_version(&format!("v{n}"), &stages) }
+                        Op::Move(l, to, from) => {
+                            let to = to.map(|i| format!("v{i}"));
+                            let from = from.map(|i| format!("v{i}"));
+                            b.move_label(&l, to.as_deref(), from.as_deref())
+                        }
+                    };
+                    if result.is_err() {
+                        // A refused change must leave no trace. Callers work on a copy,
+                        // so restore it as they do.
+                        b = before;
+                    }
+                    prop_assert_eq!(b.check_invariants(), Ok(()));
+                }
+            }
+        }
+    }
+}
