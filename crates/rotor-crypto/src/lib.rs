@@ -1,1 +1,29 @@
-//! placeholder
+//! Envelope encryption of secret versions, master keys, value digests and randomness.
+//!
+//! Each version is encrypted under its own fresh 256-bit data key with AES-256-GCM.
+//! The associated data binds the ciphertext to the secret's ARN, the version id, the
+//! algorithm and the master key id, so a stored ciphertext cannot be moved to another
+//! secret or version unnoticed. The data key is wrapped by the master key with
+//! AES-256-GCM-SIV (nonce-misuse resistant, since the master key encrypts many keys).
+//! Rows record the master key id, so re-wrapping under a new master key can proceed
+//! one row at a time.
+//!
+//! ```
+//! use rotor_crypto::{Envelope, MasterKey};
+//!
+//! let envelope = Envelope::new(MasterKey::generate());
+//! let arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:prod/db-AbC123";
+//! let sealed = envelope.seal(arn, "v1", b"s3cr3t").unwrap();
+//! assert_eq!(&envelope.open(arn, "v1", &sealed).unwrap()[..], b"s3cr3t");
+//! // The same ciphertext does not open as another version.
+//! assert!(envelope.open(arn, "v2", &sealed).is_err());
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod envelope;
+mod master;
+pub mod random;
+
+pub use envelope::{DecryptError, EncryptError, Envelope, Sealed, ALGORITHM};
+pub use master::{MasterKey, MasterKeyError};
