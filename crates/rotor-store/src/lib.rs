@@ -1,1 +1,231 @@
-//! placeholder
+//! Rotor's storage: the [`Store`] trait, the embedded SQLite backend, migrations for
+//! SQLite and PostgreSQL, and a conformance suite every backend must pass.
+//!
+//! A store keeps secrets, their sealed versions and their staging labels. It never sees
+//! a plaintext value: values arrive sealed by `rotor-crypto`, with a keyed digest for
+//! idempotency checks. Writes are domain [`Mutation`]s applied atomically, each in its
+//! own savepoint inside a batch (group commit), and label changes go through
+//! [`rotor_core::label::LabelBoard`], so every backend applies the same rules.
+//!
+//! ```no_run
+//! # async fn demo() -> rotor_core::Result<()> {
+//! use rotor_store::{sqlite::SqliteStore, Store, Lookup};
+//! let store = SqliteStore::open(std::path::Path::new("/tmp/rotor.db"), true).await?;
+//! assert!(store.load(&Lookup::Name("prod/db".into())).await?.is_none());
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod conformance;
+mod migrate;
+pub mod sqlite;
+
+use chrono::{DateTime, Utc};
+use rotor_core::Result;
+use rotor_core::model::{SecretMeta, Tag};
+use std::future::Future;
+use std::pin::Pin;
+
+/// A boxed future, so that [`Store`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// How to find a secret.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Lookup {
+    /// By name.
+    Name(String),
+    /// By full ARN.
+    Arn(String),
+}
+
+/// A value as the store keeps it: sealed, plus a keyed digest of the plaintext.
+#[derive(Clone, PartialEq, Eq)]
+pub struct SealedValue {
+    /// The encrypted value.
+    pub ciphertext: Vec<u8>,
+    /// The wrapped data key.
+    pub wrapped_key: Vec<u8>,
+    /// Encryption algorithm id.
+    pub algorithm: String,
+    /// Master key id.
+    pub key_id: String,
+    /// Keyed digest of the plaintext, for "same token, same value" checks.
+    pub digest: Vec<u8>,
+}
+
+impl std::fmt::Debug for SealedValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedValue")
+            .field("ciphertext_len", &self.ciphertext.len())
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A stored version with its sealed value.
+#[derive(Debug, Clone)]
+pub struct StoredVersion {
+    /// Version id.
+    pub id: String,
+    /// Staging labels.
+    pub labels: Vec<String>,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// The sealed value.
+    pub sealed: SealedValue,
+}
+
+/// A secret with every version, in creation order.
+#[derive(Debug, Clone)]
+pub struct SecretRecord {
+    /// Metadata.
+    pub meta: SecretMeta,
+    /// Versions, oldest first.
+    pub versions: Vec<StoredVersion>,
+}
+
+/// A secret's metadata and its labeled versions, as listings show them.
+#[derive(Debug, Clone)]
+pub struct SecretSummary {
+    /// Metadata.
+    pub meta: SecretMeta,
+    /// `(version id, labels)` of each version that has labels.
+    pub stages: Vec<(String, Vec<String>)>,
+}
+
+/// A version to add.
+#[derive(Debug, Clone)]
+pub struct NewVersion {
+    /// Its id (the client request token, or an id the caller chose).
+    pub id: String,
+    /// Labels to move onto it.
+    pub stages: Vec<String>,
+    /// The sealed value.
+    pub sealed: SealedValue,
+}
+
+/// A change to apply atomically.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum Mutation {
+    /// Create a secret, optionally with its first version. Idempotent when a secret
+    /// of that name exists whose version `first_version.id` holds the same value.
+    CreateSecret {
+        /// Name.
+        name: String,
+        /// ARN.
+        arn: String,
+        /// Description.
+        description: Option<String>,
+        /// KMS key id as given by the client.
+        kms_key_id: Option<String>,
+        /// Tags.
+        tags: Vec<Tag>,
+        /// First version.
+        first_version: Option<NewVersion>,
+    },
+    /// Add a version. Idempotent when the version exists with the same value digest;
+    /// `ResourceExists` when it exists with another.
+    PutVersion {
+        /// The secret's store id.
+        secret: i64,
+        /// The version.
+        version: NewVersion,
+    },
+    /// Change description and/or KMS key id (`None` leaves a field alone).
+    UpdateMeta {
+        /// The secret's store id.
+        secret: i64,
+        /// New description.
+        description: Option<String>,
+        /// New KMS key id.
+        kms_key_id: Option<String>,
+    },
+    /// `UpdateSecretVersionStage`.
+    MoveLabel {
+        /// The secret's store id.
+        secret: i64,
+        /// The label.
+        label: String,
+        /// Version to move it to.
+        move_to: Option<String>,
+        /// Version to take it from.
+        remove_from: Option<String>,
+    },
+    /// Add or replace tags.
+    Tag {
+        /// The secret's store id.
+        secret: i64,
+        /// Tags to set.
+        tags: Vec<Tag>,
+    },
+    /// Remove tags by key.
+    Untag {
+        /// The secret's store id.
+        secret: i64,
+        /// Keys to remove.
+        keys: Vec<String>,
+    },
+    /// Schedule deletion at `deletion_date`.
+    ScheduleDeletion {
+        /// The secret's store id.
+        secret: i64,
+        /// When it will be purged.
+        deletion_date: DateTime<Utc>,
+    },
+    /// Cancel a scheduled deletion.
+    Restore {
+        /// The secret's store id.
+        secret: i64,
+    },
+    /// Delete the secret and every version now.
+    Purge {
+        /// The secret's store id.
+        secret: i64,
+    },
+}
+
+/// What a mutation did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// A secret was created (or `replayed`: an identical create was repeated).
+    Created {
+        /// Store id.
+        id: i64,
+        /// ARN (the existing one when replayed).
+        arn: String,
+        /// Whether this was an idempotent replay.
+        replayed: bool,
+    },
+    /// A version was added (or `replayed`), now holding `labels`.
+    Version {
+        /// Its labels after the change.
+        labels: Vec<String>,
+        /// Whether this was an idempotent replay.
+        replayed: bool,
+    },
+    /// Anything else succeeded.
+    Done,
+}
+
+/// A storage backend.
+pub trait Store: Send + Sync + 'static {
+    /// The secret found by `lookup`, with every version.
+    fn load<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Option<SecretRecord>>>;
+    /// Every secret (or every one not scheduled for deletion), ordered by creation.
+    fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
+    /// Applies `mutation` durably, as of time `now`. Returns once committed.
+    fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>>;
+    /// Commits every write already accepted, then stops accepting writes.
+    fn close(&self) -> BoxFuture<'_, ()>;
+}
+
+pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}

@@ -1,0 +1,37 @@
+-- Secrets, their versions (sealed values) and staging labels.
+-- The same shape as the SQLite schema; times are unix milliseconds in both.
+CREATE TABLE secrets (
+    id              BIGSERIAL PRIMARY KEY,
+    name            TEXT   NOT NULL UNIQUE,
+    arn             TEXT   NOT NULL UNIQUE,
+    description     TEXT,
+    kms_key_id      TEXT,
+    tags            TEXT   NOT NULL DEFAULT '[]',
+    created_at      BIGINT NOT NULL,
+    last_changed_at BIGINT NOT NULL,
+    deletion_date   BIGINT,
+    deleted_date    BIGINT
+);
+
+CREATE TABLE versions (
+    secret_id   BIGINT NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+    version_id  TEXT   NOT NULL,
+    seq         BIGINT NOT NULL,
+    created_at  BIGINT NOT NULL,
+    ciphertext  BYTEA  NOT NULL,
+    wrapped_key BYTEA  NOT NULL,
+    algorithm   TEXT   NOT NULL,
+    key_id      TEXT   NOT NULL,
+    digest      BYTEA  NOT NULL,
+    PRIMARY KEY (secret_id, version_id)
+);
+
+CREATE TABLE labels (
+    secret_id  BIGINT NOT NULL,
+    label      TEXT   NOT NULL,
+    version_id TEXT   NOT NULL,
+    PRIMARY KEY (secret_id, label),
+    FOREIGN KEY (secret_id, version_id) REFERENCES versions (secret_id, version_id) ON DELETE CASCADE
+);
+
+CREATE INDEX secrets_deletion ON secrets (deletion_date) WHERE deletion_date IS NOT NULL;

@@ -1,0 +1,36 @@
+-- Secrets, their versions (sealed values) and staging labels.
+CREATE TABLE secrets (
+    id              INTEGER PRIMARY KEY,
+    name            TEXT    NOT NULL UNIQUE,
+    arn             TEXT    NOT NULL UNIQUE,
+    description     TEXT,
+    kms_key_id      TEXT,
+    tags            TEXT    NOT NULL DEFAULT '[]',
+    created_at      INTEGER NOT NULL,
+    last_changed_at INTEGER NOT NULL,
+    deletion_date   INTEGER,
+    deleted_date    INTEGER
+);
+
+CREATE TABLE versions (
+    secret_id   INTEGER NOT NULL REFERENCES secrets (id) ON DELETE CASCADE,
+    version_id  TEXT    NOT NULL,
+    seq         INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    ciphertext  BLOB    NOT NULL,
+    wrapped_key BLOB    NOT NULL,
+    algorithm   TEXT    NOT NULL,
+    key_id      TEXT    NOT NULL,
+    digest      BLOB    NOT NULL,
+    PRIMARY KEY (secret_id, version_id)
+);
+
+CREATE TABLE labels (
+    secret_id  INTEGER NOT NULL,
+    label      TEXT    NOT NULL,
+    version_id TEXT    NOT NULL,
+    PRIMARY KEY (secret_id, label),
+    FOREIGN KEY (secret_id, version_id) REFERENCES versions (secret_id, version_id) ON DELETE CASCADE
+);
+
+CREATE INDEX secrets_deletion ON secrets (deletion_date) WHERE deletion_date IS NOT NULL;

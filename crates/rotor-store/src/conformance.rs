@@ -1,0 +1,424 @@
+//! The story every [`Store`] backend must tell the same way.
+//!
+//! Each check takes a fresh store and panics with a message on the first difference,
+//! so a backend's test file is one line per check (see `tests/sqlite.rs`). Values here
+//! are opaque bytes: the store never decrypts.
+
+use crate::{Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, Store};
+use chrono::{DateTime, Duration, TimeZone, Utc};
+use rotor_core::ErrorKind;
+use rotor_core::label::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, LabelBoard};
+use rotor_core::model::Tag;
+use std::sync::Arc;
+
+fn t0() -> DateTime<Utc> {
+    Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0)
+        .single()
+        .unwrap_or_default()
+}
+
+fn sealed(value: &str) -> SealedValue {
+    SealedValue {
+        ciphertext: format!("ct:{value}").into_bytes(),
+        wrapped_key: b"wk".to_vec(),
+        algorithm: "test".into(),
+        key_id: "mk-test".into(),
+        digest: format!("digest:{value}").into_bytes(),
+    }
+}
+
+fn version(id: &str, value: &str, stages: &[&str]) -> NewVersion {
+    NewVersion {
+        id: id.into(),
+        stages: stages.iter().map(|s| s.to_string()).collect(),
+        sealed: sealed(value),
+    }
+}
+
+async fn create(store: &dyn Store, name: &str, first: Option<NewVersion>) -> i64 {
+    let out = store
+        .apply(
+            Mutation::CreateSecret {
+                name: name.into(),
+                arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
+                description: Some("test secret".into()),
+                kms_key_id: None,
+                tags: vec![],
+                first_version: first,
+            },
+            t0(),
+        )
+        .await
+        .expect("create succeeds");
+    match out {
+        Outcome::Created { id, .. } => id,
+        other => panic!("create returned {other:?}"),
+    }
+}
+
+async fn put(store: &dyn Store, secret: i64, v: NewVersion) -> rotor_core::Result<Outcome> {
+    store
+        .apply(Mutation::PutVersion { secret, version: v }, t0())
+        .await
+}
+
+async fn load(store: &dyn Store, name: &str) -> SecretRecord {
+    store
+        .load(&Lookup::Name(name.into()))
+        .await
+        .expect("load succeeds")
+        .unwrap_or_else(|| panic!("secret {name} exists"))
+}
+
+fn holder<'a>(r: &'a SecretRecord, label: &str) -> Option<&'a str> {
+    r.versions
+        .iter()
+        .find(|v| v.labels.iter().any(|l| l == label))
+        .map(|v| v.id.as_str())
+}
+
+fn assert_invariants(r: &SecretRecord) {
+    let board =
+        LabelBoard::from_versions(r.versions.iter().map(|v| (v.id.clone(), v.labels.clone())));
+    board
+        .check_invariants()
+        .unwrap_or_else(|e| panic!("invariant broken for {}: {e}", r.meta.name));
+}
+
+/// Creating a secret with a value gives it one version holding `AWSCURRENT`; it is
+/// found by name and by ARN.
+pub async fn create_and_load(store: Arc<dyn Store>) {
+    let id = create(&*store, "prod/db", Some(version("v1", "one", &[]))).await;
+    let r = load(&*store, "prod/db").await;
+    assert_eq!(r.meta.id, id);
+    assert_eq!(r.meta.description.as_deref(), Some("test secret"));
+    assert_eq!(r.versions.len(), 1);
+    assert_eq!(r.versions[0].labels, vec![AWSCURRENT.to_string()]);
+    assert_eq!(r.versions[0].sealed, sealed("one"));
+    let by_arn = store
+        .load(&Lookup::Arn(r.meta.arn.clone()))
+        .await
+        .unwrap()
+        .expect("found by ARN");
+    assert_eq!(by_arn.meta.id, id);
+    assert!(
+        store
+            .load(&Lookup::Name("nope".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let empty = create(&*store, "empty", None).await;
+    assert!(load(&*store, "empty").await.versions.is_empty());
+    assert_ne!(empty, id);
+}
+
+/// A new current version pushes the old one to `AWSPREVIOUS`; a pending one moves
+/// nothing else.
+pub async fn put_moves_labels(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v1", "one", &[]))).await;
+    put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap();
+    put(&*store, id, version("v3", "three", &[AWSPENDING]))
+        .await
+        .unwrap();
+    let r = load(&*store, "s").await;
+    assert_eq!(holder(&r, AWSCURRENT), Some("v2"));
+    assert_eq!(holder(&r, AWSPREVIOUS), Some("v1"));
+    assert_eq!(holder(&r, AWSPENDING), Some("v3"));
+    assert_eq!(
+        r.versions.iter().map(|v| v.id.as_str()).collect::<Vec<_>>(),
+        ["v1", "v2", "v3"]
+    );
+    assert_invariants(&r);
+}
+
+/// The same version id with the same value is a replay; with another value it is
+/// refused and nothing changes.
+pub async fn version_ids_are_immutable(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v1", "one", &[]))).await;
+    put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap();
+    let replay = put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap();
+    assert!(
+        matches!(replay, Outcome::Version { replayed: true, .. }),
+        "{replay:?}"
+    );
+    let before = load(&*store, "s").await;
+    let err = put(&*store, id, version("v2", "other", &[AWSCURRENT]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::ResourceExists);
+    let after = load(&*store, "s").await;
+    assert_eq!(after.versions.len(), 2);
+    assert_eq!(after.versions[1].sealed, before.versions[1].sealed);
+    assert_eq!(holder(&after, AWSCURRENT), Some("v2"));
+}
+
+/// Creating an existing name is refused, unless it repeats the same first version.
+pub async fn create_is_idempotent_per_token(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("tok", "one", &[]))).await;
+    let again = store
+        .apply(
+            Mutation::CreateSecret {
+                name: "s".into(),
+                arn: "arn:other".into(),
+                description: None,
+                kms_key_id: None,
+                tags: vec![],
+                first_version: Some(version("tok", "one", &[])),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(again, Outcome::Created { id: i, replayed: true, .. } if i == id));
+    let clash = store
+        .apply(
+            Mutation::CreateSecret {
+                name: "s".into(),
+                arn: "arn:other".into(),
+                description: None,
+                kms_key_id: None,
+                tags: vec![],
+                first_version: Some(version("tok2", "one", &[])),
+            },
+            t0(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(clash.kind, ErrorKind::ResourceExists);
+    assert_eq!(load(&*store, "s").await.versions.len(), 1);
+}
+
+/// `UpdateSecretVersionStage` rules hold in the store, and a refused move changes
+/// nothing.
+pub async fn label_moves(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v1", "one", &[]))).await;
+    put(&*store, id, version("v2", "two", &[AWSPENDING]))
+        .await
+        .unwrap();
+    let mv = |label: &str, to: Option<&str>, from: Option<&str>| Mutation::MoveLabel {
+        secret: id,
+        label: label.into(),
+        move_to: to.map(Into::into),
+        remove_from: from.map(Into::into),
+    };
+    let e = store
+        .apply(mv(AWSCURRENT, Some("v2"), None), t0())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameter);
+    assert_eq!(holder(&load(&*store, "s").await, AWSCURRENT), Some("v1"));
+    store
+        .apply(mv(AWSCURRENT, Some("v2"), Some("v1")), t0())
+        .await
+        .unwrap();
+    let r = load(&*store, "s").await;
+    assert_eq!(holder(&r, AWSCURRENT), Some("v2"));
+    assert_eq!(holder(&r, AWSPREVIOUS), Some("v1"));
+    assert_eq!(holder(&r, AWSPENDING), Some("v2"));
+    store
+        .apply(mv(AWSPENDING, None, Some("v2")), t0())
+        .await
+        .unwrap();
+    assert_eq!(holder(&load(&*store, "s").await, AWSPENDING), None);
+    let e = store
+        .apply(mv("x", Some("v9"), None), t0())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+    assert_invariants(&load(&*store, "s").await);
+}
+
+/// Scheduled deletion refuses writes and hides from listings; restore undoes it;
+/// purge removes everything and frees the name.
+pub async fn deletion_lifecycle(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v1", "one", &[]))).await;
+    create(&*store, "other", None).await;
+    store
+        .apply(
+            Mutation::ScheduleDeletion {
+                secret: id,
+                deletion_date: t0() + Duration::days(7),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let r = load(&*store, "s").await;
+    assert_eq!(r.meta.deletion_date, Some(t0() + Duration::days(7)));
+    let e = put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    let listed: Vec<String> = store
+        .list(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|s| s.meta.name)
+        .collect();
+    assert_eq!(listed, ["other"]);
+    assert_eq!(store.list(true).await.unwrap().len(), 2);
+    store
+        .apply(Mutation::Restore { secret: id }, t0())
+        .await
+        .unwrap();
+    assert!(load(&*store, "s").await.meta.deletion_date.is_none());
+    put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap();
+    store
+        .apply(Mutation::Purge { secret: id }, t0())
+        .await
+        .unwrap();
+    assert!(
+        store
+            .load(&Lookup::Name("s".into()))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    create(&*store, "s", Some(version("v1", "again", &[]))).await;
+    assert_eq!(load(&*store, "s").await.versions[0].sealed, sealed("again"));
+}
+
+/// Past 100 versions, unlabeled versions older than 24 h are pruned, oldest first.
+pub async fn deprecated_versions_are_pruned(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v000", "0", &[]))).await;
+    for i in 1..105 {
+        put(
+            &*store,
+            id,
+            version(&format!("v{i:03}"), &i.to_string(), &[AWSCURRENT]),
+        )
+        .await
+        .unwrap();
+    }
+    // All young: nothing pruned yet.
+    assert_eq!(load(&*store, "s").await.versions.len(), 105);
+    let later = t0() + Duration::hours(25);
+    store
+        .apply(
+            Mutation::PutVersion {
+                secret: id,
+                version: version("v105", "105", &[AWSCURRENT]),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let r = load(&*store, "s").await;
+    assert_eq!(r.versions.len(), 100);
+    assert_eq!(r.versions[0].id, "v006");
+    assert_eq!(holder(&r, AWSCURRENT), Some("v105"));
+    assert_eq!(holder(&r, AWSPREVIOUS), Some("v104"));
+}
+
+/// Tags are added, replaced by key, and removed.
+pub async fn tags(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", None).await;
+    let tag = |k: &str, v: &str| Tag {
+        key: k.into(),
+        value: v.into(),
+    };
+    store
+        .apply(
+            Mutation::Tag {
+                secret: id,
+                tags: vec![tag("a", "1"), tag("b", "2")],
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .apply(
+            Mutation::Tag {
+                secret: id,
+                tags: vec![tag("a", "3")],
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        load(&*store, "s").await.meta.tags,
+        vec![tag("a", "3"), tag("b", "2")]
+    );
+    store
+        .apply(
+            Mutation::Untag {
+                secret: id,
+                keys: vec!["a".into()],
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(load(&*store, "s").await.meta.tags, vec![tag("b", "2")]);
+}
+
+/// Many concurrent writers: every acknowledged write is there, a failing write in the
+/// same batch does not disturb the others, and the label invariants hold.
+pub async fn concurrent_writes_group_commit(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v0", "0", &[]))).await;
+    let mut tasks = Vec::new();
+    for i in 1..=200 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            // Every tenth write reuses v0 with another value and must fail alone.
+            let v = if i % 10 == 0 {
+                version("v0", &format!("clash{i}"), &[AWSCURRENT])
+            } else {
+                version(&format!("v{i}"), &i.to_string(), &[AWSCURRENT])
+            };
+            (
+                i,
+                store
+                    .apply(
+                        Mutation::PutVersion {
+                            secret: id,
+                            version: v,
+                        },
+                        t0(),
+                    )
+                    .await,
+            )
+        }));
+    }
+    let mut ok = 0;
+    for t in tasks {
+        let (i, result) = t.await.expect("task runs");
+        match result {
+            Ok(_) => ok += 1,
+            Err(e) => assert!(
+                i % 10 == 0 && e.kind == ErrorKind::ResourceExists,
+                "write {i}: {e}"
+            ),
+        }
+    }
+    assert_eq!(ok, 180);
+    let r = load(&*store, "s").await;
+    assert_eq!(r.versions.len(), 181);
+    assert_eq!(r.versions[0].sealed, sealed("0"));
+    assert_invariants(&r);
+}
+
+/// Every check, by name, for backends' test files.
+pub const ALL: &[&str] = &[
+    "create_and_load",
+    "put_moves_labels",
+    "version_ids_are_immutable",
+    "create_is_idempotent_per_token",
+    "label_moves",
+    "deletion_lifecycle",
+    "deprecated_versions_are_pruned",
+    "tags",
+    "concurrent_writes_group_commit",
+];

@@ -1,0 +1,10 @@
+//! Schema migrations, embedded in the binary and applied in order on open.
+
+/// `(version, sql)` for SQLite, oldest first.
+pub(crate) const SQLITE: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/sqlite/0001_secrets.sql"))];
+
+/// `(version, sql)` for PostgreSQL, oldest first. Applied by the PostgreSQL backend.
+#[allow(dead_code)]
+pub(crate) const POSTGRES: &[(i64, &str)] =
+    &[(1, include_str!("../migrations/postgres/0001_secrets.sql"))];

@@ -1,0 +1,744 @@
+//! The embedded SQLite backend.
+//!
+//! WAL mode, `synchronous=FULL`, foreign keys on. Reads go through a small pool of
+//! connections. Writes go to one writer task that owns its own connection: it takes
+//! every mutation waiting in its queue (up to [`MAX_BATCH`]), applies each inside a
+//! savepoint of one `BEGIN IMMEDIATE` transaction, commits once, and only then
+//! answers each caller. One fsync then covers many writes (group commit), and a
+//! failed mutation rolls back to its savepoint without touching the others.
+
+use crate::{
+    BoxFuture, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary,
+    Store, StoredVersion, from_millis, millis,
+};
+use chrono::{DateTime, Utc};
+use rotor_core::label::{self, LabelBoard};
+use rotor_core::model::{SecretMeta, Tag};
+use rotor_core::{Error, Result};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{Connection as _, Row as _};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+/// Most mutations committed in one transaction.
+pub const MAX_BATCH: usize = 256;
+
+enum Job {
+    Apply {
+        mutation: Mutation,
+        now: DateTime<Utc>,
+        reply: oneshot::Sender<Result<Outcome>>,
+    },
+    Close(oneshot::Sender<()>),
+}
+
+/// A store in one SQLite database file.
+pub struct SqliteStore {
+    readers: SqlitePool,
+    writer: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore").finish_non_exhaustive()
+    }
+}
+
+/// Logs a database error and turns it into an internal error that says nothing about
+/// the data. A unique-constraint violation is the client's doing: `ResourceExists`.
+pub(crate) fn db_error(e: sqlx::Error) -> Error {
+    if let sqlx::Error::Database(d) = &e {
+        if d.is_unique_violation() {
+            return Error::exists("The resource already exists");
+        }
+    }
+    tracing::error!(error = %e, "database error");
+    Error::internal("The store failed to complete the request")
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database at `path` and applies migrations.
+    /// `durable` selects `synchronous=FULL`; an ephemeral dev store passes `false`.
+    pub async fn open(path: &Path, durable: bool) -> Result<Self> {
+        let options = SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(if durable {
+                SqliteSynchronous::Full
+            } else {
+                SqliteSynchronous::Off
+            })
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(10));
+        let mut writer = SqliteConnection::connect_with(&options)
+            .await
+            .map_err(db_error)?;
+        migrate(&mut writer).await?;
+        let readers = SqlitePoolOptions::new()
+            .max_connections(4)
+            .min_connections(1)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(db_error)?;
+        let (tx, rx) = mpsc::channel(4096);
+        tokio::spawn(writer_loop(writer, rx));
+        Ok(SqliteStore {
+            readers,
+            writer: tx,
+        })
+    }
+}
+
+async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
+    sqlx::raw_sql(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
+    )
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    for (version, sql) in crate::migrate::SQLITE {
+        let done: Option<i64> =
+            sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                .bind(version)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_error)?;
+        if done.is_some() {
+            continue;
+        }
+        let mut tx = conn.begin().await.map_err(db_error)?;
+        sqlx::raw_sql(*sql)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+            .bind(version)
+            .bind(millis(Utc::now()))
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+        tx.commit().await.map_err(db_error)?;
+        tracing::info!(version, "applied SQLite migration");
+    }
+    Ok(())
+}
+
+async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut batch = Vec::new();
+        let mut close = None;
+        let mut next = Some(first);
+        while let Some(job) = next.take() {
+            match job {
+                Job::Apply {
+                    mutation,
+                    now,
+                    reply,
+                } => batch.push((mutation, now, reply)),
+                Job::Close(done) => {
+                    close = Some(done);
+                    break;
+                }
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        if !batch.is_empty() {
+            run_batch(&mut conn, batch).await;
+        }
+        if let Some(done) = close {
+            let _ = conn.close().await;
+            let _ = done.send(());
+            return;
+        }
+    }
+}
+
+type Pending = (Mutation, DateTime<Utc>, oneshot::Sender<Result<Outcome>>);
+
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
+    if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
+        let err = db_error(e);
+        for (_, _, reply) in batch {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    let mut results = Vec::with_capacity(batch.len());
+    for (mutation, now, reply) in batch {
+        let result = apply_in_savepoint(conn, mutation, now).await;
+        results.push((reply, result));
+    }
+    if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        let err = db_error(e);
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        for (reply, _) in results {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    for (reply, result) in results {
+        let _ = reply.send(result);
+    }
+}
+
+async fn apply_in_savepoint(
+    conn: &mut SqliteConnection,
+    mutation: Mutation,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    sqlx::raw_sql("SAVEPOINT mutation")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let result = apply(conn, mutation, now).await;
+    if result.is_err() {
+        sqlx::raw_sql("ROLLBACK TO mutation")
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    sqlx::raw_sql("RELEASE mutation")
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    result
+}
+
+fn meta_from_row(row: &SqliteRow) -> Result<SecretMeta> {
+    let get_err = |e: sqlx::Error| db_error(e);
+    let tags: String = row.try_get("tags").map_err(get_err)?;
+    let tags: Vec<Tag> = serde_json::from_str(&tags)
+        .map_err(|_| Error::internal("stored tags are not valid JSON"))?;
+    Ok(SecretMeta {
+        id: row.try_get("id").map_err(get_err)?,
+        name: row.try_get("name").map_err(get_err)?,
+        arn: row.try_get("arn").map_err(get_err)?,
+        description: row.try_get("description").map_err(get_err)?,
+        kms_key_id: row.try_get("kms_key_id").map_err(get_err)?,
+        tags,
+        created: from_millis(row.try_get("created_at").map_err(get_err)?),
+        last_changed: from_millis(row.try_get("last_changed_at").map_err(get_err)?),
+        deletion_date: row
+            .try_get::<Option<i64>, _>("deletion_date")
+            .map_err(get_err)?
+            .map(from_millis),
+        deleted_date: row
+            .try_get::<Option<i64>, _>("deleted_date")
+            .map_err(get_err)?
+            .map(from_millis),
+    })
+}
+
+async fn meta_by_id(conn: &mut SqliteConnection, id: i64) -> Result<SecretMeta> {
+    let row = sqlx::query("SELECT * FROM secrets WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .ok_or_else(|| Error::not_found("Secrets Manager can't find the specified secret."))?;
+    meta_from_row(&row)
+}
+
+fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
+    if meta.is_deleted() {
+        return Err(Error::invalid_request(
+            "You can't perform this operation on the secret because it was marked for deletion.",
+        ));
+    }
+    Ok(())
+}
+
+/// The label board of a secret and each version's creation time.
+async fn board(
+    conn: &mut SqliteConnection,
+    secret: i64,
+) -> Result<(LabelBoard, Vec<(String, DateTime<Utc>)>)> {
+    let versions =
+        sqlx::query("SELECT version_id, created_at FROM versions WHERE secret_id = ? ORDER BY seq")
+            .bind(secret)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    let labels = sqlx::query("SELECT label, version_id FROM labels WHERE secret_id = ?")
+        .bind(secret)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    let mut by_version: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for row in &labels {
+        let label: String = row.try_get("label").map_err(db_error)?;
+        let version: String = row.try_get("version_id").map_err(db_error)?;
+        by_version.entry(version).or_default().push(label);
+    }
+    let mut order = Vec::with_capacity(versions.len());
+    for row in &versions {
+        let id: String = row.try_get("version_id").map_err(db_error)?;
+        let created: i64 = row.try_get("created_at").map_err(db_error)?;
+        order.push((id, from_millis(created)));
+    }
+    let board = LabelBoard::from_versions(
+        order
+            .iter()
+            .map(|(id, _)| (id.clone(), by_version.remove(id).unwrap_or_default())),
+    );
+    Ok((board, order))
+}
+
+/// Writes the label changes from `before` to `after`.
+async fn save_labels(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    before: &LabelBoard,
+    after: &LabelBoard,
+) -> Result<()> {
+    let holders = |b: &LabelBoard| -> BTreeMap<String, String> {
+        b.versions()
+            .flat_map(|(id, labels)| labels.iter().map(move |l| (l.clone(), id.to_string())))
+            .collect()
+    };
+    let (old, new) = (holders(before), holders(after));
+    for label in old.keys().filter(|l| !new.contains_key(*l)) {
+        sqlx::query("DELETE FROM labels WHERE secret_id = ? AND label = ?")
+            .bind(secret)
+            .bind(label)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    for (label, version) in new.iter().filter(|(l, v)| old.get(*l) != Some(*v)) {
+        sqlx::query(
+            "INSERT INTO labels (secret_id, label, version_id) VALUES (?, ?, ?)
+             ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id",
+        )
+        .bind(secret)
+        .bind(label)
+        .bind(version)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    }
+    Ok(())
+}
+
+async fn touch(conn: &mut SqliteConnection, secret: i64, now: DateTime<Utc>) -> Result<()> {
+    sqlx::query("UPDATE secrets SET last_changed_at = ? WHERE id = ?")
+        .bind(millis(now))
+        .bind(secret)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(())
+}
+
+async fn stored_digest(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    version: &str,
+) -> Result<Option<Vec<u8>>> {
+    sqlx::query_scalar("SELECT digest FROM versions WHERE secret_id = ? AND version_id = ?")
+        .bind(secret)
+        .bind(version)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)
+}
+
+async fn put_version(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    version: NewVersion,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    if let Some(digest) = stored_digest(conn, secret, &version.id).await? {
+        if digest == version.sealed.digest {
+            let (board, _) = board(conn, secret).await?;
+            return Ok(Outcome::Version {
+                labels: board.labels_of(&version.id),
+                replayed: true,
+            });
+        }
+        return Err(Error::exists(format!(
+            "A version with ClientRequestToken {} already exists with a different value; \
+             you can't modify an existing version, only create a new one",
+            version.id
+        )));
+    }
+    let (before, order) = board(conn, secret).await?;
+    let mut after = before.clone();
+    after.put_version(&version.id, &version.stages)?;
+    let seq: i64 =
+        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE secret_id = ?")
+            .bind(secret)
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    let SealedValue {
+        ciphertext,
+        wrapped_key,
+        algorithm,
+        key_id,
+        digest,
+    } = version.sealed;
+    sqlx::query(
+        "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(secret)
+    .bind(&version.id)
+    .bind(seq)
+    .bind(millis(now))
+    .bind(ciphertext)
+    .bind(wrapped_key)
+    .bind(algorithm)
+    .bind(key_id)
+    .bind(digest)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    save_labels(conn, secret, &before, &after).await?;
+    // Deprecated versions past the limit go, oldest first, never younger than 24 h.
+    let mut ages: Vec<(String, DateTime<Utc>, bool)> = order
+        .into_iter()
+        .map(|(id, created)| {
+            let labeled = !after.labels_of(&id).is_empty();
+            (id, created, labeled)
+        })
+        .collect();
+    ages.push((version.id.clone(), now, true));
+    for id in label::prunable(&ages, now) {
+        sqlx::query("DELETE FROM versions WHERE secret_id = ? AND version_id = ?")
+            .bind(secret)
+            .bind(&id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    touch(conn, secret, now).await?;
+    Ok(Outcome::Version {
+        labels: after.labels_of(&version.id),
+        replayed: false,
+    })
+}
+
+async fn apply(
+    conn: &mut SqliteConnection,
+    mutation: Mutation,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    match mutation {
+        Mutation::CreateSecret {
+            name,
+            arn,
+            description,
+            kms_key_id,
+            tags,
+            first_version,
+        } => {
+            let existing = sqlx::query("SELECT * FROM secrets WHERE name = ?")
+                .bind(&name)
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            if let Some(row) = existing {
+                let meta = meta_from_row(&row)?;
+                if meta.is_deleted() {
+                    return Err(Error::invalid_request(format!(
+                        "You can't create this secret because a secret with the name {name} is already scheduled for deletion."
+                    )));
+                }
+                if let Some(v) = &first_version {
+                    if stored_digest(conn, meta.id, &v.id).await?.as_ref() == Some(&v.sealed.digest)
+                    {
+                        return Ok(Outcome::Created {
+                            id: meta.id,
+                            arn: meta.arn,
+                            replayed: true,
+                        });
+                    }
+                }
+                return Err(Error::exists(format!(
+                    "The operation failed because the secret {name} already exists."
+                )));
+            }
+            let tags = serde_json::to_string(&tags)
+                .map_err(|_| Error::internal("tags could not be encoded"))?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO secrets (name, arn, description, kms_key_id, tags, created_at, last_changed_at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            )
+            .bind(&name)
+            .bind(&arn)
+            .bind(description)
+            .bind(kms_key_id)
+            .bind(tags)
+            .bind(millis(now))
+            .bind(millis(now))
+            .fetch_one(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            if let Some(version) = first_version {
+                put_version(conn, id, version, now).await?;
+            }
+            Ok(Outcome::Created {
+                id,
+                arn,
+                replayed: false,
+            })
+        }
+        Mutation::PutVersion { secret, version } => {
+            let meta = meta_by_id(conn, secret).await?;
+            refuse_if_deleted(&meta)?;
+            put_version(conn, secret, version, now).await
+        }
+        Mutation::UpdateMeta {
+            secret,
+            description,
+            kms_key_id,
+        } => {
+            let meta = meta_by_id(conn, secret).await?;
+            refuse_if_deleted(&meta)?;
+            sqlx::query(
+                "UPDATE secrets SET description = COALESCE(?, description),
+                 kms_key_id = COALESCE(?, kms_key_id), last_changed_at = ? WHERE id = ?",
+            )
+            .bind(description)
+            .bind(kms_key_id)
+            .bind(millis(now))
+            .bind(secret)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
+        Mutation::MoveLabel {
+            secret,
+            label,
+            move_to,
+            remove_from,
+        } => {
+            let meta = meta_by_id(conn, secret).await?;
+            refuse_if_deleted(&meta)?;
+            let (before, _) = board(conn, secret).await?;
+            let mut after = before.clone();
+            after.move_label(&label, move_to.as_deref(), remove_from.as_deref())?;
+            save_labels(conn, secret, &before, &after).await?;
+            touch(conn, secret, now).await?;
+            Ok(Outcome::Done)
+        }
+        Mutation::Tag { secret, tags } => {
+            let mut meta = meta_by_id(conn, secret).await?;
+            for tag in tags {
+                match meta.tags.iter_mut().find(|t| t.key == tag.key) {
+                    Some(t) => t.value = tag.value,
+                    None => meta.tags.push(tag),
+                }
+            }
+            if meta.tags.len() > rotor_core::model::MAX_TAGS {
+                return Err(Error::new(
+                    rotor_core::ErrorKind::LimitExceeded,
+                    format!(
+                        "A secret can have at most {} tags",
+                        rotor_core::model::MAX_TAGS
+                    ),
+                ));
+            }
+            save_tags(conn, &meta, now).await
+        }
+        Mutation::Untag { secret, keys } => {
+            let mut meta = meta_by_id(conn, secret).await?;
+            meta.tags.retain(|t| !keys.contains(&t.key));
+            save_tags(conn, &meta, now).await
+        }
+        Mutation::ScheduleDeletion {
+            secret,
+            deletion_date,
+        } => {
+            let meta = meta_by_id(conn, secret).await?;
+            refuse_if_deleted(&meta)?;
+            sqlx::query("UPDATE secrets SET deletion_date = ?, deleted_date = ? WHERE id = ?")
+                .bind(millis(deletion_date))
+                .bind(millis(now))
+                .bind(secret)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
+        Mutation::Restore { secret } => {
+            meta_by_id(conn, secret).await?;
+            sqlx::query(
+                "UPDATE secrets SET deletion_date = NULL, deleted_date = NULL, last_changed_at = ? WHERE id = ?",
+            )
+            .bind(millis(now))
+            .bind(secret)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
+        Mutation::Purge { secret } => {
+            meta_by_id(conn, secret).await?;
+            // Labels reference versions, versions reference the secret: delete in order
+            // so the result does not depend on cascade settings.
+            for sql in [
+                "DELETE FROM labels WHERE secret_id = ?",
+                "DELETE FROM versions WHERE secret_id = ?",
+                "DELETE FROM secrets WHERE id = ?",
+            ] {
+                sqlx::query(sql)
+                    .bind(secret)
+                    .execute(&mut *conn)
+                    .await
+                    .map_err(db_error)?;
+            }
+            Ok(Outcome::Done)
+        }
+    }
+}
+
+async fn save_tags(
+    conn: &mut SqliteConnection,
+    meta: &SecretMeta,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let tags = serde_json::to_string(&meta.tags)
+        .map_err(|_| Error::internal("tags could not be encoded"))?;
+    sqlx::query("UPDATE secrets SET tags = ?, last_changed_at = ? WHERE id = ?")
+        .bind(tags)
+        .bind(millis(now))
+        .bind(meta.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Outcome::Done)
+}
+
+impl SqliteStore {
+    async fn load_record(&self, lookup: &Lookup) -> Result<Option<SecretRecord>> {
+        let mut conn = self.readers.acquire().await.map_err(db_error)?;
+        let row = match lookup {
+            Lookup::Name(name) => sqlx::query("SELECT * FROM secrets WHERE name = ?").bind(name),
+            Lookup::Arn(arn) => sqlx::query("SELECT * FROM secrets WHERE arn = ?").bind(arn),
+        }
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        let Some(row) = row else { return Ok(None) };
+        let meta = meta_from_row(&row)?;
+        let rows = sqlx::query(
+            "SELECT v.version_id, v.created_at, v.ciphertext, v.wrapped_key, v.algorithm, v.key_id, v.digest,
+                    (SELECT group_concat(l.label, char(10)) FROM labels l
+                      WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id) AS labels
+             FROM versions v WHERE v.secret_id = ? ORDER BY v.seq",
+        )
+        .bind(meta.id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        let mut versions = Vec::with_capacity(rows.len());
+        for r in rows {
+            let labels: Option<String> = r.try_get("labels").map_err(db_error)?;
+            let mut labels: Vec<String> = labels
+                .map(|l| l.split('\n').map(str::to_string).collect())
+                .unwrap_or_default();
+            labels.sort();
+            versions.push(StoredVersion {
+                id: r.try_get("version_id").map_err(db_error)?,
+                labels,
+                created: from_millis(r.try_get("created_at").map_err(db_error)?),
+                sealed: SealedValue {
+                    ciphertext: r.try_get("ciphertext").map_err(db_error)?,
+                    wrapped_key: r.try_get("wrapped_key").map_err(db_error)?,
+                    algorithm: r.try_get("algorithm").map_err(db_error)?,
+                    key_id: r.try_get("key_id").map_err(db_error)?,
+                    digest: r.try_get("digest").map_err(db_error)?,
+                },
+            });
+        }
+        Ok(Some(SecretRecord { meta, versions }))
+    }
+
+    async fn list_summaries(&self, include_deleted: bool) -> Result<Vec<SecretSummary>> {
+        let mut conn = self.readers.acquire().await.map_err(db_error)?;
+        let rows = if include_deleted {
+            sqlx::query("SELECT * FROM secrets ORDER BY created_at, id")
+        } else {
+            sqlx::query("SELECT * FROM secrets WHERE deletion_date IS NULL ORDER BY created_at, id")
+        }
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        let labels = sqlx::query("SELECT secret_id, version_id, label FROM labels ORDER BY label")
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+        let mut stages: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for r in labels {
+            let secret: i64 = r.try_get("secret_id").map_err(db_error)?;
+            let version: String = r.try_get("version_id").map_err(db_error)?;
+            let label: String = r.try_get("label").map_err(db_error)?;
+            stages
+                .entry(secret)
+                .or_default()
+                .entry(version)
+                .or_default()
+                .push(label);
+        }
+        rows.iter()
+            .map(|row| {
+                let meta = meta_from_row(row)?;
+                let stages = stages
+                    .remove(&meta.id)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .collect();
+                Ok(SecretSummary { meta, stages })
+            })
+            .collect()
+    }
+}
+
+impl Store for SqliteStore {
+    fn load<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Option<SecretRecord>>> {
+        Box::pin(self.load_record(lookup))
+    }
+
+    fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {
+        Box::pin(self.list_summaries(include_deleted))
+    }
+
+    fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>> {
+        Box::pin(async move {
+            let (reply, answer) = oneshot::channel();
+            self.writer
+                .send(Job::Apply {
+                    mutation,
+                    now,
+                    reply,
+                })
+                .await
+                .map_err(|_| Error::internal("The store is shutting down"))?;
+            answer
+                .await
+                .map_err(|_| Error::internal("The store is shutting down"))?
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let (done, wait) = oneshot::channel();
+            if self.writer.send(Job::Close(done)).await.is_ok() {
+                let _ = wait.await;
+            }
+            self.readers.close().await;
+        })
+    }
+}
