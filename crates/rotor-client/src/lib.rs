@@ -1,1 +1,344 @@
-//! placeholder
+//! A client for Rotor's native `/v1` API.
+//!
+//! Each method maps to one route and returns the JSON document the server sends; errors
+//! carry the server's typed error (`ResourceNotFoundException`, ...) and HTTP status.
+//! The AWS-compatible API is meant to be used through an AWS SDK instead.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), rotor_client::ClientError> {
+//! let client = rotor_client::Client::new("http://127.0.0.1:8200", "root-token")?;
+//! let v = client.get_value("/dba/mongo/password", None, Some("current")).await?;
+//! println!("{}", v["version_id"]);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+
+const NAME: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
+
+/// A request failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClientError {
+    /// The server answered with an error.
+    #[error("{kind}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// Error type, e.g. `ResourceNotFoundException`.
+        kind: String,
+        /// Message.
+        message: String,
+    },
+    /// The server could not be reached or answered something unreadable.
+    #[error("cannot reach Rotor at {addr}: {reason}")]
+    Transport {
+        /// The address.
+        addr: String,
+        /// Why.
+        reason: String,
+    },
+    /// The client was configured wrongly.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// A connection to one Rotor server.
+pub struct Client {
+    http: reqwest::Client,
+    addr: String,
+    token: SecretString,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("addr", &self.addr)
+            .field("token", &"[redacted]")
+            .finish()
+    }
+}
+
+/// A value to store: text or bytes.
+#[derive(Clone)]
+pub enum NewValue {
+    /// Text.
+    Text(SecretString),
+    /// Bytes.
+    Bytes(Vec<u8>),
+}
+
+impl std::fmt::Debug for NewValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[redacted]")
+    }
+}
+
+fn value_fields(body: &mut Value, value: &NewValue) {
+    use base64::Engine as _;
+    match value {
+        NewValue::Text(s) => body["value"] = json!(s.expose_secret()),
+        NewValue::Bytes(b) => {
+            body["value_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(b))
+        }
+    }
+}
+
+impl Client {
+    /// A client for the server at `addr` (e.g. `http://127.0.0.1:8200`) using `token`.
+    pub fn new(addr: &str, token: &str) -> Result<Self, ClientError> {
+        if !(addr.starts_with("http://") || addr.starts_with("https://")) {
+            return Err(ClientError::Config(format!(
+                "ROTOR_ADDR must start with http:// or https://, got {addr:?}"
+            )));
+        }
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|e| ClientError::Config(format!("HTTP client: {e}")))?;
+        Ok(Client {
+            http,
+            addr: addr.trim_end_matches('/').to_string(),
+            token: SecretString::from(token),
+        })
+    }
+
+    fn url(&self, resource: &str, name: Option<&str>) -> String {
+        match name {
+            Some(n) => format!(
+                "{}/v1/{resource}/{}",
+                self.addr,
+                utf8_percent_encode(n, NAME)
+            ),
+            None => format!("{}/v1/{resource}", self.addr),
+        }
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        url: String,
+        query: &[(&str, String)],
+        body: Option<Value>,
+    ) -> Result<Value, ClientError> {
+        let mut req = self
+            .http
+            .request(method, &url)
+            .bearer_auth(self.token.expose_secret())
+            .query(query);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let transport = |e: reqwest::Error| ClientError::Transport {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
+        };
+        let resp = req.send().await.map_err(transport)?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(transport)?;
+        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        if status.is_success() {
+            return Ok(doc);
+        }
+        let kind = doc["error"]["type"].as_str().unwrap_or(match status {
+            StatusCode::UNAUTHORIZED => "UnauthenticatedException",
+            _ => "HttpError",
+        });
+        let message = doc["error"]["message"]
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("HTTP {status}"));
+        Err(ClientError::Api {
+            status: status.as_u16(),
+            kind: kind.to_string(),
+            message,
+        })
+    }
+
+    /// Creates a secret, optionally with a first value, description, tags and version id.
+    pub async fn create(
+        &self,
+        name: &str,
+        value: Option<&NewValue>,
+        description: Option<&str>,
+        tags: &[(String, String)],
+        version_id: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"name": name, "description": description, "version_id": version_id});
+        body["tags"] = tags
+            .iter()
+            .map(|(k, v)| (k.clone(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+        if let Some(v) = value {
+            value_fields(&mut body, v);
+        }
+        self.call(Method::POST, self.url("secrets", None), &[], Some(body))
+            .await
+    }
+
+    /// Puts a new version.
+    pub async fn put(
+        &self,
+        name: &str,
+        value: &NewValue,
+        version_id: Option<&str>,
+        stages: &[String],
+    ) -> Result<Value, ClientError> {
+        let mut body = json!({"version_id": version_id});
+        if !stages.is_empty() {
+            body["stages"] = json!(stages);
+        }
+        value_fields(&mut body, value);
+        self.call(
+            Method::PUT,
+            self.url("secrets", Some(name)),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// Reads a version's value: by id, by label (aliases allowed), or AWSCURRENT.
+    pub async fn get_value(
+        &self,
+        name: &str,
+        version_id: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let mut q = Vec::new();
+        if let Some(v) = version_id {
+            q.push(("version_id", v.to_string()));
+        }
+        if let Some(s) = stage {
+            q.push(("stage", s.to_string()));
+        }
+        self.call(Method::GET, self.url("secrets", Some(name)), &q, None)
+            .await
+    }
+
+    /// Describes a secret.
+    pub async fn describe(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.url("metadata", Some(name)), &[], None)
+            .await
+    }
+
+    /// Lists secrets, following pages to the end.
+    pub async fn list(
+        &self,
+        prefix: Option<&str>,
+        include_deleted: bool,
+    ) -> Result<Vec<Value>, ClientError> {
+        let mut out = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut q = vec![("include_deleted", include_deleted.to_string())];
+            if let Some(p) = prefix {
+                q.push(("prefix", p.to_string()));
+            }
+            if let Some(n) = &next {
+                q.push(("next_token", n.clone()));
+            }
+            let page = self
+                .call(Method::GET, self.url("secrets", None), &q, None)
+                .await?;
+            out.extend(page["secrets"].as_array().cloned().unwrap_or_default());
+            match page["next_token"].as_str() {
+                Some(n) => next = Some(n.to_string()),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// Lists versions.
+    pub async fn versions(
+        &self,
+        name: &str,
+        include_deprecated: bool,
+    ) -> Result<Value, ClientError> {
+        self.call(
+            Method::GET,
+            self.url("versions", Some(name)),
+            &[("include_deprecated", include_deprecated.to_string())],
+            None,
+        )
+        .await
+    }
+
+    /// Moves or removes a staging label.
+    pub async fn stage(
+        &self,
+        name: &str,
+        stage: &str,
+        move_to: Option<&str>,
+        remove_from: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = json!({"stage": stage, "move_to": move_to, "remove_from": remove_from});
+        self.call(
+            Method::POST,
+            self.url("stages", Some(name)),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// Deletes a secret (scheduled, or at once with `force`).
+    pub async fn delete(
+        &self,
+        name: &str,
+        recovery_window_days: Option<i64>,
+        force: bool,
+    ) -> Result<Value, ClientError> {
+        let mut q = vec![("force", force.to_string())];
+        if let Some(d) = recovery_window_days {
+            q.push(("recovery_window_days", d.to_string()));
+        }
+        self.call(Method::DELETE, self.url("secrets", Some(name)), &q, None)
+            .await
+    }
+
+    /// Cancels a scheduled deletion.
+    pub async fn restore(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(Method::POST, self.url("restore", Some(name)), &[], None)
+            .await
+    }
+
+    /// Adds tags.
+    pub async fn tag(&self, name: &str, tags: &[(String, String)]) -> Result<Value, ClientError> {
+        let tags: serde_json::Map<String, Value> =
+            tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
+        self.call(
+            Method::POST,
+            self.url("tags", Some(name)),
+            &[],
+            Some(json!({"tags": tags})),
+        )
+        .await
+    }
+
+    /// Removes tags.
+    pub async fn untag(&self, name: &str, keys: &[String]) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.url("tags", Some(name)),
+            &[("keys", keys.join(","))],
+            None,
+        )
+        .await
+    }
+
+    /// Generates a random password; `options` uses the native API's field names.
+    pub async fn password(&self, options: Value) -> Result<Value, ClientError> {
+        self.call(Method::POST, self.url("password", None), &[], Some(options))
+            .await
+    }
+}

@@ -47,6 +47,13 @@ impl SecretValue {
         Ok(v)
     }
 
+    /// A text value already held as a `SecretString`, checked against the size limit.
+    pub fn from_secret_string(s: SecretString) -> Result<Self> {
+        let v = SecretValue::String(s);
+        v.check_len()?;
+        Ok(v)
+    }
+
     /// A binary value, checked against the size limit.
     pub fn binary(b: Vec<u8>) -> Result<Self> {
         let v = SecretValue::Binary(SecretBox::new(Box::new(b)));

@@ -1,7 +1,9 @@
 //! Sealing and opening version values.
 
 use crate::master::MasterKey;
-use aws_lc_rs::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM, AES_256_GCM_SIV, NONCE_LEN};
+use aws_lc_rs::aead::{
+    AES_256_GCM, AES_256_GCM_SIV, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey,
+};
 use aws_lc_rs::hmac;
 use zeroize::Zeroizing;
 
@@ -142,7 +144,12 @@ impl Envelope {
     }
 
     /// Encrypts `plaintext` for version `version_id` of the secret `arn`.
-    pub fn seal(&self, arn: &str, version_id: &str, plaintext: &[u8]) -> Result<Sealed, EncryptError> {
+    pub fn seal(
+        &self,
+        arn: &str,
+        version_id: &str,
+        plaintext: &[u8],
+    ) -> Result<Sealed, EncryptError> {
         let mut data_key = Zeroizing::new([0u8; 32]);
         aws_lc_rs::rand::fill(&mut data_key[..]).map_err(|_| EncryptError::Crypto)?;
         let bound = aad(arn, version_id, ALGORITHM, self.master.id());
@@ -203,7 +210,10 @@ mod tests {
         assert!(env.open("arn:other", "v1", &sealed).is_err());
         let mut flipped = sealed.clone();
         flipped.ciphertext[20] ^= 1;
-        assert!(matches!(env.open(ARN, "v1", &flipped), Err(DecryptError::Tampered)));
+        assert!(matches!(
+            env.open(ARN, "v1", &flipped),
+            Err(DecryptError::Tampered)
+        ));
     }
 
     #[test]
@@ -221,7 +231,10 @@ mod tests {
         let a = Envelope::new(MasterKey::generate());
         let b = Envelope::new(MasterKey::generate());
         let sealed = a.seal(ARN, "v1", b"value").unwrap();
-        assert!(matches!(b.open(ARN, "v1", &sealed), Err(DecryptError::UnknownKey(_))));
+        assert!(matches!(
+            b.open(ARN, "v1", &sealed),
+            Err(DecryptError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -46,7 +46,10 @@ pub enum MasterKeyError {
 impl MasterKey {
     /// A key from 32 raw bytes.
     pub fn from_bytes(bytes: [u8; 32]) -> Self {
-        let d = digest::digest(&digest::SHA256, &[b"rotor master key id\0".as_slice(), &bytes].concat());
+        let d = digest::digest(
+            &digest::SHA256,
+            &[b"rotor master key id\0".as_slice(), &bytes].concat(),
+        );
         MasterKey {
             id: format!("mk-{}", hex::encode(&d.as_ref()[..8])),
             bytes: Zeroizing::new(bytes),
@@ -104,12 +107,13 @@ impl MasterKey {
 
     /// Reads an existing key file.
     pub fn load(path: &Path) -> Result<Self, MasterKeyError> {
-        let text = Zeroizing::new(std::fs::read_to_string(path).map_err(|source| {
-            MasterKeyError::Io {
-                path: path.display().to_string(),
-                source,
-            }
-        })?);
+        let text =
+            Zeroizing::new(
+                std::fs::read_to_string(path).map_err(|source| MasterKeyError::Io {
+                    path: path.display().to_string(),
+                    source,
+                })?,
+            );
         Self::from_base64(&text)
     }
 

@@ -36,7 +36,9 @@ pub fn token(prefix: &str) -> String {
 /// An AWS-style access key id (`AKIA` + 16 upper-case alphanumerics).
 pub fn access_key_id() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
-    let id: String = (0..16).map(|_| ALPHABET[below(ALPHABET.len())] as char).collect();
+    let id: String = (0..16)
+        .map(|_| ALPHABET[below(ALPHABET.len())] as char)
+        .collect();
     format!("AKIA{id}")
 }
 

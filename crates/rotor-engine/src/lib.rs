@@ -1,1 +1,31 @@
-//! placeholder
+//! Rotor's secret service: the AWS Secrets Manager operations, over a [`Store`] and
+//! envelope encryption.
+//!
+//! Routers call [`SecretService`] with domain requests and get domain results; the
+//! service holds no HTTP types. It resolves a `SecretId` (name, full ARN or partial
+//! ARN), seals values before they reach the store and opens them on the way out, and
+//! keeps a read cache of sealed records (never plaintext) that every write through it
+//! invalidates.
+//!
+//! ```no_run
+//! # async fn demo() -> rotor_core::Result<()> {
+//! use rotor_engine::{SecretService, CreateSecret};
+//! use rotor_core::value::SecretValue;
+//! let service = SecretService::open_ephemeral("123456789012").await?;
+//! service.create(CreateSecret {
+//!     name: "prod/db".into(),
+//!     region: "us-east-1".into(),
+//!     value: Some(SecretValue::string("s3cr3t".into())?),
+//!     ..Default::default()
+//! }).await?;
+//! let v = service.get_value("prod/db", None, None).await?;
+//! assert_eq!(v.stages, vec!["AWSCURRENT".to_string()]);
+//! # Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cache;
+mod service;
+
+pub use service::*;

@@ -46,9 +46,7 @@ pub enum SigV4Error {
     #[error("IncompleteSignatureException: {0}")]
     Incomplete(String),
     /// The access key id is not known.
-    #[error(
-        "UnrecognizedClientException: The security token included in the request is invalid."
-    )]
+    #[error("UnrecognizedClientException: The security token included in the request is invalid.")]
     UnknownKey,
     /// The signature does not match, or the request is too old or too new.
     #[error("InvalidSignatureException: {0}")]
@@ -56,6 +54,15 @@ pub enum SigV4Error {
 }
 
 impl SigV4Error {
+    /// The message to send, without the exception name.
+    pub fn message(&self) -> String {
+        let text = self.to_string();
+        match text.split_once(": ") {
+            Some((_, message)) => message.to_string(),
+            None => text,
+        }
+    }
+
     /// The AWS exception name.
     pub fn aws_type(&self) -> &'static str {
         match self {
@@ -338,9 +345,22 @@ mod tests {
         let mut headers = vec![
             ("host".to_string(), "localhost:1".to_string()),
             ("x-amz-date".to_string(), date.to_string()),
-            ("content-type".to_string(), "application/x-amz-json-1.1".to_string()),
+            (
+                "content-type".to_string(),
+                "application/x-amz-json-1.1".to_string(),
+            ),
         ];
-        let auth = sign("POST", "/", "", &headers, &body, "AK", secret, "eu-west-1", "secretsmanager");
+        let auth = sign(
+            "POST",
+            "/",
+            "",
+            &headers,
+            &body,
+            "AK",
+            secret,
+            "eu-west-1",
+            "secretsmanager",
+        );
         headers.push(("authorization".into(), auth));
         let map = headers
             .iter()
@@ -356,7 +376,13 @@ mod tests {
     #[test]
     fn a_signed_request_verifies_and_a_tampered_one_does_not() {
         let (headers, body) = request("S3CRET", "20261121T100000Z");
-        let req = SignedRequest { method: "POST", path: "/", query: "", headers: &headers, body: &body };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: &body,
+        };
         let ok = verify(&req, at("2026-11-21T10:05:00Z"), |_| Some("S3CRET".into())).unwrap();
         assert_eq!(ok.region, "eu-west-1");
         assert_eq!(ok.access_key_id, "AK");
@@ -364,9 +390,14 @@ mod tests {
         let wrong_key = verify(&req, at("2026-11-21T10:05:00Z"), |_| Some("OTHER".into()));
         assert!(matches!(wrong_key, Err(SigV4Error::Mismatch(_))));
 
-        let tampered = SignedRequest { body: br#"{"Name":"y"}"#, ..req };
+        let tampered = SignedRequest {
+            body: br#"{"Name":"y"}"#,
+            ..req
+        };
         assert!(matches!(
-            verify(&tampered, at("2026-11-21T10:05:00Z"), |_| Some("S3CRET".into())),
+            verify(&tampered, at("2026-11-21T10:05:00Z"), |_| Some(
+                "S3CRET".into()
+            )),
             Err(SigV4Error::Mismatch(_))
         ));
     }
@@ -374,7 +405,13 @@ mod tests {
     #[test]
     fn stale_unknown_and_missing_are_told_apart() {
         let (headers, body) = request("S3CRET", "20261121T100000Z");
-        let req = SignedRequest { method: "POST", path: "/", query: "", headers: &headers, body: &body };
+        let req = SignedRequest {
+            method: "POST",
+            path: "/",
+            query: "",
+            headers: &headers,
+            body: &body,
+        };
         let stale = verify(&req, at("2026-11-21T10:30:00Z"), |_| Some("S3CRET".into()));
         assert!(matches!(stale, Err(SigV4Error::Mismatch(m)) if m.contains("expired")));
         assert_eq!(
@@ -382,7 +419,13 @@ mod tests {
             Err(SigV4Error::UnknownKey)
         );
         let empty = HeaderMap::new();
-        let bare = SignedRequest { headers: &empty, ..req };
-        assert_eq!(verify(&bare, Utc::now(), |_| None), Err(SigV4Error::Missing));
+        let bare = SignedRequest {
+            headers: &empty,
+            ..req
+        };
+        assert_eq!(
+            verify(&bare, Utc::now(), |_| None),
+            Err(SigV4Error::Missing)
+        );
     }
 }

@@ -1,1 +1,35 @@
-fn main() {}
+//! `rotor`: the server and the command-line client.
+//!
+//! Exit codes: 0 success; 1 the operation failed (the server refused it, or it could
+//! not be reached, or the server could not start); 2 the command line was wrong.
+
+mod cli;
+mod commands;
+mod output;
+mod server;
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn run() -> anyhow::Result<ExitCode> {
+    let cli = <cli::Cli as clap::Parser>::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            cli::Command::Server(args) => server::run(*args).await,
+            cli::Command::Secret(cmd) => commands::secret(&cli.global, cmd).await,
+            cli::Command::Password(args) => commands::password(&cli.global, args).await,
+        }
+    })
+}

@@ -1,0 +1,736 @@
+//! The secret operations.
+
+use crate::cache::ReadCache;
+use chrono::{DateTime, Duration, Utc};
+use rotor_core::clock::{Clock, SystemClock};
+use rotor_core::filter::{self, Filter};
+use rotor_core::label::{self, AWSCURRENT};
+use rotor_core::model::{self, SecretMeta, Tag, VersionMeta};
+use rotor_core::name::{self, SecretRef};
+use rotor_core::password::PasswordSpec;
+use rotor_core::value::SecretValue;
+use rotor_core::{Error, ErrorKind, Result};
+use rotor_crypto::{Envelope, MasterKey, Sealed};
+use rotor_store::sqlite::SqliteStore;
+use rotor_store::{
+    Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary, Store,
+};
+use std::sync::Arc;
+
+/// The default account id in ARNs: the AWS documentation's example account.
+pub const DEFAULT_ACCOUNT_ID: &str = "123456789012";
+/// Default recovery window of `DeleteSecret`.
+pub const DEFAULT_RECOVERY_DAYS: i64 = 30;
+
+/// `CreateSecret`.
+#[derive(Debug, Default)]
+pub struct CreateSecret {
+    /// Name.
+    pub name: String,
+    /// Region for the ARN (from the request's SigV4 scope).
+    pub region: String,
+    /// `ClientRequestToken`: the first version's id. Generated when absent.
+    pub token: Option<String>,
+    /// Description.
+    pub description: Option<String>,
+    /// KMS key id, kept and echoed.
+    pub kms_key_id: Option<String>,
+    /// First value; none creates a secret without versions.
+    pub value: Option<SecretValue>,
+    /// Tags.
+    pub tags: Vec<Tag>,
+}
+
+/// The answer to a create.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Created {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// The first version's id, when a value was given.
+    pub version_id: Option<String>,
+}
+
+/// `PutSecretValue`.
+#[derive(Debug)]
+pub struct PutValue {
+    /// Which secret.
+    pub secret_id: String,
+    /// Version id; generated when absent.
+    pub token: Option<String>,
+    /// The value.
+    pub value: SecretValue,
+    /// Labels for the new version; `AWSCURRENT` when absent.
+    pub stages: Option<Vec<String>>,
+}
+
+/// The answer to a put.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutResult {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// The version's id.
+    pub version_id: String,
+    /// Its labels.
+    pub stages: Vec<String>,
+}
+
+/// A version's value, as `GetSecretValue` returns it.
+#[derive(Debug)]
+pub struct VersionValue {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// Version id.
+    pub version_id: String,
+    /// The value.
+    pub value: SecretValue,
+    /// Labels.
+    pub stages: Vec<String>,
+    /// When the version was created.
+    pub created: DateTime<Utc>,
+}
+
+/// `DescribeSecret`.
+#[derive(Debug, Clone)]
+pub struct Description {
+    /// Metadata.
+    pub meta: SecretMeta,
+    /// Each labeled version and its labels.
+    pub versions_to_stages: Vec<(String, Vec<String>)>,
+}
+
+/// Sort order of listings.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortOrder {
+    /// Oldest first.
+    #[default]
+    Asc,
+    /// Newest first.
+    Desc,
+}
+
+/// What listings are sorted by.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SortBy {
+    /// Creation date.
+    #[default]
+    CreatedDate,
+    /// Last change.
+    LastChangedDate,
+    /// Name.
+    Name,
+}
+
+/// `ListSecrets`.
+#[derive(Debug, Clone, Default)]
+pub struct ListSecrets {
+    /// Include secrets scheduled for deletion.
+    pub include_planned_deletion: bool,
+    /// Filters, all of which must match.
+    pub filters: Vec<Filter>,
+    /// Order.
+    pub sort_order: SortOrder,
+    /// Sort key.
+    pub sort_by: SortBy,
+}
+
+/// `DeleteSecret`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Deleted {
+    /// ARN.
+    pub arn: String,
+    /// Name.
+    pub name: String,
+    /// When it is (or was) removed for good.
+    pub deletion_date: DateTime<Utc>,
+}
+
+/// One failed entry of `BatchGetSecretValue`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BatchError {
+    /// The id as given.
+    pub secret_id: String,
+    /// What went wrong.
+    pub error: Error,
+}
+
+/// The secret service.
+pub struct SecretService {
+    store: Arc<dyn Store>,
+    envelope: Envelope,
+    clock: Arc<dyn Clock>,
+    account_id: String,
+    cache: ReadCache,
+    // Keeps an ephemeral store's directory alive as long as the service.
+    _scratch: Option<tempfile::TempDir>,
+}
+
+impl std::fmt::Debug for SecretService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretService")
+            .field("account_id", &self.account_id)
+            .field("envelope", &self.envelope)
+            .finish_non_exhaustive()
+    }
+}
+
+fn not_found() -> Error {
+    Error::not_found("Secrets Manager can't find the specified secret.")
+}
+
+fn marked_for_deletion() -> Error {
+    Error::invalid_request(
+        "You can't perform this operation on the secret because it was marked for deletion.",
+    )
+}
+
+fn sealed_value(s: &SealedValue) -> Sealed {
+    Sealed {
+        ciphertext: s.ciphertext.clone(),
+        wrapped_key: s.wrapped_key.clone(),
+        algorithm: s.algorithm.clone(),
+        key_id: s.key_id.clone(),
+    }
+}
+
+impl SecretService {
+    /// A service over `store`, sealing with `master`.
+    pub fn new(
+        store: Arc<dyn Store>,
+        master: MasterKey,
+        clock: Arc<dyn Clock>,
+        account_id: &str,
+    ) -> Self {
+        SecretService {
+            store,
+            envelope: Envelope::new(master),
+            clock,
+            account_id: account_id.to_string(),
+            cache: ReadCache::default(),
+            _scratch: None,
+        }
+    }
+
+    /// A throw-away service: a SQLite store in a temporary directory removed on drop,
+    /// without fsync, and a random master key. For `--dev` and tests.
+    pub async fn open_ephemeral(account_id: &str) -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("temp dir: {e}")))?;
+        let store = SqliteStore::open(&dir.path().join("rotor-dev.db"), false).await?;
+        let mut service = Self::new(
+            Arc::new(store),
+            MasterKey::generate(),
+            Arc::new(SystemClock),
+            account_id,
+        );
+        service._scratch = Some(dir);
+        Ok(service)
+    }
+
+    /// The account id used in ARNs.
+    pub fn account_id(&self) -> &str {
+        &self.account_id
+    }
+
+    /// The current time by this service's clock.
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Commits pending writes and closes the store.
+    pub async fn close(&self) {
+        self.store.close().await;
+    }
+
+    async fn load(&self, key: Lookup) -> Result<Option<Arc<SecretRecord>>> {
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(Some(hit));
+        }
+        let epoch = self.cache.epoch();
+        let Some(record) = self.store.load(&key).await? else {
+            return Ok(None);
+        };
+        let record = Arc::new(record);
+        self.cache.insert(key, record.clone(), epoch);
+        Ok(Some(record))
+    }
+
+    /// Finds a secret by name, full ARN or partial ARN (the ARN without its
+    /// six-character suffix).
+    pub async fn resolve(&self, secret_id: &str) -> Result<Arc<SecretRecord>> {
+        match SecretRef::parse(secret_id)? {
+            SecretRef::Name(name) => self
+                .load(Lookup::Name(name.to_string()))
+                .await?
+                .ok_or_else(not_found),
+            SecretRef::Arn { full, resource } => {
+                if let Some(r) = self.load(Lookup::Arn(full.to_string())).await? {
+                    return Ok(r);
+                }
+                let r = self
+                    .load(Lookup::Name(resource.to_string()))
+                    .await?
+                    .ok_or_else(not_found)?;
+                let partial_of_it =
+                    r.meta.arn.len() == full.len() + 7 && r.meta.arn.starts_with(full);
+                if partial_of_it {
+                    Ok(r)
+                } else {
+                    Err(not_found())
+                }
+            }
+        }
+    }
+
+    async fn resolve_live(&self, secret_id: &str) -> Result<Arc<SecretRecord>> {
+        let r = self.resolve(secret_id).await?;
+        if r.meta.is_deleted() {
+            return Err(marked_for_deletion());
+        }
+        Ok(r)
+    }
+
+    async fn apply(&self, record: &SecretRecord, mutation: Mutation) -> Result<Outcome> {
+        let result = self.store.apply(mutation, self.clock.now()).await;
+        self.cache.invalidate(&record.meta.name, &record.meta.arn);
+        result
+    }
+
+    fn new_version(
+        &self,
+        arn: &str,
+        token: Option<String>,
+        value: &SecretValue,
+        stages: Vec<String>,
+    ) -> Result<NewVersion> {
+        let id = token.unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        name::validate_version_id(&id)?;
+        let plain = value.to_tagged_bytes();
+        let sealed = self
+            .envelope
+            .seal(arn, &id, &plain)
+            .map_err(|_| Error::internal("encryption failed"))?;
+        Ok(NewVersion {
+            id,
+            stages,
+            sealed: SealedValue {
+                ciphertext: sealed.ciphertext,
+                wrapped_key: sealed.wrapped_key,
+                algorithm: sealed.algorithm,
+                key_id: sealed.key_id,
+                digest: self.envelope.value_digest(&plain),
+            },
+        })
+    }
+
+    /// `CreateSecret`.
+    pub async fn create(&self, req: CreateSecret) -> Result<Created> {
+        name::validate_name(&req.name)?;
+        model::validate_tags(&req.tags)?;
+        if req.tags.len() > model::MAX_TAGS {
+            return Err(Error::validation(format!(
+                "A secret can have at most {} tags",
+                model::MAX_TAGS
+            )));
+        }
+        if req.description.as_ref().is_some_and(|d| d.len() > 2048) {
+            return Err(Error::validation(
+                "Description must be at most 2048 characters long",
+            ));
+        }
+        let suffix = name::arn_suffix(rotor_crypto::random::bytes::<6>());
+        let arn = name::arn(&req.region, &self.account_id, &req.name, &suffix);
+        let first_version = match &req.value {
+            Some(v) => {
+                Some(self.new_version(&arn, req.token.clone(), v, vec![AWSCURRENT.to_string()])?)
+            }
+            None => None,
+        };
+        let version_id = first_version.as_ref().map(|v| v.id.clone());
+        let mutation = Mutation::CreateSecret {
+            name: req.name.clone(),
+            arn,
+            description: req.description,
+            kms_key_id: req.kms_key_id,
+            tags: req.tags,
+            first_version,
+        };
+        let out = self.store.apply(mutation, self.clock.now()).await;
+        let out = out?;
+        let Outcome::Created { arn, .. } = out else {
+            return Err(Error::internal(
+                "store answered a create with something else",
+            ));
+        };
+        self.cache.invalidate(&req.name, &arn);
+        Ok(Created {
+            arn,
+            name: req.name,
+            version_id,
+        })
+    }
+
+    /// `PutSecretValue`.
+    pub async fn put_value(&self, req: PutValue) -> Result<PutResult> {
+        let record = self.resolve_live(&req.secret_id).await?;
+        let stages = match req.stages {
+            Some(s) if s.is_empty() => {
+                return Err(Error::validation("VersionStages must hold 1 to 20 labels"));
+            }
+            Some(s) => s,
+            None => vec![AWSCURRENT.to_string()],
+        };
+        let version = self.new_version(&record.meta.arn, req.token, &req.value, stages)?;
+        let version_id = version.id.clone();
+        let out = self
+            .apply(
+                &record,
+                Mutation::PutVersion {
+                    secret: record.meta.id,
+                    version,
+                },
+            )
+            .await?;
+        let stages = match out {
+            Outcome::Version { labels, .. } => labels,
+            _ => Vec::new(),
+        };
+        Ok(PutResult {
+            arn: record.meta.arn.clone(),
+            name: record.meta.name.clone(),
+            version_id,
+            stages,
+        })
+    }
+
+    /// `GetSecretValue`: by version id, by label (default `AWSCURRENT`), or both,
+    /// which must then name the same version.
+    pub async fn get_value(
+        &self,
+        secret_id: &str,
+        version_id: Option<&str>,
+        stage: Option<&str>,
+    ) -> Result<VersionValue> {
+        let record = self.resolve_live(secret_id).await?;
+        let stage = match (version_id, stage) {
+            (None, None) => Some(AWSCURRENT),
+            (_, s) => s,
+        };
+        let version = record
+            .versions
+            .iter()
+            .find(|v| {
+                version_id.is_none_or(|id| v.id == id)
+                    && stage.is_none_or(|s| v.labels.iter().any(|l| l == s))
+            })
+            .ok_or_else(|| {
+                let what = match (version_id, stage) {
+                    (Some(id), Some(s)) => format!("VersionId: {id} and staging label: {s}"),
+                    (Some(id), None) => format!("VersionId: {id}"),
+                    (None, Some(s)) => format!("staging label: {s}"),
+                    (None, None) => String::new(),
+                };
+                Error::not_found(format!(
+                    "Secrets Manager can't find the specified secret value for {what}"
+                ))
+            })?;
+        let plain = self
+            .envelope
+            .open(&record.meta.arn, &version.id, &sealed_value(&version.sealed))
+            .map_err(|e| {
+                tracing::error!(secret = %record.meta.name, version = %version.id, error = %e, "cannot decrypt version");
+                Error::internal("The stored value could not be decrypted")
+            })?;
+        Ok(VersionValue {
+            arn: record.meta.arn.clone(),
+            name: record.meta.name.clone(),
+            version_id: version.id.clone(),
+            value: SecretValue::from_tagged_bytes(&plain)?,
+            stages: version.labels.clone(),
+            created: version.created,
+        })
+    }
+
+    /// `BatchGetSecretValue` by ids: values for those found, an error for each other.
+    pub async fn batch_get(&self, ids: &[String]) -> (Vec<VersionValue>, Vec<BatchError>) {
+        let mut values = Vec::new();
+        let mut errors = Vec::new();
+        for id in ids {
+            match self.get_value(id, None, None).await {
+                Ok(v) => values.push(v),
+                Err(error) => errors.push(BatchError {
+                    secret_id: id.clone(),
+                    error,
+                }),
+            }
+        }
+        (values, errors)
+    }
+
+    /// `UpdateSecret`: description and KMS key id, and with a value a new
+    /// `AWSCURRENT` version. Returns the new version's id, if any.
+    pub async fn update(
+        &self,
+        secret_id: &str,
+        token: Option<String>,
+        description: Option<String>,
+        kms_key_id: Option<String>,
+        value: Option<SecretValue>,
+    ) -> Result<(String, String, Option<String>)> {
+        let record = self.resolve_live(secret_id).await?;
+        if description.as_ref().is_some_and(|d| d.len() > 2048) {
+            return Err(Error::validation(
+                "Description must be at most 2048 characters long",
+            ));
+        }
+        if description.is_some() || kms_key_id.is_some() {
+            self.apply(
+                &record,
+                Mutation::UpdateMeta {
+                    secret: record.meta.id,
+                    description,
+                    kms_key_id,
+                },
+            )
+            .await?;
+        }
+        let mut version_id = None;
+        if let Some(value) = value {
+            let put = self
+                .put_value(PutValue {
+                    secret_id: record.meta.arn.clone(),
+                    token,
+                    value,
+                    stages: None,
+                })
+                .await?;
+            version_id = Some(put.version_id);
+        }
+        Ok((
+            record.meta.arn.clone(),
+            record.meta.name.clone(),
+            version_id,
+        ))
+    }
+
+    /// `UpdateSecretVersionStage`.
+    pub async fn update_stage(
+        &self,
+        secret_id: &str,
+        stage: &str,
+        move_to: Option<String>,
+        remove_from: Option<String>,
+    ) -> Result<(String, String)> {
+        let record = self.resolve_live(secret_id).await?;
+        for id in [&move_to, &remove_from].into_iter().flatten() {
+            name::validate_version_id(id)?;
+        }
+        self.apply(
+            &record,
+            Mutation::MoveLabel {
+                secret: record.meta.id,
+                label: stage.to_string(),
+                move_to,
+                remove_from,
+            },
+        )
+        .await?;
+        Ok((record.meta.arn.clone(), record.meta.name.clone()))
+    }
+
+    /// `ListSecretVersionIds`: versions newest first; deprecated (unlabeled) ones only
+    /// when asked.
+    pub async fn list_versions(
+        &self,
+        secret_id: &str,
+        include_deprecated: bool,
+    ) -> Result<(Arc<SecretRecord>, Vec<VersionMeta>)> {
+        let record = self.resolve(secret_id).await?;
+        let versions = record
+            .versions
+            .iter()
+            .rev()
+            .filter(|v| include_deprecated || !v.labels.is_empty())
+            .map(|v| VersionMeta {
+                id: v.id.clone(),
+                labels: v.labels.clone(),
+                created: v.created,
+            })
+            .collect();
+        Ok((record, versions))
+    }
+
+    /// `DescribeSecret`.
+    pub async fn describe(&self, secret_id: &str) -> Result<Description> {
+        let record = self.resolve(secret_id).await?;
+        Ok(Description {
+            meta: record.meta.clone(),
+            versions_to_stages: record
+                .versions
+                .iter()
+                .filter(|v| !v.labels.is_empty())
+                .map(|v| (v.id.clone(), v.labels.clone()))
+                .collect(),
+        })
+    }
+
+    /// `ListSecrets`, unpaginated: filtered and sorted.
+    pub async fn list(&self, req: &ListSecrets) -> Result<Vec<SecretSummary>> {
+        let mut all: Vec<SecretSummary> = self
+            .store
+            .list(req.include_planned_deletion)
+            .await?
+            .into_iter()
+            .filter(|s| filter::matches_all(&req.filters, &s.meta))
+            .collect();
+        match req.sort_by {
+            SortBy::CreatedDate => {
+                all.sort_by(|a, b| (a.meta.created, a.meta.id).cmp(&(b.meta.created, b.meta.id)))
+            }
+            SortBy::LastChangedDate => all.sort_by(|a, b| {
+                (a.meta.last_changed, a.meta.id).cmp(&(b.meta.last_changed, b.meta.id))
+            }),
+            SortBy::Name => all.sort_by(|a, b| a.meta.name.cmp(&b.meta.name)),
+        }
+        if req.sort_order == SortOrder::Desc {
+            all.reverse();
+        }
+        Ok(all)
+    }
+
+    /// `DeleteSecret`: schedule deletion after a 7–30 day window (default 30), or
+    /// delete at once with `force`.
+    pub async fn delete(
+        &self,
+        secret_id: &str,
+        recovery_days: Option<i64>,
+        force: bool,
+    ) -> Result<Deleted> {
+        if force && recovery_days.is_some() {
+            return Err(Error::invalid_parameter(
+                "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
+            ));
+        }
+        let days = recovery_days.unwrap_or(DEFAULT_RECOVERY_DAYS);
+        if !(7..=30).contains(&days) {
+            return Err(Error::invalid_parameter(format!(
+                "RecoveryWindowInDays must be between 7 and 30 days, got {days}"
+            )));
+        }
+        let record = self.resolve(secret_id).await?;
+        let now = self.clock.now();
+        let deletion_date = if force {
+            self.apply(
+                &record,
+                Mutation::Purge {
+                    secret: record.meta.id,
+                },
+            )
+            .await?;
+            now
+        } else {
+            if record.meta.is_deleted() {
+                return Err(Error::invalid_request(
+                    "You can't delete this secret because it is already scheduled for deletion.",
+                ));
+            }
+            let date = now + Duration::days(days);
+            self.apply(
+                &record,
+                Mutation::ScheduleDeletion {
+                    secret: record.meta.id,
+                    deletion_date: date,
+                },
+            )
+            .await?;
+            date
+        };
+        Ok(Deleted {
+            arn: record.meta.arn.clone(),
+            name: record.meta.name.clone(),
+            deletion_date,
+        })
+    }
+
+    /// `RestoreSecret`.
+    pub async fn restore(&self, secret_id: &str) -> Result<(String, String)> {
+        let record = self.resolve(secret_id).await?;
+        self.apply(
+            &record,
+            Mutation::Restore {
+                secret: record.meta.id,
+            },
+        )
+        .await?;
+        Ok((record.meta.arn.clone(), record.meta.name.clone()))
+    }
+
+    /// `TagResource`.
+    pub async fn tag(&self, secret_id: &str, tags: Vec<Tag>) -> Result<()> {
+        model::validate_tags(&tags)?;
+        let record = self.resolve(secret_id).await?;
+        self.apply(
+            &record,
+            Mutation::Tag {
+                secret: record.meta.id,
+                tags,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `UntagResource`.
+    pub async fn untag(&self, secret_id: &str, keys: Vec<String>) -> Result<()> {
+        let record = self.resolve(secret_id).await?;
+        self.apply(
+            &record,
+            Mutation::Untag {
+                secret: record.meta.id,
+                keys,
+            },
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// `GetRandomPassword`.
+    pub fn random_password(&self, spec: &PasswordSpec) -> Result<String> {
+        rotor_crypto::random::password(spec)
+    }
+
+    /// Removes secrets whose recovery window has passed. Returns how many went.
+    pub async fn purge_due(&self) -> Result<usize> {
+        let now = self.clock.now();
+        let due: Vec<SecretMeta> = self
+            .store
+            .list(true)
+            .await?
+            .into_iter()
+            .filter(|s| s.meta.deletion_date.is_some_and(|d| d <= now))
+            .map(|s| s.meta)
+            .collect();
+        for meta in &due {
+            let r = self
+                .store
+                .apply(Mutation::Purge { secret: meta.id }, now)
+                .await;
+            self.cache.invalidate(&meta.name, &meta.arn);
+            if let Err(e) = r {
+                if e.kind != ErrorKind::ResourceNotFound {
+                    return Err(e);
+                }
+            }
+        }
+        Ok(due.len())
+    }
+}
+
+/// Checks one label given by a client (after alias resolution where the API allows it).
+pub fn check_label(label_name: &str) -> Result<()> {
+    label::validate_label(label_name)
+}

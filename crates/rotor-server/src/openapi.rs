@@ -1,0 +1,88 @@
+//! `/v1/openapi.json`: the native API's description.
+
+use axum::Json;
+use serde_json::{Value, json};
+
+fn name_param() -> Value {
+    json!({"name": "name", "in": "path", "required": true, "schema": {"type": "string"},
+           "description": "Secret name, percent-encoded (slashes as %2F)"})
+}
+
+fn op(summary: &str, params: Vec<Value>, body: Option<Value>, ok: &str) -> Value {
+    let mut o = json!({
+        "summary": summary,
+        "security": [{"bearer": []}],
+        "parameters": params,
+        "responses": {
+            ok: {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
+            "400": {"$ref": "#/components/responses/Error"},
+            "401": {"$ref": "#/components/responses/Error"},
+            "404": {"$ref": "#/components/responses/Error"},
+            "409": {"$ref": "#/components/responses/Error"}
+        }
+    });
+    if let Some(schema) = body {
+        o["requestBody"] =
+            json!({"required": true, "content": {"application/json": {"schema": schema}}});
+    }
+    o
+}
+
+fn q(name: &str, ty: &str, desc: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "schema": {"type": ty}, "description": desc})
+}
+
+fn obj(props: Value, required: &[&str]) -> Value {
+    json!({"type": "object", "properties": props, "required": required})
+}
+
+pub(crate) async fn document() -> Json<Value> {
+    let value_props = json!({
+        "value": {"type": "string"},
+        "value_base64": {"type": "string", "format": "byte"},
+        "version_id": {"type": "string"},
+    });
+    let mut create_props = value_props.clone();
+    create_props["name"] = json!({"type": "string"});
+    create_props["description"] = json!({"type": "string"});
+    create_props["tags"] = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    let mut put_props = value_props;
+    put_props["stages"] = json!({"type": "array", "items": {"type": "string"}});
+    Json(json!({
+        "openapi": "3.0.3",
+        "info": {"title": "Rotor native API", "version": env!("CARGO_PKG_VERSION")},
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "responses": {"Error": {"description": "An error", "content": {"application/json": {"schema":
+                obj(json!({"error": obj(json!({"type": {"type": "string"}, "message": {"type": "string"}}), &["type", "message"])}), &["error"])}}}}
+        },
+        "paths": {
+            "/v1/secrets": {
+                "post": op("Create a secret", vec![], Some(obj(create_props, &["name"])), "201"),
+                "get": op("List secrets", vec![q("prefix", "string", "Name prefix"), q("include_deleted", "boolean", "Include secrets scheduled for deletion"),
+                          q("max_results", "integer", "Page size (1-1000)"), q("next_token", "string", "Page token"), q("desc", "boolean", "Newest first")], None, "200"),
+            },
+            "/v1/secrets/{name}": {
+                "get": op("Get a version's value (default AWSCURRENT)", vec![name_param(), q("version_id", "string", "Version id"), q("stage", "string", "Staging label or alias")], None, "200"),
+                "put": op("Put a new version", vec![name_param()], Some(obj(put_props, &[])), "200"),
+                "delete": op("Delete a secret", vec![name_param(), q("recovery_window_days", "integer", "7-30, default 30"), q("force", "boolean", "Delete without recovery")], None, "200"),
+            },
+            "/v1/metadata/{name}": {
+                "get": op("Describe a secret", vec![name_param()], None, "200"),
+                "patch": op("Update the description", vec![name_param()], Some(obj(json!({"description": {"type": "string"}}), &[])), "200"),
+            },
+            "/v1/restore/{name}": {"post": op("Cancel a scheduled deletion", vec![name_param()], None, "200")},
+            "/v1/versions/{name}": {"get": op("List versions", vec![name_param(), q("include_deprecated", "boolean", "Include versions without labels")], None, "200")},
+            "/v1/stages/{name}": {"post": op("Move or remove a staging label", vec![name_param()],
+                Some(obj(json!({"stage": {"type": "string"}, "move_to": {"type": "string"}, "remove_from": {"type": "string"}}), &["stage"])), "200")},
+            "/v1/tags/{name}": {
+                "post": op("Add tags", vec![name_param()], Some(obj(json!({"tags": {"type": "object", "additionalProperties": {"type": "string"}}}), &["tags"])), "200"),
+                "delete": op("Remove tags", vec![name_param(), json!({"name": "keys", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Comma-separated keys"})], None, "200"),
+            },
+            "/v1/password": {"post": op("Generate a random password", vec![], Some(obj(json!({
+                "length": {"type": "integer"}, "exclude_characters": {"type": "string"}, "exclude_numbers": {"type": "boolean"},
+                "exclude_punctuation": {"type": "boolean"}, "exclude_uppercase": {"type": "boolean"}, "exclude_lowercase": {"type": "boolean"},
+                "include_space": {"type": "boolean"}, "require_each_included_type": {"type": "boolean"}}), &[])), "200")},
+        }
+    }))
+}

@@ -1,0 +1,222 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Rotor: a secrets manager built around rotation.
+#[derive(Parser, Debug)]
+#[command(name = "rotor", version, about, long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options of every client command.
+#[derive(Args, Debug)]
+pub struct Global {
+    /// Server address
+    #[arg(
+        long,
+        global = true,
+        env = "ROTOR_ADDR",
+        default_value = "http://127.0.0.1:8200"
+    )]
+    pub addr: String,
+    /// Bearer token
+    #[arg(long, global = true, env = "ROTOR_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Output format
+    #[arg(long, short = 'o', global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Output {
+    /// For people
+    Human,
+    /// For scripts
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server
+    Server(Box<ServerArgs>),
+    /// Manage secrets
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Generate a random password
+    Password(PasswordArgs),
+}
+
+/// `rotor server`: every option also reads a `ROTOR_*` variable; `--config` fills in
+/// what neither gives.
+#[derive(Args, Debug, Default)]
+pub struct ServerArgs {
+    /// Ephemeral in-memory server for development (credentials from ROTOR_DEV_*)
+    #[arg(long)]
+    pub dev: bool,
+    /// Configuration file (TOML)
+    #[arg(long, env = "ROTOR_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8200]
+    #[arg(long, env = "ROTOR_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Directory for the database and the generated master key
+    #[arg(long, env = "ROTOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Master key file (base64 of 32 bytes); generated in the data dir when unset
+    #[arg(long, env = "ROTOR_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// TLS certificate chain (PEM); reloaded on SIGHUP
+    #[arg(long, env = "ROTOR_TLS_CERT")]
+    pub tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM); reloaded on SIGHUP
+    #[arg(long, env = "ROTOR_TLS_KEY")]
+    pub tls_key: Option<PathBuf>,
+    /// Allow listening on a non-loopback address without TLS
+    #[arg(long, env = "ROTOR_INSECURE_NO_TLS")]
+    pub insecure_no_tls: bool,
+    /// Account id in ARNs [default: 123456789012]
+    #[arg(long, env = "ROTOR_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+    /// Seconds between sweeps that remove secrets past their recovery window [default: 60]
+    #[arg(long, env = "ROTOR_PURGE_INTERVAL_SECS")]
+    pub purge_interval_secs: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct ValueArgs {
+    /// The value, as text
+    #[arg(long, group = "value_source")]
+    pub value: Option<String>,
+    /// Read the value from a file (text)
+    #[arg(long, group = "value_source")]
+    pub value_file: Option<PathBuf>,
+    /// Read the value from standard input
+    #[arg(long, group = "value_source")]
+    pub value_stdin: bool,
+    /// Read a binary value from a file
+    #[arg(long, group = "value_source")]
+    pub binary_file: Option<PathBuf>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SecretCommand {
+    /// Create a secret
+    Create {
+        name: String,
+        #[command(flatten)]
+        value: ValueArgs,
+        /// Description
+        #[arg(long)]
+        description: Option<String>,
+        /// Tag as KEY=VALUE (repeatable)
+        #[arg(long = "tag", value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Id of the first version (e.g. v1); a UUID when unset
+        #[arg(long)]
+        version_id: Option<String>,
+    },
+    /// Put a new version (it becomes current unless --stage says otherwise)
+    Put {
+        name: String,
+        #[command(flatten)]
+        value: ValueArgs,
+        /// Version id (e.g. v2); a UUID when unset
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Staging label for the new version (repeatable; aliases: current, previous, pending, ACSCurrent, ACSPrevious)
+        #[arg(long = "stage")]
+        stages: Vec<String>,
+    },
+    /// Print a version's value (AWSCURRENT unless told)
+    Get {
+        name: String,
+        #[arg(long)]
+        version_id: Option<String>,
+        /// Staging label or alias
+        #[arg(long)]
+        stage: Option<String>,
+    },
+    /// Show a secret's metadata
+    Describe { name: String },
+    /// List secrets
+    List {
+        /// Only names starting with this
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Include secrets scheduled for deletion
+        #[arg(long)]
+        include_deleted: bool,
+    },
+    /// List a secret's versions
+    Versions {
+        name: String,
+        /// Include versions without labels
+        #[arg(long)]
+        include_deprecated: bool,
+    },
+    /// Move a staging label to a version, or remove it from one
+    Stage {
+        name: String,
+        /// The label (or alias)
+        label: String,
+        /// Version to move it to
+        #[arg(long)]
+        to: Option<String>,
+        /// Version to remove it from
+        #[arg(long)]
+        from: Option<String>,
+    },
+    /// Delete a secret (after a recovery window unless --force)
+    Delete {
+        name: String,
+        /// Days before it is removed for good (7-30, default 30)
+        #[arg(long)]
+        recovery_window_days: Option<i64>,
+        /// Delete now, without recovery
+        #[arg(long)]
+        force: bool,
+    },
+    /// Cancel a scheduled deletion
+    Restore { name: String },
+    /// Add tags (KEY=VALUE) or remove them (--remove KEY)
+    Tag {
+        name: String,
+        #[arg(value_name = "KEY=VALUE")]
+        tags: Vec<String>,
+        /// Tag key to remove (repeatable)
+        #[arg(long = "remove", value_name = "KEY")]
+        remove: Vec<String>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct PasswordArgs {
+    /// Length (1-4096)
+    #[arg(long, default_value_t = 32)]
+    pub length: usize,
+    /// Characters never to use
+    #[arg(long)]
+    pub exclude_characters: Option<String>,
+    #[arg(long)]
+    pub exclude_numbers: bool,
+    #[arg(long)]
+    pub exclude_punctuation: bool,
+    #[arg(long)]
+    pub exclude_uppercase: bool,
+    #[arg(long)]
+    pub exclude_lowercase: bool,
+    #[arg(long)]
+    pub include_space: bool,
+    /// Don't require one character of each included class
+    #[arg(long)]
+    pub no_require_each_type: bool,
+    /// Generate locally instead of asking the server
+    #[arg(long)]
+    pub local: bool,
+}

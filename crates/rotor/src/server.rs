@@ -1,0 +1,270 @@
+//! `rotor server`: configuration, start-up, signals and shutdown.
+//!
+//! Persistent mode keeps its database and master key in the data directory. `--dev`
+//! keeps everything in a temporary directory removed on exit. Either way the server
+//! prints `rotor listening on URL` on standard output once it accepts connections.
+
+use crate::cli::ServerArgs;
+use anyhow::{Context, bail};
+use rotor_core::clock::SystemClock;
+use rotor_crypto::MasterKey;
+use rotor_engine::{DEFAULT_ACCOUNT_ID, SecretService};
+use rotor_server::serve::ReloadableCert;
+use rotor_server::{App, Credentials};
+use rotor_store::sqlite::SqliteStore;
+use serde::{Deserialize, Serialize};
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::os::unix::fs::OpenOptionsExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::signal::unix::{SignalKind, signal};
+
+/// `rotor.toml`: the same options as the flags, which win over it.
+#[derive(Deserialize, Default, Debug)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    master_key_file: Option<PathBuf>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    insecure_no_tls: Option<bool>,
+    account_id: Option<String>,
+    purge_interval_secs: Option<u64>,
+}
+
+const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+/// Root credentials of a persistent server, kept in the data directory (mode 0600)
+/// unless given by `ROTOR_ROOT_*`.
+#[derive(Serialize, Deserialize)]
+struct RootCredentials {
+    token: String,
+    access_key_id: String,
+    secret_access_key: String,
+}
+
+fn root_credentials(data_dir: &Path) -> anyhow::Result<(RootCredentials, bool)> {
+    if let (Some(token), Some(access_key_id), Some(secret_access_key)) = (
+        env("ROTOR_ROOT_TOKEN"),
+        env("ROTOR_ROOT_ACCESS_KEY_ID"),
+        env("ROTOR_ROOT_SECRET_ACCESS_KEY"),
+    ) {
+        return Ok((
+            RootCredentials {
+                token,
+                access_key_id,
+                secret_access_key,
+            },
+            false,
+        ));
+    }
+    let path = data_dir.join("root-credentials.json");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((
+            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
+            false,
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let creds = RootCredentials {
+                token: rotor_crypto::random::token("rtr_"),
+                access_key_id: rotor_crypto::random::access_key_id(),
+                secret_access_key: rotor_crypto::random::token(""),
+            };
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(&path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            file.write_all(serde_json::to_string(&creds)?.as_bytes())?;
+            file.sync_all()?;
+            Ok((creds, true))
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ROTOR_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let file: FileConfig = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => FileConfig::default(),
+    };
+    let listen = match args.listen.or(file.listen) {
+        Some(a) => a,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let account_id = args
+        .account_id
+        .or(file.account_id)
+        .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string());
+    let tls_cert = args.tls_cert.or(file.tls_cert);
+    let tls_key = args.tls_key.or(file.tls_key);
+    let insecure_no_tls = args.insecure_no_tls || file.insecure_no_tls.unwrap_or(false);
+    let purge_every = Duration::from_secs(
+        args.purge_interval_secs
+            .or(file.purge_interval_secs)
+            .unwrap_or(60)
+            .max(1),
+    );
+
+    let tls = match (&tls_cert, &tls_key) {
+        (Some(c), Some(k)) => Some(ReloadableCert::load(c, k)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
+
+    let mut banner = Vec::new();
+    let (service, credentials) = if args.dev {
+        let service = SecretService::open_ephemeral(&account_id).await?;
+        let generated = |var: &str, make: &dyn Fn() -> String| {
+            env(var)
+                .map(|v| (v, false))
+                .unwrap_or_else(|| (make(), true))
+        };
+        let (token, t_new) = generated("ROTOR_DEV_ROOT_TOKEN", &|| {
+            rotor_crypto::random::token("rtr_")
+        });
+        let (akid, a_new) = generated(
+            "ROTOR_DEV_ACCESS_KEY_ID",
+            &rotor_crypto::random::access_key_id,
+        );
+        let (secret, s_new) = generated("ROTOR_DEV_SECRET_ACCESS_KEY", &|| {
+            rotor_crypto::random::token("")
+        });
+        banner.push("Development server: everything is in memory and lost on exit.".to_string());
+        if t_new {
+            banner.push(format!("Root token: {token}"));
+        }
+        if a_new || s_new {
+            banner.push(format!("Access key id: {akid}"));
+            banner.push(format!("Secret access key: {secret}"));
+        }
+        (service, Credentials::new(&token, &akid, &secret))
+    } else {
+        let Some(data_dir) = args.data_dir.or(file.data_dir) else {
+            bail!(
+                "a persistent server needs a data directory: set data_dir in --config, --data-dir or ROTOR_DATA_DIR (or use --dev)"
+            );
+        };
+        if !listen.ip().is_loopback() && tls.is_none() && !insecure_no_tls {
+            bail!(
+                "refusing to listen on {listen} without TLS: give --tls-cert and --tls-key, or --insecure-no-tls if something else terminates TLS"
+            );
+        }
+        std::fs::create_dir_all(&data_dir)
+            .with_context(|| format!("creating {}", data_dir.display()))?;
+        let master = match env("ROTOR_MASTER_KEY") {
+            Some(b64) => MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?,
+            None => match args.master_key_file.or(file.master_key_file) {
+                Some(path) => MasterKey::load(&path)?,
+                None => MasterKey::load_or_create(&data_dir.join("master.key"))?,
+            },
+        };
+        let store = SqliteStore::open(&data_dir.join("rotor.db"), true).await?;
+        let service =
+            SecretService::new(Arc::new(store), master, Arc::new(SystemClock), &account_id);
+        let (root, created) = root_credentials(&data_dir)?;
+        if created {
+            banner.push(
+                "First start: root credentials were generated and saved in the data directory."
+                    .into(),
+            );
+            banner.push(format!("Root token: {}", root.token));
+            banner.push(format!("Access key id: {}", root.access_key_id));
+            banner.push(format!("Secret access key: {}", root.secret_access_key));
+        }
+        (
+            service,
+            Credentials::new(&root.token, &root.access_key_id, &root.secret_access_key),
+        )
+    };
+
+    let service = Arc::new(service);
+    let app = App::new(service.clone(), credentials);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let local = listener.local_addr()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    {
+        let mut out = std::io::stdout().lock();
+        for line in &banner {
+            writeln!(out, "{line}")?;
+        }
+        writeln!(out, "rotor listening on {scheme}://{local}")?;
+        out.flush()?;
+    }
+    tracing::info!(%local, dev = args.dev, "server started");
+
+    let purger = {
+        let service = service.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(purge_every);
+            loop {
+                tick.tick().await;
+                match service.purge_due().await {
+                    Ok(0) => {}
+                    Ok(n) => {
+                        tracing::info!(count = n, "removed secrets past their recovery window")
+                    }
+                    Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+            }
+        })
+    };
+    let reloader = tls.clone().map(|cert| {
+        tokio::spawn(async move {
+            let Ok(mut hup) = signal(SignalKind::hangup()) else { return };
+            while hup.recv().await.is_some() {
+                match cert.reload() {
+                    Ok(()) => tracing::info!("TLS certificate reloaded"),
+                    Err(e) => tracing::error!(error = %e, "TLS reload failed; keeping the previous certificate"),
+                }
+            }
+        })
+    });
+
+    let draining = app.clone();
+    let shutdown = async move {
+        let mut term = match signal(SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        tracing::info!("shutting down: draining in-flight requests");
+        draining.set_draining();
+    };
+    rotor_server::serve::serve(listener, app.router(), tls, shutdown).await?;
+    purger.abort();
+    if let Some(r) = reloader {
+        r.abort();
+    }
+    service.close().await;
+    tracing::info!("stopped; pending writes committed");
+    Ok(ExitCode::SUCCESS)
+}
