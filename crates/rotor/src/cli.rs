@@ -108,6 +108,7 @@ pub struct ValueArgs {
 pub enum SecretCommand {
     /// Create a secret
     Create {
+        /// Secret name or ARN
         name: String,
         #[command(flatten)]
         value: ValueArgs,
@@ -123,6 +124,7 @@ pub enum SecretCommand {
     },
     /// Put a new version (it becomes current unless --stage says otherwise)
     Put {
+        /// Secret name or ARN
         name: String,
         #[command(flatten)]
         value: ValueArgs,
@@ -135,6 +137,7 @@ pub enum SecretCommand {
     },
     /// Print a version's value (AWSCURRENT unless told)
     Get {
+        /// Secret name or ARN
         name: String,
         #[arg(long)]
         version_id: Option<String>,
@@ -143,7 +146,10 @@ pub enum SecretCommand {
         stage: Option<String>,
     },
     /// Show a secret's metadata
-    Describe { name: String },
+    Describe {
+        /// Secret name or ARN
+        name: String,
+    },
     /// List secrets
     List {
         /// Only names starting with this
@@ -155,6 +161,7 @@ pub enum SecretCommand {
     },
     /// List a secret's versions
     Versions {
+        /// Secret name or ARN
         name: String,
         /// Include versions without labels
         #[arg(long)]
@@ -162,6 +169,7 @@ pub enum SecretCommand {
     },
     /// Move a staging label to a version, or remove it from one
     Stage {
+        /// Secret name or ARN
         name: String,
         /// The label (or alias)
         label: String,
@@ -174,6 +182,7 @@ pub enum SecretCommand {
     },
     /// Delete a secret (after a recovery window unless --force)
     Delete {
+        /// Secret name or ARN
         name: String,
         /// Days before it is removed for good (7-30, default 30)
         #[arg(long)]
@@ -183,9 +192,13 @@ pub enum SecretCommand {
         force: bool,
     },
     /// Cancel a scheduled deletion
-    Restore { name: String },
+    Restore {
+        /// Secret name or ARN
+        name: String,
+    },
     /// Add tags (KEY=VALUE) or remove them (--remove KEY)
     Tag {
+        /// Secret name or ARN
         name: String,
         #[arg(value_name = "KEY=VALUE")]
         tags: Vec<String>,

@@ -1,1 +1,9 @@
+//! Integration tests of the `rotor` binary: real server processes on `127.0.0.1:0`,
+//! real signals, real files. One test binary; each module is one concern.
 
+mod cli;
+mod durability;
+mod harness;
+mod hygiene;
+mod lifecycle;
+mod tls;

@@ -1,0 +1,192 @@
+//! Start-up, configuration and shutdown of `rotor server`.
+
+use crate::harness::{
+    self, Launch, client, persistent, root_env, runtime, start, terminate, text, try_start,
+};
+use std::sync::{Arc, Mutex};
+
+#[test]
+fn sigterm_drains_in_flight_requests_and_commits_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let rt = runtime();
+    let mut server = persistent(&data, dir.path());
+    let c = Arc::new(client(&server));
+    rt.block_on(c.create("drain/s", Some(&text("0")), None, &[], None))
+        .unwrap();
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let tasks: Vec<_> = (0..64)
+        .map(|i| {
+            let (c, acked) = (c.clone(), acked.clone());
+            rt.spawn(async move {
+                let id = format!("d{i}");
+                if c.put("drain/s", &text(&format!("value {i}")), Some(&id), &[])
+                    .await
+                    .is_ok()
+                {
+                    acked.lock().unwrap().push(id);
+                }
+            })
+        })
+        .collect();
+    while acked.lock().unwrap().is_empty() {
+        std::thread::yield_now();
+    }
+    let status = terminate(&mut server);
+    assert!(status.success(), "exit status after SIGTERM: {status}");
+    for t in tasks {
+        rt.block_on(t).unwrap();
+    }
+    let server = persistent(&data, dir.path());
+    let c = client(&server);
+    let acked = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty());
+    for id in &acked {
+        rt.block_on(c.get_value("drain/s", Some(id), None))
+            .unwrap_or_else(|e| panic!("acknowledged {id} lost across SIGTERM: {e}"));
+    }
+}
+
+#[test]
+fn non_loopback_without_tls_is_refused_unless_told() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let args = |extra: &[&str]| {
+        let mut a: Vec<String> = vec![
+            "--listen".into(),
+            "0.0.0.0:0".into(),
+            "--data-dir".into(),
+            data.clone(),
+        ];
+        a.extend(extra.iter().map(|s| s.to_string()));
+        a
+    };
+    let refused = try_start(Launch {
+        args: args(&[]),
+        envs: root_env(),
+        log_dir: dir.path(),
+    });
+    let err = refused.err().expect("refused");
+    assert!(err.contains("without TLS"), "{err}");
+    let server = start(Launch {
+        args: args(&["--insecure-no-tls"]),
+        envs: root_env(),
+        log_dir: dir.path(),
+    });
+    assert!(server.url.starts_with("http://0.0.0.0:"));
+}
+
+#[test]
+fn config_file_sets_options_and_env_overrides_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("rotor.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}\"\naccount_id = \"111122223333\"\n",
+            dir.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let rt = runtime();
+    let launch = |envs: Vec<(&'static str, String)>| Launch {
+        args: vec!["--config".into(), config.display().to_string()],
+        envs: [root_env(), envs].concat(),
+        log_dir: dir.path(),
+    };
+    let server = start(launch(vec![]));
+    let created = rt
+        .block_on(client(&server).create("cfg/a", None, None, &[], None))
+        .unwrap();
+    assert!(
+        created["arn"]
+            .as_str()
+            .unwrap()
+            .contains(":111122223333:secret:cfg/a-"),
+        "{created}"
+    );
+    drop(server);
+    let server = start(launch(vec![("ROTOR_ACCOUNT_ID", "444455556666".into())]));
+    let created = rt
+        .block_on(client(&server).create("cfg/b", None, None, &[], None))
+        .unwrap();
+    assert!(
+        created["arn"].as_str().unwrap().contains(":444455556666:"),
+        "{created}"
+    );
+
+    std::fs::write(&config, "listen = \"127.0.0.1:0\"\ncolour = \"blue\"\n").unwrap();
+    let err = try_start(launch(vec![]))
+        .err()
+        .expect("unknown option refused");
+    assert!(err.contains("colour"), "{err}");
+}
+
+#[test]
+fn dev_server_generates_and_prints_credentials_when_unset() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start(Launch {
+        args: vec!["--dev".into(), "--listen".into(), "127.0.0.1:0".into()],
+        envs: vec![],
+        log_dir: dir.path(),
+    });
+    let token = server
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Root token: "))
+        .expect("a generated token is printed")
+        .to_string();
+    assert!(
+        server
+            .stdout_lines
+            .iter()
+            .any(|l| l.starts_with("Access key id: AKIA"))
+    );
+    let rt = runtime();
+    let c = rotor_client::Client::new(&server.url, &token).unwrap();
+    rt.block_on(c.create("dev/x", Some(&text("v")), None, &[], None))
+        .unwrap();
+    let wrong = rotor_client::Client::new(&server.url, "wrong").unwrap();
+    let err = rt.block_on(wrong.describe("dev/x")).unwrap_err();
+    assert!(
+        matches!(err, rotor_client::ClientError::Api { status: 401, .. }),
+        "{err}"
+    );
+}
+
+#[test]
+fn persistent_server_generates_root_credentials_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let launch = || Launch {
+        args: vec![
+            "--listen".into(),
+            "127.0.0.1:0".into(),
+            "--data-dir".into(),
+            data.display().to_string(),
+        ],
+        envs: vec![],
+        log_dir: dir.path(),
+    };
+    let first = start(launch());
+    let token = first
+        .stdout_lines
+        .iter()
+        .find_map(|l| l.strip_prefix("Root token: "))
+        .expect("printed on first start")
+        .to_string();
+    drop(first);
+    let second = start(launch());
+    assert!(
+        second
+            .stdout_lines
+            .iter()
+            .all(|l| !l.starts_with("Root token")),
+        "printed only once"
+    );
+    let rt = runtime();
+    let c = rotor_client::Client::new(&second.url, &token).unwrap();
+    rt.block_on(c.create("boot/x", None, None, &[], None))
+        .unwrap();
+    let _ = harness::TOKEN;
+}
