@@ -70,7 +70,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         dispatch(&app.service, op, &target, &body, &verified.region).await
     }
     .await;
-    let response = match result {
+    let mut response = match result {
         Ok(value) => {
             let mut resp = (StatusCode::OK, Body::from(value)).into_response();
             resp.headers_mut().insert(
@@ -81,8 +81,23 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
         Err(e) => e.into_response(),
     };
+    if let Ok(id) = HeaderValue::from_str(&request_id()) {
+        response.headers_mut().insert("x-amzn-requestid", id);
+    }
     metrics::observe("aws", op, response.status().as_u16(), start);
     response
+}
+
+/// A request id unique within this process, in UUID form as AWS's are: a random
+/// base drawn once, plus a counter (cheaper than fresh randomness per request).
+pub fn request_id() -> String {
+    use std::sync::OnceLock;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static BASE: OnceLock<u128> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let base = *BASE.get_or_init(|| u128::from_le_bytes(rotor_crypto::random::bytes::<16>()));
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    uuid::Uuid::from_u128(base.wrapping_add(u128::from(n))).to_string()
 }
 
 /// The operation's name for metrics: one of a fixed set, so labels stay bounded.
