@@ -135,11 +135,12 @@ impl LabelBoard {
     fn place(&mut self, label: &str, to: &str, keep_previous: bool) -> Result<()> {
         let from = self.detach(label);
         self.attach(label, to)?;
-        if label == AWSCURRENT && !keep_previous {
-            if let Some(from) = from.filter(|f| f != to) {
-                self.detach(AWSPREVIOUS);
-                self.attach(AWSPREVIOUS, &from)?;
-            }
+        if label == AWSCURRENT
+            && !keep_previous
+            && let Some(from) = from.filter(|f| f != to)
+        {
+            self.detach(AWSPREVIOUS);
+            self.attach(AWSPREVIOUS, &from)?;
         }
         Ok(())
     }
@@ -201,21 +202,21 @@ impl LabelBoard {
             }
         }
         let holder = self.holder(label).map(str::to_string);
-        if let Some(from) = remove_from {
-            if holder.as_deref() != Some(from) {
-                return Err(Error::invalid_parameter(format!(
-                    "The staging label {label} is not attached to version {from}, so you can't remove it from that version"
-                )));
-            }
+        if let Some(from) = remove_from
+            && holder.as_deref() != Some(from)
+        {
+            return Err(Error::invalid_parameter(format!(
+                "The staging label {label} is not attached to version {from}, so you can't remove it from that version"
+            )));
         }
         match move_to {
             Some(to) => {
-                if let Some(h) = holder.as_deref().filter(|h| *h != to) {
-                    if remove_from != Some(h) {
-                        return Err(Error::invalid_parameter(format!(
-                            "The staging label {label} is currently attached to version {h}; specify RemoveFromVersionId {h} to move it"
-                        )));
-                    }
+                if let Some(h) = holder.as_deref().filter(|h| *h != to)
+                    && remove_from != Some(h)
+                {
+                    return Err(Error::invalid_parameter(format!(
+                        "The staging label {label} is currently attached to version {h}; specify RemoveFromVersionId {h} to move it"
+                    )));
                 }
                 if holder.as_deref() == Some(to) {
                     return Ok(());

@@ -588,9 +588,7 @@ impl SecretService {
             .filter(|s| filter::matches_all(&req.filters, &s.meta))
             .collect();
         match req.sort_by {
-            SortBy::CreatedDate => {
-                all.sort_by(|a, b| (a.meta.created, a.meta.id).cmp(&(b.meta.created, b.meta.id)))
-            }
+            SortBy::CreatedDate => all.sort_by_key(|a| (a.meta.created, a.meta.id)),
             SortBy::LastChangedDate => all.sort_by(|a, b| {
                 (a.meta.last_changed, a.meta.id).cmp(&(b.meta.last_changed, b.meta.id))
             }),
@@ -720,10 +718,10 @@ impl SecretService {
                 .apply(Mutation::Purge { secret: meta.id }, now)
                 .await;
             self.cache.invalidate(&meta.name, &meta.arn);
-            if let Err(e) = r {
-                if e.kind != ErrorKind::ResourceNotFound {
-                    return Err(e);
-                }
+            if let Err(e) = r
+                && e.kind != ErrorKind::ResourceNotFound
+            {
+                return Err(e);
             }
         }
         Ok(due.len())

@@ -30,7 +30,8 @@ pub const MAX_BATCH: usize = 256;
 
 enum Job {
     Apply {
-        mutation: Mutation,
+        // Boxed: mutations are large, and the queue holds many jobs.
+        mutation: Box<Mutation>,
         now: DateTime<Utc>,
         reply: oneshot::Sender<Result<Outcome>>,
     },
@@ -52,10 +53,10 @@ impl std::fmt::Debug for SqliteStore {
 /// Logs a database error and turns it into an internal error that says nothing about
 /// the data. A unique-constraint violation is the client's doing: `ResourceExists`.
 pub(crate) fn db_error(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(d) = &e {
-        if d.is_unique_violation() {
-            return Error::exists("The resource already exists");
-        }
+    if let sqlx::Error::Database(d) = &e
+        && d.is_unique_violation()
+    {
+        return Error::exists("The resource already exists");
     }
     tracing::error!(error = %e, "database error");
     Error::internal("The store failed to complete the request")
@@ -140,7 +141,7 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
                     mutation,
                     now,
                     reply,
-                } => batch.push((mutation, now, reply)),
+                } => batch.push((*mutation, now, reply)),
                 Job::Close(done) => {
                     close = Some(done);
                     break;
@@ -454,15 +455,14 @@ async fn apply(
                         "You can't create this secret because a secret with the name {name} is already scheduled for deletion."
                     )));
                 }
-                if let Some(v) = &first_version {
-                    if stored_digest(conn, meta.id, &v.id).await?.as_ref() == Some(&v.sealed.digest)
-                    {
-                        return Ok(Outcome::Created {
-                            id: meta.id,
-                            arn: meta.arn,
-                            replayed: true,
-                        });
-                    }
+                if let Some(v) = &first_version
+                    && stored_digest(conn, meta.id, &v.id).await?.as_ref() == Some(&v.sealed.digest)
+                {
+                    return Ok(Outcome::Created {
+                        id: meta.id,
+                        arn: meta.arn,
+                        replayed: true,
+                    });
                 }
                 return Err(Error::exists(format!(
                     "The operation failed because the secret {name} already exists."
@@ -720,7 +720,7 @@ impl Store for SqliteStore {
             let (reply, answer) = oneshot::channel();
             self.writer
                 .send(Job::Apply {
-                    mutation,
+                    mutation: Box::new(mutation),
                     now,
                     reply,
                 })

@@ -7,4 +7,5 @@ mod durability;
 mod harness;
 mod hygiene;
 mod lifecycle;
+mod native;
 mod tls;
