@@ -272,21 +272,26 @@ impl LabelBoard {
 }
 
 /// Which deprecated (unlabeled) versions to delete: once a secret has more than
-/// [`MAX_VERSIONS`], the oldest unlabeled versions older than 24 hours go first,
-/// until it is back at the limit. `versions` is `(id, created, has_labels)` in any order.
-pub fn prunable(versions: &[(String, DateTime<Utc>, bool)], now: DateTime<Utc>) -> Vec<String> {
-    if versions.len() <= MAX_VERSIONS {
+/// [`MAX_VERSIONS`] (`total`), the oldest unlabeled versions older than 24 hours go
+/// first, until it is back at the limit. `unlabeled` holds `(id, created)` of unlabeled
+/// versions, at least the oldest `total - MAX_VERSIONS` of them, in any order.
+pub fn prunable(
+    total: usize,
+    unlabeled: &[(String, DateTime<Utc>)],
+    now: DateTime<Utc>,
+) -> Vec<String> {
+    if total <= MAX_VERSIONS {
         return Vec::new();
     }
     let cutoff = now - Duration::hours(MIN_PRUNE_AGE_HOURS);
-    let mut old: Vec<_> = versions
+    let mut old: Vec<_> = unlabeled
         .iter()
-        .filter(|(_, created, labeled)| !labeled && *created <= cutoff)
+        .filter(|(_, created)| *created <= cutoff)
         .collect();
-    old.sort_by_key(|(id, created, _)| (*created, id.clone()));
+    old.sort_by_key(|(id, created)| (*created, id.clone()));
     old.into_iter()
-        .take(versions.len() - MAX_VERSIONS)
-        .map(|(id, _, _)| id.clone())
+        .take(total - MAX_VERSIONS)
+        .map(|(id, _)| id.clone())
         .collect()
 }
 
@@ -367,21 +372,21 @@ mod tests {
     }
 
     #[test]
-    fn pruning_keeps_young_and_labeled_versions() {
+    fn pruning_keeps_young_versions_and_stops_at_the_limit() {
         let now = Utc::now();
         let old = now - Duration::hours(25);
         let young = now - Duration::hours(1);
         let mut v: Vec<_> = (0..100)
-            .map(|i| (format!("old{i:03}"), old + Duration::seconds(i), false))
+            .rev()
+            .map(|i| (format!("old{i:03}"), old + Duration::seconds(i)))
             .collect();
-        v.push(("young".into(), young, false));
-        v.push(("cur".into(), old, true));
-        assert_eq!(prunable(&v, now), s(&["old000", "old001"]));
-        let few: Vec<_> = v.iter().take(50).cloned().collect();
-        assert!(prunable(&few, now).is_empty());
+        v.push(("young".into(), young));
+        // 100 old unlabeled + 1 young unlabeled + 1 labeled = 102 versions: two go.
+        assert_eq!(prunable(102, &v, now), s(&["old000", "old001"]));
+        assert!(prunable(100, &v, now).is_empty());
         // Nothing old enough: nothing pruned even past the limit.
-        let all_young: Vec<_> = (0..105).map(|i| (format!("y{i}"), young, false)).collect();
-        assert!(prunable(&all_young, now).is_empty());
+        let all_young: Vec<_> = (0..105).map(|i| (format!("y{i}"), young)).collect();
+        assert!(prunable(105, &all_young, now).is_empty());
     }
 
     mod props {

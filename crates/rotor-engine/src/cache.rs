@@ -53,3 +53,45 @@ impl ReadCache {
         inner.entries.remove(&Lookup::Arn(arn.to_string()));
     }
 }
+
+/// What never changes about a secret while it exists: its store id, name and ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Identity {
+    pub(crate) id: i64,
+    pub(crate) name: String,
+    pub(crate) arn: String,
+}
+
+/// `SecretId` as a client wrote it → the secret's identity. Writes use it to skip
+/// loading the secret: version puts and label moves do not change an identity, so
+/// they leave this cache alone; only creating and purging secrets clear it. The store
+/// still checks, inside each write, that the secret exists and is not deleted.
+#[derive(Default)]
+pub(crate) struct IdentityCache {
+    inner: RwLock<HashMap<String, Identity>>,
+}
+
+impl IdentityCache {
+    pub(crate) fn get(&self, secret_id: &str) -> Option<Identity> {
+        self.inner
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(secret_id)
+            .cloned()
+    }
+
+    pub(crate) fn insert(&self, secret_id: &str, identity: Identity) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        if inner.len() >= CAPACITY {
+            inner.clear();
+        }
+        inner.insert(secret_id.to_string(), identity);
+    }
+
+    pub(crate) fn clear(&self) {
+        self.inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+}

@@ -1,6 +1,6 @@
 //! The secret operations.
 
-use crate::cache::ReadCache;
+use crate::cache::{Identity, IdentityCache, ReadCache};
 use chrono::{DateTime, Duration, Utc};
 use rotor_core::clock::{Clock, SystemClock};
 use rotor_core::filter::{self, Filter};
@@ -14,6 +14,7 @@ use rotor_crypto::{Envelope, MasterKey, Sealed};
 use rotor_store::sqlite::SqliteStore;
 use rotor_store::{
     Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary, Store,
+    StoredVersion,
 };
 use std::sync::Arc;
 
@@ -166,6 +167,7 @@ pub struct SecretService {
     clock: Arc<dyn Clock>,
     account_id: String,
     cache: ReadCache,
+    identities: IdentityCache,
     // Keeps an ephemeral store's directory alive as long as the service.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -212,6 +214,7 @@ impl SecretService {
             clock,
             account_id: account_id.to_string(),
             cache: ReadCache::default(),
+            identities: IdentityCache::default(),
             _scratch: None,
         }
     }
@@ -286,6 +289,22 @@ impl SecretService {
         }
     }
 
+    /// The identity of the secret `secret_id` names, for writes: from the identity
+    /// cache when possible, so a write does not have to load the secret first.
+    async fn identity(&self, secret_id: &str) -> Result<Identity> {
+        if let Some(identity) = self.identities.get(secret_id) {
+            return Ok(identity);
+        }
+        let record = self.resolve(secret_id).await?;
+        let identity = Identity {
+            id: record.meta.id,
+            name: record.meta.name.clone(),
+            arn: record.meta.arn.clone(),
+        };
+        self.identities.insert(secret_id, identity.clone());
+        Ok(identity)
+    }
+
     async fn resolve_live(&self, secret_id: &str) -> Result<Arc<SecretRecord>> {
         let r = self.resolve(secret_id).await?;
         if r.meta.is_deleted() {
@@ -294,9 +313,13 @@ impl SecretService {
         Ok(r)
     }
 
-    async fn apply(&self, record: &SecretRecord, mutation: Mutation) -> Result<Outcome> {
+    async fn apply(&self, name: &str, arn: &str, mutation: Mutation) -> Result<Outcome> {
+        let purge = matches!(mutation, Mutation::Purge { .. });
         let result = self.store.apply(mutation, self.clock.now()).await;
-        self.cache.invalidate(&record.meta.name, &record.meta.arn);
+        self.cache.invalidate(name, arn);
+        if purge {
+            self.identities.clear();
+        }
         result
     }
 
@@ -376,7 +399,7 @@ impl SecretService {
 
     /// `PutSecretValue`.
     pub async fn put_value(&self, req: PutValue) -> Result<PutResult> {
-        let record = self.resolve_live(&req.secret_id).await?;
+        let secret = self.identity(&req.secret_id).await?;
         let stages = match req.stages {
             Some(s) if s.is_empty() => {
                 return Err(Error::validation("VersionStages must hold 1 to 20 labels"));
@@ -384,24 +407,20 @@ impl SecretService {
             Some(s) => s,
             None => vec![AWSCURRENT.to_string()],
         };
-        let version = self.new_version(&record.meta.arn, req.token, &req.value, stages)?;
+        let version = self.new_version(&secret.arn, req.token, &req.value, stages)?;
         let version_id = version.id.clone();
-        let out = self
-            .apply(
-                &record,
-                Mutation::PutVersion {
-                    secret: record.meta.id,
-                    version,
-                },
-            )
-            .await?;
+        let mutation = Mutation::PutVersion {
+            secret: secret.id,
+            version,
+        };
+        let out = self.apply(&secret.name, &secret.arn, mutation).await?;
         let stages = match out {
             Outcome::Version { labels, .. } => labels,
             _ => Vec::new(),
         };
         Ok(PutResult {
-            arn: record.meta.arn.clone(),
-            name: record.meta.name.clone(),
+            arn: secret.arn,
+            name: secret.name,
             version_id,
             stages,
         })
@@ -420,24 +439,32 @@ impl SecretService {
             (None, None) => Some(AWSCURRENT),
             (_, s) => s,
         };
-        let version = record
-            .versions
-            .iter()
-            .find(|v| {
-                version_id.is_none_or(|id| v.id == id)
-                    && stage.is_none_or(|s| v.labels.iter().any(|l| l == s))
-            })
-            .ok_or_else(|| {
-                let what = match (version_id, stage) {
-                    (Some(id), Some(s)) => format!("VersionId: {id} and staging label: {s}"),
-                    (Some(id), None) => format!("VersionId: {id}"),
-                    (None, Some(s)) => format!("staging label: {s}"),
-                    (None, None) => String::new(),
-                };
-                Error::not_found(format!(
-                    "Secrets Manager can't find the specified secret value for {what}"
-                ))
-            })?;
+        let matches = |v: &StoredVersion| {
+            version_id.is_none_or(|id| v.id == id)
+                && stage.is_none_or(|s| v.labels.iter().any(|l| l == s))
+        };
+        let cached = record.versions.iter().find(|v| matches(v)).cloned();
+        // The record holds labeled versions only; a deprecated one is asked for by id.
+        let found = match (cached, version_id) {
+            (Some(v), _) => Some(v),
+            (None, Some(id)) => self
+                .store
+                .load_version(record.meta.id, id)
+                .await?
+                .filter(|v| matches(v)),
+            (None, None) => None,
+        };
+        let version = found.ok_or_else(|| {
+            let what = match (version_id, stage) {
+                (Some(id), Some(s)) => format!("VersionId: {id} and staging label: {s}"),
+                (Some(id), None) => format!("VersionId: {id}"),
+                (None, Some(s)) => format!("staging label: {s}"),
+                (None, None) => String::new(),
+            };
+            Error::not_found(format!(
+                "Secrets Manager can't find the specified secret value for {what}"
+            ))
+        })?;
         let plain = self
             .envelope
             .open(&record.meta.arn, &version.id, &sealed_value(&version.sealed))
@@ -448,9 +475,9 @@ impl SecretService {
         Ok(VersionValue {
             arn: record.meta.arn.clone(),
             name: record.meta.name.clone(),
-            version_id: version.id.clone(),
+            version_id: version.id,
             value: SecretValue::from_tagged_bytes(&plain)?,
-            stages: version.labels.clone(),
+            stages: version.labels,
             created: version.created,
         })
     }
@@ -489,7 +516,8 @@ impl SecretService {
         }
         if description.is_some() || kms_key_id.is_some() {
             self.apply(
-                &record,
+                &record.meta.name,
+                &record.meta.arn,
                 Mutation::UpdateMeta {
                     secret: record.meta.id,
                     description,
@@ -530,7 +558,8 @@ impl SecretService {
             name::validate_version_id(id)?;
         }
         self.apply(
-            &record,
+            &record.meta.name,
+            &record.meta.arn,
             Mutation::MoveLabel {
                 secret: record.meta.id,
                 label: stage.to_string(),
@@ -550,16 +579,13 @@ impl SecretService {
         include_deprecated: bool,
     ) -> Result<(Arc<SecretRecord>, Vec<VersionMeta>)> {
         let record = self.resolve(secret_id).await?;
-        let versions = record
-            .versions
-            .iter()
+        let versions = self
+            .store
+            .list_versions(record.meta.id)
+            .await?
+            .into_iter()
             .rev()
             .filter(|v| include_deprecated || !v.labels.is_empty())
-            .map(|v| VersionMeta {
-                id: v.id.clone(),
-                labels: v.labels.clone(),
-                created: v.created,
-            })
             .collect();
         Ok((record, versions))
     }
@@ -623,7 +649,8 @@ impl SecretService {
         let now = self.clock.now();
         let deletion_date = if force {
             self.apply(
-                &record,
+                &record.meta.name,
+                &record.meta.arn,
                 Mutation::Purge {
                     secret: record.meta.id,
                 },
@@ -638,7 +665,8 @@ impl SecretService {
             }
             let date = now + Duration::days(days);
             self.apply(
-                &record,
+                &record.meta.name,
+                &record.meta.arn,
                 Mutation::ScheduleDeletion {
                     secret: record.meta.id,
                     deletion_date: date,
@@ -658,7 +686,8 @@ impl SecretService {
     pub async fn restore(&self, secret_id: &str) -> Result<(String, String)> {
         let record = self.resolve(secret_id).await?;
         self.apply(
-            &record,
+            &record.meta.name,
+            &record.meta.arn,
             Mutation::Restore {
                 secret: record.meta.id,
             },
@@ -672,7 +701,8 @@ impl SecretService {
         model::validate_tags(&tags)?;
         let record = self.resolve(secret_id).await?;
         self.apply(
-            &record,
+            &record.meta.name,
+            &record.meta.arn,
             Mutation::Tag {
                 secret: record.meta.id,
                 tags,
@@ -686,7 +716,8 @@ impl SecretService {
     pub async fn untag(&self, secret_id: &str, keys: Vec<String>) -> Result<()> {
         let record = self.resolve(secret_id).await?;
         self.apply(
-            &record,
+            &record.meta.name,
+            &record.meta.arn,
             Mutation::Untag {
                 secret: record.meta.id,
                 keys,

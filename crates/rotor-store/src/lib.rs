@@ -23,7 +23,7 @@ pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 use rotor_core::Result;
-use rotor_core::model::{SecretMeta, Tag};
+use rotor_core::model::{SecretMeta, Tag, VersionMeta};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -76,12 +76,14 @@ pub struct StoredVersion {
     pub sealed: SealedValue,
 }
 
-/// A secret with every version, in creation order.
+/// A secret with its labeled versions: what reads by label need. Unlabeled
+/// (deprecated) versions, which may be many, are fetched one at a time with
+/// [`Store::load_version`] or listed with [`Store::list_versions`].
 #[derive(Debug, Clone)]
 pub struct SecretRecord {
     /// Metadata.
     pub meta: SecretMeta,
-    /// Versions, oldest first.
+    /// Versions holding at least one label, oldest first.
     pub versions: Vec<StoredVersion>,
 }
 
@@ -212,8 +214,16 @@ pub enum Outcome {
 
 /// A storage backend.
 pub trait Store: Send + Sync + 'static {
-    /// The secret found by `lookup`, with every version.
+    /// The secret found by `lookup`, with its labeled versions.
     fn load<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Option<SecretRecord>>>;
+    /// One version of secret `secret` (its store id), labeled or not.
+    fn load_version<'a>(
+        &'a self,
+        secret: i64,
+        version_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredVersion>>>;
+    /// Every version of secret `secret`, oldest first, without values.
+    fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>>;
     /// Every secret (or every one not scheduled for deletion), ordered by creation.
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.

@@ -13,7 +13,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
-use rotor_core::model::{SecretMeta, Tag};
+use rotor_core::model::{SecretMeta, Tag, VersionMeta};
 use rotor_core::{Error, Result};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -257,17 +257,10 @@ fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
     Ok(())
 }
 
-/// The label board of a secret and each version's creation time.
-async fn board(
-    conn: &mut SqliteConnection,
-    secret: i64,
-) -> Result<(LabelBoard, Vec<(String, DateTime<Utc>)>)> {
-    let versions =
-        sqlx::query("SELECT version_id, created_at FROM versions WHERE secret_id = ? ORDER BY seq")
-            .bind(secret)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db_error)?;
+/// The label board of a secret: its labeled versions only, so that its cost does not
+/// grow with the number of deprecated versions. `also` names versions to include
+/// even without labels (checked to exist), e.g. the target of a label move.
+async fn board(conn: &mut SqliteConnection, secret: i64, also: &[&str]) -> Result<LabelBoard> {
     let labels = sqlx::query("SELECT label, version_id FROM labels WHERE secret_id = ?")
         .bind(secret)
         .fetch_all(&mut *conn)
@@ -279,18 +272,12 @@ async fn board(
         let version: String = row.try_get("version_id").map_err(db_error)?;
         by_version.entry(version).or_default().push(label);
     }
-    let mut order = Vec::with_capacity(versions.len());
-    for row in &versions {
-        let id: String = row.try_get("version_id").map_err(db_error)?;
-        let created: i64 = row.try_get("created_at").map_err(db_error)?;
-        order.push((id, from_millis(created)));
+    for id in also {
+        if !by_version.contains_key(*id) && stored_digest(conn, secret, id).await?.is_some() {
+            by_version.insert(id.to_string(), Vec::new());
+        }
     }
-    let board = LabelBoard::from_versions(
-        order
-            .iter()
-            .map(|(id, _)| (id.clone(), by_version.remove(id).unwrap_or_default())),
-    );
-    Ok((board, order))
+    Ok(LabelBoard::from_versions(by_version))
 }
 
 /// Writes the label changes from `before` to `after`.
@@ -360,7 +347,7 @@ async fn put_version(
 ) -> Result<Outcome> {
     if let Some(digest) = stored_digest(conn, secret, &version.id).await? {
         if digest == version.sealed.digest {
-            let (board, _) = board(conn, secret).await?;
+            let board = board(conn, secret, &[]).await?;
             return Ok(Outcome::Version {
                 labels: board.labels_of(&version.id),
                 replayed: true,
@@ -372,15 +359,28 @@ async fn put_version(
             version.id
         )));
     }
-    let (before, order) = board(conn, secret).await?;
+    let before = board(conn, secret, &[]).await?;
     let mut after = before.clone();
     after.put_version(&version.id, &version.stages)?;
-    let seq: i64 =
-        sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM versions WHERE secret_id = ?")
-            .bind(secret)
-            .fetch_one(&mut *conn)
-            .await
-            .map_err(db_error)?;
+    // One statement bumps the counters, refuses a secret scheduled for deletion, and
+    // says how many versions there now are.
+    let counters = sqlx::query(
+        "UPDATE secrets SET next_seq = next_seq + 1, version_count = version_count + 1, last_changed_at = ?
+         WHERE id = ? AND deletion_date IS NULL RETURNING next_seq, version_count",
+    )
+    .bind(millis(now))
+    .bind(secret)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let Some(counters) = counters else {
+        refuse_if_deleted(&meta_by_id(conn, secret).await?)?;
+        return Err(Error::not_found(
+            "Secrets Manager can't find the specified secret.",
+        ));
+    };
+    let seq: i64 = counters.try_get("next_seq").map_err(db_error)?;
+    let total: i64 = counters.try_get("version_count").map_err(db_error)?;
     let SealedValue {
         ciphertext,
         wrapped_key,
@@ -405,28 +405,62 @@ async fn put_version(
     .await
     .map_err(db_error)?;
     save_labels(conn, secret, &before, &after).await?;
-    // Deprecated versions past the limit go, oldest first, never younger than 24 h.
-    let mut ages: Vec<(String, DateTime<Utc>, bool)> = order
-        .into_iter()
-        .map(|(id, created)| {
-            let labeled = !after.labels_of(&id).is_empty();
-            (id, created, labeled)
-        })
-        .collect();
-    ages.push((version.id.clone(), now, true));
-    for id in label::prunable(&ages, now) {
-        sqlx::query("DELETE FROM versions WHERE secret_id = ? AND version_id = ?")
-            .bind(secret)
-            .bind(&id)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
-    }
-    touch(conn, secret, now).await?;
+    prune(conn, secret, total as usize, now).await?;
     Ok(Outcome::Version {
         labels: after.labels_of(&version.id),
         replayed: false,
     })
+}
+
+/// Deletes deprecated versions past the limit, by the rule in
+/// [`rotor_core::label::prunable`]; the index on `(secret_id, created_at)` keeps the
+/// search to versions old enough to go.
+async fn prune(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    total: usize,
+    now: DateTime<Utc>,
+) -> Result<()> {
+    if total <= label::MAX_VERSIONS {
+        return Ok(());
+    }
+    let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
+    let rows = sqlx::query(
+        "SELECT v.version_id, v.created_at FROM versions v
+         WHERE v.secret_id = ? AND v.created_at <= ?
+           AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id)
+         ORDER BY v.created_at, v.seq LIMIT ?",
+    )
+    .bind(secret)
+    .bind(millis(cutoff))
+    .bind((total - label::MAX_VERSIONS) as i64)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let mut candidates = Vec::with_capacity(rows.len());
+    for r in &rows {
+        let id: String = r.try_get("version_id").map_err(db_error)?;
+        let created: i64 = r.try_get("created_at").map_err(db_error)?;
+        candidates.push((id, from_millis(created)));
+    }
+    let doomed = label::prunable(total, &candidates, now);
+    for id in &doomed {
+        sqlx::query("DELETE FROM versions WHERE secret_id = ? AND version_id = ?")
+            .bind(secret)
+            .bind(id)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    if !doomed.is_empty() {
+        sqlx::query("UPDATE secrets SET version_count = version_count - ? WHERE id = ?")
+            .bind(doomed.len() as i64)
+            .bind(secret)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 async fn apply(
@@ -493,11 +527,7 @@ async fn apply(
                 replayed: false,
             })
         }
-        Mutation::PutVersion { secret, version } => {
-            let meta = meta_by_id(conn, secret).await?;
-            refuse_if_deleted(&meta)?;
-            put_version(conn, secret, version, now).await
-        }
+        Mutation::PutVersion { secret, version } => put_version(conn, secret, version, now).await,
         Mutation::UpdateMeta {
             secret,
             description,
@@ -526,7 +556,11 @@ async fn apply(
         } => {
             let meta = meta_by_id(conn, secret).await?;
             refuse_if_deleted(&meta)?;
-            let (before, _) = board(conn, secret).await?;
+            let named: Vec<&str> = [move_to.as_deref(), remove_from.as_deref()]
+                .into_iter()
+                .flatten()
+                .collect();
+            let before = board(conn, secret, &named).await?;
             let mut after = before.clone();
             after.move_label(&label, move_to.as_deref(), remove_from.as_deref())?;
             save_labels(conn, secret, &before, &after).await?;
@@ -621,6 +655,30 @@ async fn save_tags(
     Ok(Outcome::Done)
 }
 
+/// Labels as stored by `group_concat(label, char(10))`, sorted.
+fn split_labels(joined: Option<String>) -> Vec<String> {
+    let mut labels: Vec<String> = joined
+        .map(|l| l.split('\n').map(str::to_string).collect())
+        .unwrap_or_default();
+    labels.sort();
+    labels
+}
+
+fn version_from_row(r: &SqliteRow) -> Result<StoredVersion> {
+    Ok(StoredVersion {
+        id: r.try_get("version_id").map_err(db_error)?,
+        labels: split_labels(r.try_get("labels").map_err(db_error)?),
+        created: from_millis(r.try_get("created_at").map_err(db_error)?),
+        sealed: SealedValue {
+            ciphertext: r.try_get("ciphertext").map_err(db_error)?,
+            wrapped_key: r.try_get("wrapped_key").map_err(db_error)?,
+            algorithm: r.try_get("algorithm").map_err(db_error)?,
+            key_id: r.try_get("key_id").map_err(db_error)?,
+            digest: r.try_get("digest").map_err(db_error)?,
+        },
+    })
+}
+
 impl SqliteStore {
     async fn load_record(&self, lookup: &Lookup) -> Result<Option<SecretRecord>> {
         let mut conn = self.readers.acquire().await.map_err(db_error)?;
@@ -633,37 +691,65 @@ impl SqliteStore {
         .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
         let meta = meta_from_row(&row)?;
+        // Labeled versions only: their number does not grow with deprecated ones.
         let rows = sqlx::query(
             "SELECT v.version_id, v.created_at, v.ciphertext, v.wrapped_key, v.algorithm, v.key_id, v.digest,
-                    (SELECT group_concat(l.label, char(10)) FROM labels l
-                      WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id) AS labels
-             FROM versions v WHERE v.secret_id = ? ORDER BY v.seq",
+                    group_concat(l.label, char(10)) AS labels
+             FROM labels l JOIN versions v ON v.secret_id = l.secret_id AND v.version_id = l.version_id
+             WHERE l.secret_id = ? GROUP BY v.version_id ORDER BY v.seq",
         )
         .bind(meta.id)
         .fetch_all(&mut *conn)
         .await
         .map_err(db_error)?;
-        let mut versions = Vec::with_capacity(rows.len());
-        for r in rows {
-            let labels: Option<String> = r.try_get("labels").map_err(db_error)?;
-            let mut labels: Vec<String> = labels
-                .map(|l| l.split('\n').map(str::to_string).collect())
-                .unwrap_or_default();
-            labels.sort();
-            versions.push(StoredVersion {
-                id: r.try_get("version_id").map_err(db_error)?,
-                labels,
-                created: from_millis(r.try_get("created_at").map_err(db_error)?),
-                sealed: SealedValue {
-                    ciphertext: r.try_get("ciphertext").map_err(db_error)?,
-                    wrapped_key: r.try_get("wrapped_key").map_err(db_error)?,
-                    algorithm: r.try_get("algorithm").map_err(db_error)?,
-                    key_id: r.try_get("key_id").map_err(db_error)?,
-                    digest: r.try_get("digest").map_err(db_error)?,
-                },
-            });
-        }
+        let versions = rows
+            .iter()
+            .map(version_from_row)
+            .collect::<Result<Vec<_>>>()?;
         Ok(Some(SecretRecord { meta, versions }))
+    }
+
+    async fn load_one_version(
+        &self,
+        secret: i64,
+        version_id: &str,
+    ) -> Result<Option<StoredVersion>> {
+        let mut conn = self.readers.acquire().await.map_err(db_error)?;
+        let row = sqlx::query(
+            "SELECT v.version_id, v.created_at, v.ciphertext, v.wrapped_key, v.algorithm, v.key_id, v.digest,
+                    (SELECT group_concat(l.label, char(10)) FROM labels l
+                      WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id) AS labels
+             FROM versions v WHERE v.secret_id = ? AND v.version_id = ?",
+        )
+        .bind(secret)
+        .bind(version_id)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        row.as_ref().map(version_from_row).transpose()
+    }
+
+    async fn all_versions(&self, secret: i64) -> Result<Vec<VersionMeta>> {
+        let mut conn = self.readers.acquire().await.map_err(db_error)?;
+        let rows = sqlx::query(
+            "SELECT v.version_id, v.created_at,
+                    (SELECT group_concat(l.label, char(10)) FROM labels l
+                      WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id) AS labels
+             FROM versions v WHERE v.secret_id = ? ORDER BY v.seq",
+        )
+        .bind(secret)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        rows.iter()
+            .map(|r| {
+                Ok(VersionMeta {
+                    id: r.try_get("version_id").map_err(db_error)?,
+                    labels: split_labels(r.try_get("labels").map_err(db_error)?),
+                    created: from_millis(r.try_get("created_at").map_err(db_error)?),
+                })
+            })
+            .collect()
     }
 
     async fn list_summaries(&self, include_deleted: bool) -> Result<Vec<SecretSummary>> {
@@ -709,6 +795,18 @@ impl SqliteStore {
 impl Store for SqliteStore {
     fn load<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Option<SecretRecord>>> {
         Box::pin(self.load_record(lookup))
+    }
+
+    fn load_version<'a>(
+        &'a self,
+        secret: i64,
+        version_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<StoredVersion>>> {
+        Box::pin(self.load_one_version(secret, version_id))
+    }
+
+    fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>> {
+        Box::pin(self.all_versions(secret))
     }
 
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {

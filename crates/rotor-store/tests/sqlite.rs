@@ -36,6 +36,7 @@ conformance!(
     create_and_load,
     put_moves_labels,
     version_ids_are_immutable,
+    deprecated_versions_load_on_demand,
     create_is_idempotent_per_token,
     label_moves,
     deletion_lifecycle,

@@ -9,7 +9,10 @@ CREATE TABLE secrets (
     created_at      INTEGER NOT NULL,
     last_changed_at INTEGER NOT NULL,
     deletion_date   INTEGER,
-    deleted_date    INTEGER
+    deleted_date    INTEGER,
+    -- Kept here so that a write never has to count or scan the versions.
+    next_seq        INTEGER NOT NULL DEFAULT 0,
+    version_count   INTEGER NOT NULL DEFAULT 0
 );
 
 CREATE TABLE versions (
@@ -32,5 +35,8 @@ CREATE TABLE labels (
     PRIMARY KEY (secret_id, label),
     FOREIGN KEY (secret_id, version_id) REFERENCES versions (secret_id, version_id) ON DELETE CASCADE
 );
+
+-- Pruning looks for the oldest versions of a secret.
+CREATE INDEX versions_age ON versions (secret_id, created_at, seq);
 
 CREATE INDEX secrets_deletion ON secrets (deletion_date) WHERE deletion_date IS NOT NULL;
