@@ -470,6 +470,70 @@ pub async fn concurrent_writes_group_commit(store: Arc<dyn Store>) {
     assert_invariants(&load(&*store, "s").await);
 }
 
+/// Concurrent puts to several secrets, with replays (same id, same value) and
+/// conflicts (same id, other value) among them: whatever batches they fall into, each
+/// id is created once, replays succeed, conflicts fail, and counts add up.
+pub async fn concurrent_replays_and_conflicts_across_secrets(store: Arc<dyn Store>) {
+    let ids: Vec<i64> = three_secrets(store.clone()).await;
+    let mut tasks = Vec::new();
+    for i in 0..240 {
+        let store = store.clone();
+        // Ids repeat every 80 puts, to the same secret: the second time with the same
+        // value (a replay), the third time with another (a conflict).
+        let n = i % 80;
+        let secret = ids[n % 3];
+        tasks.push(tokio::spawn(async move {
+            let value = if i >= 160 {
+                format!("other{n}")
+            } else {
+                format!("value{n}")
+            };
+            let v = version(&format!("v{n}"), &value, &[AWSCURRENT]);
+            (
+                i,
+                store
+                    .apply(Mutation::PutVersion { secret, version: v }, t0())
+                    .await,
+            )
+        }));
+    }
+    let (mut created, mut replayed, mut conflicts) = (0, 0, 0);
+    for t in tasks {
+        let (i, result) = t.await.expect("task runs");
+        match result {
+            Ok(Outcome::Version {
+                replayed: false, ..
+            }) => created += 1,
+            Ok(Outcome::Version { replayed: true, .. }) => replayed += 1,
+            Err(e) if e.kind == ErrorKind::ResourceExists => conflicts += 1,
+            other => panic!("put {i}: {other:?}"),
+        }
+    }
+    // Whichever of the three puts of an id comes first creates it. If that was one of
+    // the two with the same value, the other is a replay and the third a conflict;
+    // otherwise both others conflict.
+    assert_eq!(
+        created, 80,
+        "every distinct (secret, id) pair is created exactly once"
+    );
+    assert_eq!(replayed + conflicts, 160);
+    assert!(conflicts >= 80, "{conflicts} conflicts");
+    for (k, id) in ids.iter().enumerate() {
+        let versions = store.list_versions(*id).await.unwrap();
+        assert_eq!(versions.len(), 1 + (0..80).filter(|n| n % 3 == k).count());
+        let name = ["r0", "r1", "r2"][k];
+        assert_invariants(&load(&*store, name).await);
+    }
+}
+
+async fn three_secrets(store: Arc<dyn Store>) -> Vec<i64> {
+    let mut ids = Vec::new();
+    for name in ["r0", "r1", "r2"] {
+        ids.push(create(&*store, name, Some(version("first", "0", &[]))).await);
+    }
+    ids
+}
+
 /// Every check, by name, for backends' test files.
 pub const ALL: &[&str] = &[
     "create_and_load",
@@ -482,4 +546,5 @@ pub const ALL: &[&str] = &[
     "deprecated_versions_are_pruned",
     "tags",
     "concurrent_writes_group_commit",
+    "concurrent_replays_and_conflicts_across_secrets",
 ];

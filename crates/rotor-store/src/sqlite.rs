@@ -25,6 +25,8 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod puts;
+
 /// Most mutations committed in one transaction.
 pub const MAX_BATCH: usize = 256;
 
@@ -77,23 +79,62 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let mut writer = SqliteConnection::connect_with(&options)
-            .await
-            .map_err(db_error)?;
-        migrate(&mut writer).await?;
+        let writer = spawn_writer(options.clone()).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await
             .map_err(db_error)?;
-        let (tx, rx) = mpsc::channel(4096);
-        tokio::spawn(writer_loop(writer, rx));
-        Ok(SqliteStore {
-            readers,
-            writer: tx,
-        })
+        Ok(SqliteStore { readers, writer })
     }
+}
+
+/// Starts the writer on a thread of its own with a single-threaded runtime: its many
+/// short waits on SQLite then do not queue behind the server's request tasks.
+/// Returns once the connection is open and migrated.
+async fn spawn_writer(options: SqliteConnectOptions) -> Result<mpsc::Sender<Job>> {
+    let (tx, rx) = mpsc::channel(4096);
+    let (ready_tx, ready_rx) = oneshot::channel();
+    std::thread::Builder::new()
+        .name("rotor-sqlite-writer".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot start the writer runtime");
+                    let _ = ready_tx.send(Err(Error::internal("cannot start the store's writer")));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                let opened = async {
+                    let mut conn = SqliteConnection::connect_with(&options)
+                        .await
+                        .map_err(db_error)?;
+                    migrate(&mut conn).await?;
+                    Ok::<_, Error>(conn)
+                }
+                .await;
+                match opened {
+                    Ok(conn) => {
+                        let _ = ready_tx.send(Ok(()));
+                        writer_loop(conn, rx).await;
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })
+        .map_err(|e| Error::internal(format!("cannot start the store's writer thread: {e}")))?;
+    ready_rx
+        .await
+        .map_err(|_| Error::internal("the store's writer stopped while opening"))??;
+    Ok(tx)
 }
 
 async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
@@ -164,53 +205,101 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
 
 type Pending = (Mutation, DateTime<Utc>, oneshot::Sender<Result<Outcome>>);
 
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
-    if let Err(e) = sqlx::raw_sql("BEGIN IMMEDIATE").execute(&mut *conn).await {
-        let err = db_error(e);
-        for (_, _, reply) in batch {
-            let _ = reply.send(Err(err.clone()));
-        }
-        return;
-    }
-    let mut results = Vec::with_capacity(batch.len());
-    for (mutation, now, reply) in batch {
-        let result = apply_in_savepoint(conn, mutation, now).await;
-        results.push((reply, result));
-    }
-    if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
-        let err = db_error(e);
-        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
-        for (reply, _) in results {
-            let _ = reply.send(Err(err.clone()));
-        }
-        return;
-    }
-    for (reply, result) in results {
-        let _ = reply.send(result);
-    }
+/// What one savepoint of a batch covers: a run of consecutive puts, applied together,
+/// or any other single mutation.
+enum Unit {
+    Puts(Vec<(puts::Put, oneshot::Sender<Result<Outcome>>)>),
+    One(Box<Pending>),
 }
 
-async fn apply_in_savepoint(
-    conn: &mut SqliteConnection,
-    mutation: Mutation,
-    now: DateTime<Utc>,
-) -> Result<Outcome> {
-    sqlx::raw_sql("SAVEPOINT mutation")
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    let result = apply(conn, mutation, now).await;
-    if result.is_err() {
-        sqlx::raw_sql("ROLLBACK TO mutation")
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+fn units(batch: Vec<Pending>) -> Vec<Unit> {
+    let mut units: Vec<Unit> = Vec::new();
+    for (mutation, now, reply) in batch {
+        match mutation {
+            Mutation::PutVersion { secret, version } => {
+                let put = (
+                    puts::Put {
+                        secret,
+                        version,
+                        now,
+                    },
+                    reply,
+                );
+                match units.last_mut() {
+                    Some(Unit::Puts(run)) => run.push(put),
+                    _ => units.push(Unit::Puts(vec![put])),
+                }
+            }
+            other => units.push(Unit::One(Box::new((other, now, reply)))),
+        }
     }
-    sqlx::raw_sql("RELEASE mutation")
+    units
+}
+
+async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
+    // Each unit runs in its own savepoint, so a failed one rolls back alone. The
+    // statement that ends one savepoint also opens the next: one round trip each.
+    let units = units(batch);
+    let mut done: Vec<(oneshot::Sender<Result<Outcome>>, Result<Outcome>)> = Vec::new();
+    let mut waiting: Vec<oneshot::Sender<Result<Outcome>>> = Vec::new();
+    let begun = sqlx::raw_sql("BEGIN IMMEDIATE; SAVEPOINT unit")
         .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    result
+        .await;
+    let mut broken = begun.err().map(db_error);
+    let last = units.len().saturating_sub(1);
+    for (i, unit) in units.into_iter().enumerate() {
+        if broken.is_some() {
+            match unit {
+                Unit::Puts(run) => waiting.extend(run.into_iter().map(|(_, reply)| reply)),
+                Unit::One(one) => waiting.push(one.2),
+            }
+            continue;
+        }
+        let kept = match unit {
+            Unit::One(one) => {
+                let (mutation, now, reply) = *one;
+                let result = apply(conn, mutation, now).await;
+                let ok = result.is_ok();
+                done.push((reply, result));
+                ok
+            }
+            Unit::Puts(run) => {
+                let (items, replies): (Vec<_>, Vec<_>) = run.into_iter().unzip();
+                match puts::apply_run(conn, &items).await {
+                    // Refused puts wrote nothing; the accepted ones are kept.
+                    Ok(results) => {
+                        done.extend(replies.into_iter().zip(results));
+                        true
+                    }
+                    Err(e) => {
+                        done.extend(replies.into_iter().map(|r| (r, Err(e.clone()))));
+                        false
+                    }
+                }
+            }
+        };
+        let boundary = match (kept, i == last) {
+            (true, false) => "RELEASE unit; SAVEPOINT unit",
+            (false, false) => "ROLLBACK TO unit; RELEASE unit; SAVEPOINT unit",
+            (true, true) => "RELEASE unit; COMMIT",
+            (false, true) => "ROLLBACK TO unit; RELEASE unit; COMMIT",
+        };
+        if let Err(e) = sqlx::raw_sql(boundary).execute(&mut *conn).await {
+            broken = Some(db_error(e));
+        }
+    }
+    if let Some(err) = broken {
+        // The transaction is in an unknown state: roll it all back and fail everyone,
+        // including those whose own change had succeeded.
+        let _ = sqlx::raw_sql("ROLLBACK").execute(&mut *conn).await;
+        for reply in done.into_iter().map(|(r, _)| r).chain(waiting) {
+            let _ = reply.send(Err(err.clone()));
+        }
+        return;
+    }
+    for (reply, result) in done {
+        let _ = reply.send(result);
+    }
 }
 
 fn meta_from_row(row: &SqliteRow) -> Result<SecretMeta> {
@@ -249,7 +338,11 @@ async fn meta_by_id(conn: &mut SqliteConnection, id: i64) -> Result<SecretMeta> 
 }
 
 fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
-    if meta.is_deleted() {
+    refuse_if_deleted_date(meta.deletion_date.map(millis))
+}
+
+fn refuse_if_deleted_date(deletion_date: Option<i64>) -> Result<()> {
+    if deletion_date.is_some() {
         return Err(Error::invalid_request(
             "You can't perform this operation on the secret because it was marked for deletion.",
         ));
@@ -258,8 +351,8 @@ fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
 }
 
 /// The label board of a secret: its labeled versions only, so that its cost does not
-/// grow with the number of deprecated versions. `also` names versions to include
-/// even without labels (checked to exist), e.g. the target of a label move.
+/// grow with deprecated versions. `also` names versions to include even without
+/// labels, once checked to exist (e.g. the target of a label move).
 async fn board(conn: &mut SqliteConnection, secret: i64, also: &[&str]) -> Result<LabelBoard> {
     let labels = sqlx::query("SELECT label, version_id FROM labels WHERE secret_id = ?")
         .bind(secret)
@@ -280,7 +373,8 @@ async fn board(conn: &mut SqliteConnection, secret: i64, also: &[&str]) -> Resul
     Ok(LabelBoard::from_versions(by_version))
 }
 
-/// Writes the label changes from `before` to `after`.
+/// Writes the label changes from `before` to `after`: at most one statement for the
+/// labels that went and one for those that moved or came.
 async fn save_labels(
     conn: &mut SqliteConnection,
     secret: i64,
@@ -293,25 +387,33 @@ async fn save_labels(
             .collect()
     };
     let (old, new) = (holders(before), holders(after));
-    for label in old.keys().filter(|l| !new.contains_key(*l)) {
-        sqlx::query("DELETE FROM labels WHERE secret_id = ? AND label = ?")
-            .bind(secret)
-            .bind(label)
-            .execute(&mut *conn)
-            .await
-            .map_err(db_error)?;
+    let gone: Vec<&String> = old.keys().filter(|l| !new.contains_key(*l)).collect();
+    if !gone.is_empty() {
+        let sql = format!(
+            "DELETE FROM labels WHERE secret_id = ? AND label IN ({})",
+            vec!["?"; gone.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(secret);
+        for label in gone {
+            q = q.bind(label);
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
     }
-    for (label, version) in new.iter().filter(|(l, v)| old.get(*l) != Some(*v)) {
-        sqlx::query(
-            "INSERT INTO labels (secret_id, label, version_id) VALUES (?, ?, ?)
+    let moved: Vec<(&String, &String)> = new
+        .iter()
+        .filter(|(l, v)| old.get(*l) != Some(*v))
+        .collect();
+    if !moved.is_empty() {
+        let sql = format!(
+            "INSERT INTO labels (secret_id, label, version_id) VALUES {}
              ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id",
-        )
-        .bind(secret)
-        .bind(label)
-        .bind(version)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+            vec!["(?, ?, ?)"; moved.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (label, version) in moved {
+            q = q.bind(secret).bind(label).bind(version);
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
     }
     Ok(())
 }
@@ -339,77 +441,22 @@ async fn stored_digest(
         .map_err(db_error)
 }
 
-async fn put_version(
+/// Applies a single put through the same code as a run of puts.
+async fn put_one(
     conn: &mut SqliteConnection,
     secret: i64,
     version: NewVersion,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
-    if let Some(digest) = stored_digest(conn, secret, &version.id).await? {
-        if digest == version.sealed.digest {
-            let board = board(conn, secret, &[]).await?;
-            return Ok(Outcome::Version {
-                labels: board.labels_of(&version.id),
-                replayed: true,
-            });
-        }
-        return Err(Error::exists(format!(
-            "A version with ClientRequestToken {} already exists with a different value; \
-             you can't modify an existing version, only create a new one",
-            version.id
-        )));
-    }
-    let before = board(conn, secret, &[]).await?;
-    let mut after = before.clone();
-    after.put_version(&version.id, &version.stages)?;
-    // One statement bumps the counters, refuses a secret scheduled for deletion, and
-    // says how many versions there now are.
-    let counters = sqlx::query(
-        "UPDATE secrets SET next_seq = next_seq + 1, version_count = version_count + 1, last_changed_at = ?
-         WHERE id = ? AND deletion_date IS NULL RETURNING next_seq, version_count",
-    )
-    .bind(millis(now))
-    .bind(secret)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    let Some(counters) = counters else {
-        refuse_if_deleted(&meta_by_id(conn, secret).await?)?;
-        return Err(Error::not_found(
-            "Secrets Manager can't find the specified secret.",
-        ));
-    };
-    let seq: i64 = counters.try_get("next_seq").map_err(db_error)?;
-    let total: i64 = counters.try_get("version_count").map_err(db_error)?;
-    let SealedValue {
-        ciphertext,
-        wrapped_key,
-        algorithm,
-        key_id,
-        digest,
-    } = version.sealed;
-    sqlx::query(
-        "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(secret)
-    .bind(&version.id)
-    .bind(seq)
-    .bind(millis(now))
-    .bind(ciphertext)
-    .bind(wrapped_key)
-    .bind(algorithm)
-    .bind(key_id)
-    .bind(digest)
-    .execute(&mut *conn)
-    .await
-    .map_err(db_error)?;
-    save_labels(conn, secret, &before, &after).await?;
-    prune(conn, secret, total as usize, now).await?;
-    Ok(Outcome::Version {
-        labels: after.labels_of(&version.id),
-        replayed: false,
-    })
+    let run = [puts::Put {
+        secret,
+        version,
+        now,
+    }];
+    puts::apply_run(conn, &run)
+        .await?
+        .pop()
+        .unwrap_or_else(|| Err(Error::internal("a run of one put gave no outcome")))
 }
 
 /// Deletes deprecated versions past the limit, by the rule in
@@ -519,7 +566,7 @@ async fn apply(
             .await
             .map_err(db_error)?;
             if let Some(version) = first_version {
-                put_version(conn, id, version, now).await?;
+                put_one(conn, id, version, now).await?;
             }
             Ok(Outcome::Created {
                 id,
@@ -527,7 +574,7 @@ async fn apply(
                 replayed: false,
             })
         }
-        Mutation::PutVersion { secret, version } => put_version(conn, secret, version, now).await,
+        Mutation::PutVersion { secret, version } => put_one(conn, secret, version, now).await,
         Mutation::UpdateMeta {
             secret,
             description,

@@ -43,6 +43,7 @@ conformance!(
     deprecated_versions_are_pruned,
     tags,
     concurrent_writes_group_commit,
+    concurrent_replays_and_conflicts_across_secrets,
 );
 
 #[tokio::test]

@@ -1,0 +1,293 @@
+//! Applying a run of `PutVersion`s together: the heart of group commit.
+//!
+//! One by one, a put costs several round trips to SQLite's worker thread. A run of puts
+//! instead reads the state of every secret it touches in three queries, applies the
+//! label rules in memory through [`LabelBoard`] in arrival order (so the outcome is
+//! exactly what the puts would give one after another), decides every refusal before
+//! anything is written, and then writes all accepted versions, label moves and
+//! counters with a few multi-row statements. Only a database failure can fail the
+//! writes, and then the caller rolls the whole run back.
+
+use super::{db_error, prune, refuse_if_deleted_date};
+use crate::{NewVersion, Outcome, millis};
+use chrono::{DateTime, Utc};
+use rotor_core::label::{self, LabelBoard};
+use rotor_core::{Error, Result};
+use sqlx::Row as _;
+use sqlx::sqlite::SqliteConnection;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+/// Rows per multi-row statement, well under SQLite's limit on bound parameters.
+const ROWS_PER_STATEMENT: usize = 100;
+
+/// One put of a run.
+pub(crate) struct Put {
+    pub(crate) secret: i64,
+    pub(crate) version: NewVersion,
+    pub(crate) now: DateTime<Utc>,
+}
+
+struct SecretState {
+    deletion_date: Option<i64>,
+    next_seq: i64,
+    count: i64,
+    oldest: Option<i64>,
+    before: LabelBoard,
+    board: LabelBoard,
+    last_changed: Option<DateTime<Utc>>,
+}
+
+fn placeholders(n: usize, one: &str) -> String {
+    vec![one; n].join(", ")
+}
+
+/// Applies `puts` in order. The outer `Err` is a database failure (nothing of the run
+/// may be kept); otherwise each put gets its own outcome.
+pub(crate) async fn apply_run(
+    conn: &mut SqliteConnection,
+    puts: &[Put],
+) -> Result<Vec<Result<Outcome>>> {
+    let secrets: Vec<i64> = puts
+        .iter()
+        .map(|p| p.secret)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut states = load_states(conn, &secrets).await?;
+    let mut digests = load_digests(conn, puts).await?;
+
+    let mut results = Vec::with_capacity(puts.len());
+    let mut accepted: Vec<(&Put, i64)> = Vec::new();
+    for put in puts {
+        let Some(state) = states.get_mut(&put.secret) else {
+            results.push(Err(Error::not_found(
+                "Secrets Manager can't find the specified secret.",
+            )));
+            continue;
+        };
+        if let Err(e) = refuse_if_deleted_date(state.deletion_date) {
+            results.push(Err(e));
+            continue;
+        }
+        let id = &put.version.id;
+        if let Some(digest) = digests.get(&(put.secret, id.clone())) {
+            results.push(if *digest == put.version.sealed.digest {
+                Ok(Outcome::Version {
+                    labels: state.board.labels_of(id),
+                    replayed: true,
+                })
+            } else {
+                Err(Error::exists(format!(
+                    "A version with ClientRequestToken {id} already exists with a different value; \
+                     you can't modify an existing version, only create a new one"
+                )))
+            });
+            continue;
+        }
+        let mut next = state.board.clone();
+        if let Err(e) = next.put_version(id, &put.version.stages) {
+            results.push(Err(e));
+            continue;
+        }
+        state.board = next;
+        state.next_seq += 1;
+        state.count += 1;
+        state.last_changed = Some(put.now);
+        digests.insert((put.secret, id.clone()), put.version.sealed.digest.clone());
+        accepted.push((put, state.next_seq));
+        results.push(Ok(Outcome::Version {
+            labels: state.board.labels_of(id),
+            replayed: false,
+        }));
+    }
+
+    insert_versions(conn, &accepted).await?;
+    save_label_changes(conn, &states).await?;
+    for (secret, state) in &states {
+        let Some(now) = state.last_changed else {
+            continue;
+        };
+        sqlx::query(
+            "UPDATE secrets SET next_seq = ?, version_count = ?, last_changed_at = ? WHERE id = ?",
+        )
+        .bind(state.next_seq)
+        .bind(state.count)
+        .bind(millis(now))
+        .bind(secret)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+        // Only look for versions to prune when one is old enough to go.
+        let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
+        if state.count as usize > label::MAX_VERSIONS
+            && state.oldest.is_some_and(|o| o <= millis(cutoff))
+        {
+            prune(conn, *secret, state.count as usize, now).await?;
+        }
+    }
+    Ok(results)
+}
+
+async fn load_states(
+    conn: &mut SqliteConnection,
+    secrets: &[i64],
+) -> Result<BTreeMap<i64, SecretState>> {
+    let mut states = BTreeMap::new();
+    for chunk in secrets.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT s.id, s.deletion_date, s.next_seq, s.version_count,
+                    (SELECT MIN(v.created_at) FROM versions v WHERE v.secret_id = s.id) AS oldest
+             FROM secrets s WHERE s.id IN ({})",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db_error)? {
+            states.insert(
+                row.try_get("id").map_err(db_error)?,
+                SecretState {
+                    deletion_date: row.try_get("deletion_date").map_err(db_error)?,
+                    next_seq: row.try_get("next_seq").map_err(db_error)?,
+                    count: row.try_get("version_count").map_err(db_error)?,
+                    oldest: row.try_get("oldest").map_err(db_error)?,
+                    before: LabelBoard::default(),
+                    board: LabelBoard::default(),
+                    last_changed: None,
+                },
+            );
+        }
+        let sql = format!(
+            "SELECT secret_id, label, version_id FROM labels WHERE secret_id IN ({})",
+            placeholders(chunk.len(), "?")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in chunk {
+            q = q.bind(id);
+        }
+        let mut labels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+        for row in q.fetch_all(&mut *conn).await.map_err(db_error)? {
+            let secret: i64 = row.try_get("secret_id").map_err(db_error)?;
+            let version: String = row.try_get("version_id").map_err(db_error)?;
+            labels
+                .entry(secret)
+                .or_default()
+                .entry(version)
+                .or_default()
+                .push(row.try_get("label").map_err(db_error)?);
+        }
+        for (secret, by_version) in labels {
+            if let Some(state) = states.get_mut(&secret) {
+                state.before = LabelBoard::from_versions(by_version);
+                state.board = state.before.clone();
+            }
+        }
+    }
+    Ok(states)
+}
+
+async fn load_digests(
+    conn: &mut SqliteConnection,
+    puts: &[Put],
+) -> Result<HashMap<(i64, String), Vec<u8>>> {
+    let mut digests = HashMap::new();
+    for chunk in puts.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "SELECT secret_id, version_id, digest FROM versions WHERE (secret_id, version_id) IN (VALUES {})",
+            placeholders(chunk.len(), "(?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for put in chunk {
+            q = q.bind(put.secret).bind(&put.version.id);
+        }
+        for row in q.fetch_all(&mut *conn).await.map_err(db_error)? {
+            digests.insert(
+                (
+                    row.try_get("secret_id").map_err(db_error)?,
+                    row.try_get("version_id").map_err(db_error)?,
+                ),
+                row.try_get("digest").map_err(db_error)?,
+            );
+        }
+    }
+    Ok(digests)
+}
+
+async fn insert_versions(conn: &mut SqliteConnection, accepted: &[(&Put, i64)]) -> Result<()> {
+    for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest)
+             VALUES {}",
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (put, seq) in chunk {
+            let v = &put.version;
+            q = q
+                .bind(put.secret)
+                .bind(&v.id)
+                .bind(seq)
+                .bind(millis(put.now))
+                .bind(&v.sealed.ciphertext)
+                .bind(&v.sealed.wrapped_key)
+                .bind(&v.sealed.algorithm)
+                .bind(&v.sealed.key_id)
+                .bind(&v.sealed.digest);
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
+
+/// Writes, for every secret of the run, the label changes from its stored board to
+/// its final one.
+async fn save_label_changes(
+    conn: &mut SqliteConnection,
+    states: &BTreeMap<i64, SecretState>,
+) -> Result<()> {
+    let holders = |b: &LabelBoard| -> BTreeMap<String, String> {
+        b.versions()
+            .flat_map(|(id, labels)| labels.iter().map(move |l| (l.clone(), id.to_string())))
+            .collect()
+    };
+    let mut gone: Vec<(i64, String)> = Vec::new();
+    let mut moved: Vec<(i64, String, String)> = Vec::new();
+    for (secret, state) in states.iter().filter(|(_, s)| s.last_changed.is_some()) {
+        let (old, new) = (holders(&state.before), holders(&state.board));
+        gone.extend(
+            old.keys()
+                .filter(|l| !new.contains_key(*l))
+                .map(|l| (*secret, l.clone())),
+        );
+        moved.extend(
+            new.into_iter()
+                .filter(|(l, v)| old.get(l) != Some(v))
+                .map(|(l, v)| (*secret, l, v)),
+        );
+    }
+    for chunk in gone.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "DELETE FROM labels WHERE (secret_id, label) IN (VALUES {})",
+            placeholders(chunk.len(), "(?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (secret, label) in chunk {
+            q = q.bind(secret).bind(label);
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
+    }
+    for chunk in moved.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "INSERT INTO labels (secret_id, label, version_id) VALUES {}
+             ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id",
+            placeholders(chunk.len(), "(?, ?, ?)")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (secret, label, version) in chunk {
+            q = q.bind(secret).bind(label).bind(version);
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
+}
