@@ -34,6 +34,27 @@ impl std::fmt::Debug for Sealed {
     }
 }
 
+/// The parts of a sealed value, borrowed from wherever they are stored.
+#[derive(Clone, Copy)]
+pub struct SealedRef<'a> {
+    /// nonce ‖ ciphertext ‖ tag of the value.
+    pub ciphertext: &'a [u8],
+    /// nonce ‖ ciphertext ‖ tag of the data key.
+    pub wrapped_key: &'a [u8],
+    /// Algorithm id.
+    pub algorithm: &'a str,
+    /// Master key id.
+    pub key_id: &'a str,
+}
+
+impl std::fmt::Debug for SealedRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SealedRef")
+            .field("key_id", &self.key_id)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Sealing failed.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -174,18 +195,37 @@ impl Envelope {
         version_id: &str,
         sealed: &Sealed,
     ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
+        self.open_parts(
+            arn,
+            version_id,
+            SealedRef {
+                ciphertext: &sealed.ciphertext,
+                wrapped_key: &sealed.wrapped_key,
+                algorithm: &sealed.algorithm,
+                key_id: &sealed.key_id,
+            },
+        )
+    }
+
+    /// [`Envelope::open`] on borrowed parts, so a reader need not copy a stored row.
+    pub fn open_parts(
+        &self,
+        arn: &str,
+        version_id: &str,
+        sealed: SealedRef<'_>,
+    ) -> Result<Zeroizing<Vec<u8>>, DecryptError> {
         if sealed.key_id != self.master.id() {
-            return Err(DecryptError::UnknownKey(sealed.key_id.clone()));
+            return Err(DecryptError::UnknownKey(sealed.key_id.to_string()));
         }
         if sealed.algorithm != ALGORITHM {
-            return Err(DecryptError::UnknownAlgorithm(sealed.algorithm.clone()));
+            return Err(DecryptError::UnknownAlgorithm(sealed.algorithm.to_string()));
         }
-        let bound = aad(arn, version_id, &sealed.algorithm, &sealed.key_id);
-        let data_key = open_with(&self.wrap, &bound, &sealed.wrapped_key)?;
+        let bound = aad(arn, version_id, sealed.algorithm, sealed.key_id);
+        let data_key = open_with(&self.wrap, &bound, sealed.wrapped_key)?;
         let key = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM, &data_key).map_err(|_| DecryptError::Tampered)?,
         );
-        open_with(&key, &bound, &sealed.ciphertext)
+        open_with(&key, &bound, sealed.ciphertext)
     }
 
     /// A keyed digest of a value, stored beside it so that "same token, same value"

@@ -25,5 +25,5 @@ mod envelope;
 mod master;
 pub mod random;
 
-pub use envelope::{ALGORITHM, DecryptError, EncryptError, Envelope, Sealed};
+pub use envelope::{ALGORITHM, DecryptError, EncryptError, Envelope, Sealed, SealedRef};
 pub use master::{MasterKey, MasterKeyError};

@@ -10,7 +10,7 @@ use rotor_core::name::{self, SecretRef};
 use rotor_core::password::PasswordSpec;
 use rotor_core::value::SecretValue;
 use rotor_core::{Error, ErrorKind, Result};
-use rotor_crypto::{Envelope, MasterKey, Sealed};
+use rotor_crypto::{Envelope, MasterKey, SealedRef};
 use rotor_store::sqlite::SqliteStore;
 use rotor_store::{
     Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary, Store,
@@ -189,15 +189,6 @@ fn marked_for_deletion() -> Error {
     Error::invalid_request(
         "You can't perform this operation on the secret because it was marked for deletion.",
     )
-}
-
-fn sealed_value(s: &SealedValue) -> Sealed {
-    Sealed {
-        ciphertext: s.ciphertext.clone(),
-        wrapped_key: s.wrapped_key.clone(),
-        algorithm: s.algorithm.clone(),
-        key_id: s.key_id.clone(),
-    }
 }
 
 impl SecretService {
@@ -443,31 +434,45 @@ impl SecretService {
             version_id.is_none_or(|id| v.id == id)
                 && stage.is_none_or(|s| v.labels.iter().any(|l| l == s))
         };
-        let cached = record.versions.iter().find(|v| matches(v)).cloned();
         // The record holds labeled versions only; a deprecated one is asked for by id.
-        let found = match (cached, version_id) {
-            (Some(v), _) => Some(v),
-            (None, Some(id)) => self
-                .store
-                .load_version(record.meta.id, id)
-                .await?
-                .filter(|v| matches(v)),
-            (None, None) => None,
+        let loaded;
+        let version = match record.versions.iter().find(|v| matches(v)) {
+            Some(v) => v,
+            None => {
+                loaded = match version_id {
+                    Some(id) => self
+                        .store
+                        .load_version(record.meta.id, id)
+                        .await?
+                        .filter(|v| matches(v)),
+                    None => None,
+                };
+                loaded.as_ref().ok_or_else(|| {
+                    let what = match (version_id, stage) {
+                        (Some(id), Some(s)) => format!("VersionId: {id} and staging label: {s}"),
+                        (Some(id), None) => format!("VersionId: {id}"),
+                        (None, Some(s)) => format!("staging label: {s}"),
+                        (None, None) => String::new(),
+                    };
+                    Error::not_found(format!(
+                        "Secrets Manager can't find the specified secret value for {what}"
+                    ))
+                })?
+            }
         };
-        let version = found.ok_or_else(|| {
-            let what = match (version_id, stage) {
-                (Some(id), Some(s)) => format!("VersionId: {id} and staging label: {s}"),
-                (Some(id), None) => format!("VersionId: {id}"),
-                (None, Some(s)) => format!("staging label: {s}"),
-                (None, None) => String::new(),
-            };
-            Error::not_found(format!(
-                "Secrets Manager can't find the specified secret value for {what}"
-            ))
-        })?;
+        let sealed = &version.sealed;
         let plain = self
             .envelope
-            .open(&record.meta.arn, &version.id, &sealed_value(&version.sealed))
+            .open_parts(
+                &record.meta.arn,
+                &version.id,
+                SealedRef {
+                    ciphertext: &sealed.ciphertext,
+                    wrapped_key: &sealed.wrapped_key,
+                    algorithm: &sealed.algorithm,
+                    key_id: &sealed.key_id,
+                },
+            )
             .map_err(|e| {
                 tracing::error!(secret = %record.meta.name, version = %version.id, error = %e, "cannot decrypt version");
                 Error::internal("The stored value could not be decrypted")
@@ -475,9 +480,9 @@ impl SecretService {
         Ok(VersionValue {
             arn: record.meta.arn.clone(),
             name: record.meta.name.clone(),
-            version_id: version.id,
+            version_id: version.id.clone(),
             value: SecretValue::from_tagged_bytes(&plain)?,
-            stages: version.labels,
+            stages: version.labels.clone(),
             created: version.created,
         })
     }

@@ -238,6 +238,21 @@ struct GetIn {
     stage: Option<String>,
 }
 
+/// A value as the native API returns it: built straight from the service's answer,
+/// without an intermediate JSON tree.
+#[derive(serde::Serialize)]
+struct ValueOut<'a> {
+    name: &'a str,
+    arn: &'a str,
+    version_id: &'a str,
+    stages: &'a [String],
+    created: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_base64: Option<String>,
+}
+
 async fn get_value(
     State(app): State<Arc<App>>,
     Path(name): Path<String>,
@@ -249,17 +264,19 @@ async fn get_value(
         .service
         .get_value(&name, q.version_id.as_deref(), stage)
         .await?;
-    let mut out = json!({
-        "name": v.name,
-        "arn": v.arn,
-        "version_id": v.version_id,
-        "stages": v.stages,
-        "created": rfc3339(v.created),
-    });
-    match &v.value {
-        SecretValue::String(s) => out["value"] = json!(s.expose_secret()),
-        SecretValue::Binary(b) => out["value_base64"] = json!(B64.encode(b.expose_secret())),
-    }
+    let (value, value_base64) = match &v.value {
+        SecretValue::String(s) => (Some(s.expose_secret()), None),
+        SecretValue::Binary(b) => (None, Some(B64.encode(b.expose_secret()))),
+    };
+    let out = ValueOut {
+        name: &v.name,
+        arn: &v.arn,
+        version_id: &v.version_id,
+        stages: &v.stages,
+        created: rfc3339(v.created),
+        value,
+        value_base64,
+    };
     Ok(Json(out).into_response())
 }
 
