@@ -11,7 +11,7 @@
 
 use crate::error::{Error, ErrorKind, Result};
 use chrono::{DateTime, Duration, Utc};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The version clients read by default.
 pub const AWSCURRENT: &str = "AWSCURRENT";
@@ -257,17 +257,28 @@ impl LabelBoard {
         Ok(())
     }
 
-    /// Versions whose labels differ between `before` and `self`, with their new labels.
-    pub fn changed_since(&self, before: &LabelBoard) -> Vec<(String, Vec<String>)> {
+    /// Which version holds each label.
+    pub fn holders(&self) -> BTreeMap<String, String> {
         self.versions
             .iter()
-            .filter(|(id, labels)| {
-                before
-                    .slot(id)
-                    .is_none_or(|i| &before.versions[i].1 != labels)
-            })
-            .map(|(id, labels)| (id.clone(), labels.iter().cloned().collect()))
+            .flat_map(|(id, labels)| labels.iter().map(move |l| (l.clone(), id.clone())))
             .collect()
+    }
+
+    /// What changed from `before` to `self`: labels no longer held by any version, and
+    /// labels now held by a different (or a first) version, with that version.
+    pub fn label_changes(&self, before: &LabelBoard) -> (Vec<String>, Vec<(String, String)>) {
+        let (old, new) = (before.holders(), self.holders());
+        let gone = old
+            .keys()
+            .filter(|l| !new.contains_key(*l))
+            .cloned()
+            .collect();
+        let moved = new
+            .into_iter()
+            .filter(|(l, v)| old.get(l) != Some(v))
+            .collect();
+        (gone, moved)
     }
 }
 

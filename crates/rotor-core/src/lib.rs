@@ -35,6 +35,7 @@ pub mod label;
 pub mod model;
 pub mod name;
 pub mod password;
+pub mod policy;
 pub mod value;
 
 pub use error::{Error, ErrorKind, Result};

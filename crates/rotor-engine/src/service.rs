@@ -225,6 +225,27 @@ impl SecretService {
         Ok(service)
     }
 
+    /// Checks that this service's master key is the one the store's data was sealed
+    /// with (recording it when the store is new), so that a server given the wrong
+    /// key refuses to start instead of failing every read.
+    pub async fn check_master_key(&self) -> Result<()> {
+        let known = self.store.master_keys().await?;
+        let mine = self.envelope.key_id().to_string();
+        if known.is_empty() {
+            self.store
+                .apply(Mutation::RecordMasterKey { key_id: mine }, self.clock.now())
+                .await?;
+            return Ok(());
+        }
+        if known.contains(&mine) {
+            return Ok(());
+        }
+        Err(Error::invalid_request(format!(
+            "the data in this store was sealed with master key {}, but the configured master key is {mine}",
+            known.join(", ")
+        )))
+    }
+
     /// The account id used in ARNs.
     pub fn account_id(&self) -> &str {
         &self.account_id

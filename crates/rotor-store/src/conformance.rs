@@ -534,6 +534,20 @@ async fn three_secrets(store: Arc<dyn Store>) -> Vec<i64> {
     ids
 }
 
+/// Recorded master key ids are listed, each once.
+pub async fn master_keys_are_recorded(store: Arc<dyn Store>) {
+    assert!(store.master_keys().await.unwrap().is_empty());
+    for id in ["mk-a", "mk-a", "mk-b"] {
+        store
+            .apply(Mutation::RecordMasterKey { key_id: id.into() }, t0())
+            .await
+            .unwrap();
+    }
+    let mut keys = store.master_keys().await.unwrap();
+    keys.sort();
+    assert_eq!(keys, ["mk-a", "mk-b"]);
+}
+
 /// Every check, by name, for backends' test files.
 pub const ALL: &[&str] = &[
     "create_and_load",
@@ -547,4 +561,5 @@ pub const ALL: &[&str] = &[
     "tags",
     "concurrent_writes_group_commit",
     "concurrent_replays_and_conflicts_across_secrets",
+    "master_keys_are_recorded",
 ];

@@ -186,6 +186,11 @@ pub enum Mutation {
         /// The secret's store id.
         secret: i64,
     },
+    /// Remember that master key `key_id` seals data in this store.
+    RecordMasterKey {
+        /// The key's id.
+        key_id: String,
+    },
 }
 
 /// What a mutation did.
@@ -224,6 +229,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<Option<StoredVersion>>>;
     /// Every version of secret `secret`, oldest first, without values.
     fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>>;
+    /// The ids of the master keys recorded with [`Mutation::RecordMasterKey`].
+    fn master_keys(&self) -> BoxFuture<'_, Result<Vec<String>>>;
     /// Every secret (or every one not scheduled for deletion), ordered by creation.
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.

@@ -373,44 +373,38 @@ async fn board(conn: &mut SqliteConnection, secret: i64, also: &[&str]) -> Resul
     Ok(LabelBoard::from_versions(by_version))
 }
 
-/// Writes the label changes from `before` to `after`: at most one statement for the
-/// labels that went and one for those that moved or came.
+/// Writes the label changes of each `(secret, before, after)`: at most one statement
+/// for the labels that went and one for those that moved or came, whatever the count.
 async fn save_labels(
     conn: &mut SqliteConnection,
-    secret: i64,
-    before: &LabelBoard,
-    after: &LabelBoard,
+    changes: &[(i64, &LabelBoard, &LabelBoard)],
 ) -> Result<()> {
-    let holders = |b: &LabelBoard| -> BTreeMap<String, String> {
-        b.versions()
-            .flat_map(|(id, labels)| labels.iter().map(move |l| (l.clone(), id.to_string())))
-            .collect()
-    };
-    let (old, new) = (holders(before), holders(after));
-    let gone: Vec<&String> = old.keys().filter(|l| !new.contains_key(*l)).collect();
-    if !gone.is_empty() {
+    let mut gone: Vec<(i64, String)> = Vec::new();
+    let mut moved: Vec<(i64, String, String)> = Vec::new();
+    for (secret, before, after) in changes {
+        let (g, m) = after.label_changes(before);
+        gone.extend(g.into_iter().map(|l| (*secret, l)));
+        moved.extend(m.into_iter().map(|(l, v)| (*secret, l, v)));
+    }
+    for chunk in gone.chunks(puts::ROWS_PER_STATEMENT) {
         let sql = format!(
-            "DELETE FROM labels WHERE secret_id = ? AND label IN ({})",
-            vec!["?"; gone.len()].join(", ")
+            "DELETE FROM labels WHERE (secret_id, label) IN (VALUES {})",
+            vec!["(?, ?)"; chunk.len()].join(", ")
         );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql)).bind(secret);
-        for label in gone {
-            q = q.bind(label);
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (secret, label) in chunk {
+            q = q.bind(secret).bind(label);
         }
         q.execute(&mut *conn).await.map_err(db_error)?;
     }
-    let moved: Vec<(&String, &String)> = new
-        .iter()
-        .filter(|(l, v)| old.get(*l) != Some(*v))
-        .collect();
-    if !moved.is_empty() {
+    for chunk in moved.chunks(puts::ROWS_PER_STATEMENT) {
         let sql = format!(
             "INSERT INTO labels (secret_id, label, version_id) VALUES {}
              ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id",
-            vec!["(?, ?, ?)"; moved.len()].join(", ")
+            vec!["(?, ?, ?)"; chunk.len()].join(", ")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (label, version) in moved {
+        for (secret, label, version) in chunk {
             q = q.bind(secret).bind(label).bind(version);
         }
         q.execute(&mut *conn).await.map_err(db_error)?;
@@ -610,7 +604,7 @@ async fn apply(
             let before = board(conn, secret, &named).await?;
             let mut after = before.clone();
             after.move_label(&label, move_to.as_deref(), remove_from.as_deref())?;
-            save_labels(conn, secret, &before, &after).await?;
+            save_labels(conn, &[(secret, &before, &after)]).await?;
             touch(conn, secret, now).await?;
             Ok(Outcome::Done)
         }
@@ -663,6 +657,15 @@ async fn apply(
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
+        Mutation::RecordMasterKey { key_id } => {
+            sqlx::query("INSERT INTO master_keys (key_id, added_at) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING")
+                .bind(key_id)
+                .bind(millis(now))
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
             Ok(Outcome::Done)
         }
         Mutation::Purge { secret } => {
@@ -854,6 +857,16 @@ impl Store for SqliteStore {
 
     fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>> {
         Box::pin(self.all_versions(secret))
+    }
+
+    fn master_keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            sqlx::query_scalar("SELECT key_id FROM master_keys ORDER BY added_at")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(db_error)
+        })
     }
 
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {

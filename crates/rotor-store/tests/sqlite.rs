@@ -44,6 +44,7 @@ conformance!(
     tags,
     concurrent_writes_group_commit,
     concurrent_replays_and_conflicts_across_secrets,
+    master_keys_are_recorded,
 );
 
 #[tokio::test]

@@ -185,6 +185,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         let store = SqliteStore::open(&data_dir.join("rotor.db"), true).await?;
         let service =
             SecretService::new(Arc::new(store), master, Arc::new(SystemClock), &account_id);
+        service
+            .check_master_key()
+            .await
+            .context("wrong master key")?;
         let (root, created) = root_credentials(&data_dir)?;
         if created {
             banner.push(

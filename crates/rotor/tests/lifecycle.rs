@@ -190,3 +190,84 @@ fn persistent_server_generates_root_credentials_once() {
         .unwrap();
     let _ = harness::TOKEN;
 }
+
+/// The master key from `ROTOR_MASTER_KEY` or `--master-key-file` instead of a generated
+/// one; a server given another key than the data's refuses to start.
+#[test]
+fn master_key_sources_and_mismatch() {
+    let dir = tempfile::tempdir().unwrap();
+    let rt = runtime();
+    let launch =
+        |data: &std::path::Path, extra: Vec<String>, envs: Vec<(&'static str, String)>| Launch {
+            args: [
+                vec![
+                    "--listen".into(),
+                    "127.0.0.1:0".into(),
+                    "--data-dir".into(),
+                    data.display().to_string(),
+                ],
+                extra,
+            ]
+            .concat(),
+            envs: [root_env(), envs].concat(),
+            log_dir: dir.path(),
+        };
+    let key_a = "QUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUFBQUE="; // 32 bytes of 'A'
+    let key_b = "QkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkI="; // 32 bytes of 'B'
+
+    // From the environment: no key file is written, and the data reads back after a restart.
+    let data = dir.path().join("env-data");
+    let server = start(launch(
+        &data,
+        vec![],
+        vec![("ROTOR_MASTER_KEY", key_a.into())],
+    ));
+    rt.block_on(client(&server).create("mk/a", Some(&text("sealed under A")), None, &[], None))
+        .unwrap();
+    drop(server);
+    assert!(!data.join("master.key").exists());
+    let server = start(launch(
+        &data,
+        vec![],
+        vec![("ROTOR_MASTER_KEY", key_a.into())],
+    ));
+    let v = rt
+        .block_on(client(&server).get_value("mk/a", None, None))
+        .unwrap();
+    assert_eq!(v["value"], "sealed under A");
+    drop(server);
+
+    // Another key: refused at start, saying why.
+    let err = try_start(launch(
+        &data,
+        vec![],
+        vec![("ROTOR_MASTER_KEY", key_b.into())],
+    ))
+    .err()
+    .expect("refused");
+    assert!(err.contains("master key"), "{err}");
+
+    // From a file given by --master-key-file.
+    let key_file = dir.path().join("a.key");
+    std::fs::write(&key_file, key_a).unwrap();
+    let server = start(launch(
+        &data,
+        vec!["--master-key-file".into(), key_file.display().to_string()],
+        vec![],
+    ));
+    let v = rt
+        .block_on(client(&server).get_value("mk/a", None, None))
+        .unwrap();
+    assert_eq!(v["value"], "sealed under A");
+    drop(server);
+
+    // A malformed key is refused.
+    let err = try_start(launch(
+        &data,
+        vec![],
+        vec![("ROTOR_MASTER_KEY", "short".into())],
+    ))
+    .err()
+    .expect("refused");
+    assert!(err.contains("ROTOR_MASTER_KEY"), "{err}");
+}

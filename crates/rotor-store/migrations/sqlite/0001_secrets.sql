@@ -40,3 +40,10 @@ CREATE TABLE labels (
 CREATE INDEX versions_age ON versions (secret_id, created_at, seq);
 
 CREATE INDEX secrets_deletion ON secrets (deletion_date) WHERE deletion_date IS NOT NULL;
+
+-- The master keys that have sealed data here: a server given another key refuses to
+-- start rather than fail on every read.
+CREATE TABLE master_keys (
+    key_id   TEXT   PRIMARY KEY,
+    added_at INTEGER NOT NULL
+);

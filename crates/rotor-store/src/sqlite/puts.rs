@@ -8,7 +8,7 @@
 //! counters with a few multi-row statements. Only a database failure can fail the
 //! writes, and then the caller rolls the whole run back.
 
-use super::{db_error, prune, refuse_if_deleted_date};
+use super::{db_error, prune, refuse_if_deleted_date, save_labels};
 use crate::{NewVersion, Outcome, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
@@ -18,7 +18,7 @@ use sqlx::sqlite::SqliteConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// Rows per multi-row statement, well under SQLite's limit on bound parameters.
-const ROWS_PER_STATEMENT: usize = 100;
+pub(super) const ROWS_PER_STATEMENT: usize = 100;
 
 /// One put of a run.
 pub(crate) struct Put {
@@ -102,7 +102,12 @@ pub(crate) async fn apply_run(
     }
 
     insert_versions(conn, &accepted).await?;
-    save_label_changes(conn, &states).await?;
+    let changed: Vec<(i64, &LabelBoard, &LabelBoard)> = states
+        .iter()
+        .filter(|(_, s)| s.last_changed.is_some())
+        .map(|(id, s)| (*id, &s.before, &s.board))
+        .collect();
+    save_labels(conn, &changed).await?;
     for (secret, state) in &states {
         let Some(now) = state.last_changed else {
             continue;
@@ -234,58 +239,6 @@ async fn insert_versions(conn: &mut SqliteConnection, accepted: &[(&Put, i64)]) 
                 .bind(&v.sealed.algorithm)
                 .bind(&v.sealed.key_id)
                 .bind(&v.sealed.digest);
-        }
-        q.execute(&mut *conn).await.map_err(db_error)?;
-    }
-    Ok(())
-}
-
-/// Writes, for every secret of the run, the label changes from its stored board to
-/// its final one.
-async fn save_label_changes(
-    conn: &mut SqliteConnection,
-    states: &BTreeMap<i64, SecretState>,
-) -> Result<()> {
-    let holders = |b: &LabelBoard| -> BTreeMap<String, String> {
-        b.versions()
-            .flat_map(|(id, labels)| labels.iter().map(move |l| (l.clone(), id.to_string())))
-            .collect()
-    };
-    let mut gone: Vec<(i64, String)> = Vec::new();
-    let mut moved: Vec<(i64, String, String)> = Vec::new();
-    for (secret, state) in states.iter().filter(|(_, s)| s.last_changed.is_some()) {
-        let (old, new) = (holders(&state.before), holders(&state.board));
-        gone.extend(
-            old.keys()
-                .filter(|l| !new.contains_key(*l))
-                .map(|l| (*secret, l.clone())),
-        );
-        moved.extend(
-            new.into_iter()
-                .filter(|(l, v)| old.get(l) != Some(v))
-                .map(|(l, v)| (*secret, l, v)),
-        );
-    }
-    for chunk in gone.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "DELETE FROM labels WHERE (secret_id, label) IN (VALUES {})",
-            placeholders(chunk.len(), "(?, ?)")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (secret, label) in chunk {
-            q = q.bind(secret).bind(label);
-        }
-        q.execute(&mut *conn).await.map_err(db_error)?;
-    }
-    for chunk in moved.chunks(ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO labels (secret_id, label, version_id) VALUES {}
-             ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id",
-            placeholders(chunk.len(), "(?, ?, ?)")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (secret, label, version) in chunk {
-            q = q.bind(secret).bind(label).bind(version);
         }
         q.execute(&mut *conn).await.map_err(db_error)?;
     }

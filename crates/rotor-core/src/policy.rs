@@ -1,0 +1,354 @@
+//! Access policies: which capabilities a principal has on which secret paths.
+//!
+//! A policy is a list of statements; each allows or denies some capabilities on some
+//! path globs. A request is allowed when some statement of the principal's policies
+//! allows the capability on the secret's name and none denies it: deny wins, and
+//! nothing is allowed by default.
+//!
+//! Globs match secret names: `*` matches any run of characters within one path
+//! segment (no `/`), `**` any run across segments. So `/app/message-processor/*`
+//! covers `/app/message-processor/db` but not `/app/message-processor/replicated/db`,
+//! which `/app/message-processor/**` covers.
+//!
+//! ```
+//! use rotor_core::policy::{Capability, Policy, evaluate};
+//! let p: Policy = serde_json::from_str(r#"{"name": "mp", "statements": [
+//!     {"effect": "allow", "capabilities": ["read"], "paths": ["/app/message-processor/**"]},
+//!     {"effect": "deny", "capabilities": ["read"], "paths": ["/app/message-processor/secret-sauce"]}
+//! ]}"#).unwrap();
+//! let ps = std::slice::from_ref(&p);
+//! assert!(evaluate(ps, Capability::Read, "/app/message-processor/replicated/mongo/user").is_allowed());
+//! assert!(!evaluate(ps, Capability::Read, "/app/message-processor/secret-sauce").is_allowed());
+//! assert!(!evaluate(&[p], Capability::Read, "/dba/mongo/user").is_allowed());
+//! ```
+
+use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// What a principal may do to a secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Capability {
+    /// Read values (`GetSecretValue`, `BatchGetSecretValue`).
+    Read,
+    /// Create secrets and change values, labels, descriptions and tags.
+    Write,
+    /// See the secret in listings.
+    List,
+    /// Read metadata (`DescribeSecret`, `ListSecretVersionIds`).
+    Describe,
+    /// Configure and run rotation.
+    Rotate,
+    /// Delete and restore.
+    Delete,
+    /// Replicate the secret elsewhere.
+    Share,
+    /// Manage principals, tokens, keys and policies.
+    Admin,
+}
+
+impl Capability {
+    /// Every capability, in a fixed order.
+    pub const ALL: [Capability; 8] = [
+        Capability::Read,
+        Capability::Write,
+        Capability::List,
+        Capability::Describe,
+        Capability::Rotate,
+        Capability::Delete,
+        Capability::Share,
+        Capability::Admin,
+    ];
+
+    /// The lowercase name used in policies and messages.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Capability::Read => "read",
+            Capability::Write => "write",
+            Capability::List => "list",
+            Capability::Describe => "describe",
+            Capability::Rotate => "rotate",
+            Capability::Delete => "delete",
+            Capability::Share => "share",
+            Capability::Admin => "admin",
+        }
+    }
+}
+
+impl fmt::Display for Capability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Allow or deny.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Effect {
+    /// Grants.
+    Allow,
+    /// Refuses, whatever else grants.
+    Deny,
+}
+
+/// One rule of a policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Statement {
+    /// Allow or deny.
+    pub effect: Effect,
+    /// The capabilities it covers.
+    pub capabilities: Vec<Capability>,
+    /// Path globs of the secrets it covers.
+    pub paths: Vec<String>,
+}
+
+/// A named list of statements.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Policy {
+    /// The policy's name.
+    pub name: String,
+    /// Its statements.
+    pub statements: Vec<Statement>,
+}
+
+impl Policy {
+    /// Checks that the policy can mean something: a name, and statements each with
+    /// capabilities and well-formed globs.
+    pub fn validate(&self) -> Result<()> {
+        validate_policy_name(&self.name)?;
+        if self.statements.is_empty() {
+            return Err(Error::invalid_parameter(
+                "A policy needs at least one statement",
+            ));
+        }
+        for (i, s) in self.statements.iter().enumerate() {
+            if s.capabilities.is_empty() {
+                return Err(Error::invalid_parameter(format!(
+                    "Statement {i} lists no capabilities"
+                )));
+            }
+            if s.paths.is_empty() {
+                return Err(Error::invalid_parameter(format!(
+                    "Statement {i} lists no paths"
+                )));
+            }
+            for p in &s.paths {
+                validate_glob(p).map_err(|e| {
+                    Error::invalid_parameter(format!("Statement {i}: {}", e.message))
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks a policy or principal name: 1–128 of letters, digits and `-_.@`.
+pub fn validate_policy_name(name: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.@".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "Invalid name {name:?}: use 1 to 128 letters, digits and -_.@"
+        )))
+    }
+}
+
+/// Checks a path glob: 1–512 characters of what names allow plus `*`, and no `***`.
+pub fn validate_glob(glob: &str) -> Result<()> {
+    if glob.is_empty() || glob.len() > 512 {
+        return Err(Error::invalid_parameter(
+            "A path glob must be 1 to 512 characters long",
+        ));
+    }
+    if glob.contains("***") {
+        return Err(Error::invalid_parameter(format!(
+            "Path glob {glob:?} has `***`; use `*` or `**`"
+        )));
+    }
+    if let Some(bad) = glob
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "/_+=.@-*".contains(*c)))
+    {
+        return Err(Error::invalid_parameter(format!(
+            "Path glob {glob:?} has the character {bad:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// Whether `glob` matches the secret name `path`.
+pub fn glob_matches(glob: &str, path: &str) -> bool {
+    matches_from(glob.as_bytes(), path.as_bytes())
+}
+
+fn matches_from(glob: &[u8], path: &[u8]) -> bool {
+    match glob {
+        [] => path.is_empty(),
+        [b'*', b'*', rest @ ..] => (0..=path.len()).any(|i| matches_from(rest, &path[i..])),
+        [b'*', rest @ ..] => {
+            let segment_end = path.iter().position(|c| *c == b'/').unwrap_or(path.len());
+            (0..=segment_end).any(|i| matches_from(rest, &path[i..]))
+        }
+        [c, rest @ ..] => path.first() == Some(c) && matches_from(rest, &path[1..]),
+    }
+}
+
+/// The outcome of evaluating policies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Some statement allows and none denies.
+    Allowed,
+    /// A statement of the named policy denies.
+    DeniedBy(String),
+    /// No statement allows.
+    NotGranted,
+}
+
+impl Decision {
+    /// Whether the request may proceed.
+    pub fn is_allowed(&self) -> bool {
+        matches!(self, Decision::Allowed)
+    }
+}
+
+/// Evaluates `policies` for `capability` on `path`. Deny wins; nothing is allowed by
+/// default.
+pub fn evaluate(policies: &[Policy], capability: Capability, path: &str) -> Decision {
+    let mut allowed = false;
+    for policy in policies {
+        for s in &policy.statements {
+            if !s.capabilities.contains(&capability)
+                || !s.paths.iter().any(|g| glob_matches(g, path))
+            {
+                continue;
+            }
+            match s.effect {
+                Effect::Deny => return Decision::DeniedBy(policy.name.clone()),
+                Effect::Allow => allowed = true,
+            }
+        }
+    }
+    if allowed {
+        Decision::Allowed
+    } else {
+        Decision::NotGranted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn single_star_stays_in_its_segment() {
+        assert!(glob_matches("/app/mp/*", "/app/mp/db"));
+        assert!(!glob_matches("/app/mp/*", "/app/mp/replicated/db"));
+        assert!(!glob_matches("/app/mp/*", "/app/mp"));
+        assert!(glob_matches("/app/*/db", "/app/mp/db"));
+        assert!(glob_matches("prod/*-db", "prod/orders-db"));
+    }
+
+    #[test]
+    fn double_star_crosses_segments() {
+        assert!(glob_matches(
+            "/dba/**",
+            "/dba/passpack/services/mp/mongo/user"
+        ));
+        assert!(glob_matches("/dba/**", "/dba/"));
+        assert!(!glob_matches("/dba/**", "/dbax/y"));
+        assert!(glob_matches("**", "anything/at/all"));
+        assert!(glob_matches(
+            "/app/**/password",
+            "/app/mp/replicated/mongo/password"
+        ));
+        assert!(!glob_matches(
+            "/app/**/password",
+            "/app/mp/replicated/mongo/user"
+        ));
+    }
+
+    #[test]
+    fn exact_paths_match_only_themselves() {
+        assert!(glob_matches("prod/db", "prod/db"));
+        assert!(!glob_matches("prod/db", "prod/db2"));
+    }
+
+    fn policy(statements: &[(Effect, &[Capability], &[&str])]) -> Policy {
+        Policy {
+            name: "p".into(),
+            statements: statements
+                .iter()
+                .map(|(e, c, p)| Statement {
+                    effect: *e,
+                    capabilities: c.to_vec(),
+                    paths: p.iter().map(|s| s.to_string()).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn deny_wins_and_nothing_is_allowed_by_default() {
+        let p = policy(&[
+            (
+                Effect::Allow,
+                &[Capability::Read, Capability::List],
+                &["/app/**"],
+            ),
+            (Effect::Deny, &[Capability::Read], &["/app/secret"]),
+        ]);
+        let ps = std::slice::from_ref(&p);
+        assert_eq!(evaluate(ps, Capability::Read, "/app/x"), Decision::Allowed);
+        assert_eq!(
+            evaluate(ps, Capability::Read, "/app/secret"),
+            Decision::DeniedBy("p".into())
+        );
+        assert_eq!(
+            evaluate(ps, Capability::List, "/app/secret"),
+            Decision::Allowed
+        );
+        assert_eq!(
+            evaluate(ps, Capability::Write, "/app/x"),
+            Decision::NotGranted
+        );
+        assert_eq!(
+            evaluate(&[], Capability::Read, "/app/x"),
+            Decision::NotGranted
+        );
+    }
+
+    #[test]
+    fn bad_policies_are_refused() {
+        assert!(policy(&[(Effect::Allow, &[], &["/a"])]).validate().is_err());
+        assert!(
+            policy(&[(Effect::Allow, &[Capability::Read], &[])])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            policy(&[(Effect::Allow, &[Capability::Read], &["/a/***"])])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            policy(&[(Effect::Allow, &[Capability::Read], &["/a b"])])
+                .validate()
+                .is_err()
+        );
+        assert!(
+            policy(&[(Effect::Allow, &[Capability::Read], &["/a/**"])])
+                .validate()
+                .is_ok()
+        );
+        let json = r#"{"name": "x", "statements": [{"effect": "allow", "capabilities": ["fly"], "paths": ["/a"]}]}"#;
+        assert!(serde_json::from_str::<Policy>(json).is_err());
+    }
+}
