@@ -4,7 +4,9 @@
 //! so a backend's test file is one line per check (see `tests/sqlite.rs`). Values here
 //! are opaque bytes: the store never decrypts.
 
-use crate::{Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, Store};
+use crate::{
+    AccessMutation, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, Store,
+};
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rotor_core::ErrorKind;
 use rotor_core::label::{AWSCURRENT, AWSPENDING, AWSPREVIOUS, LabelBoard};
@@ -548,6 +550,186 @@ pub async fn master_keys_are_recorded(store: Arc<dyn Store>) {
     assert_eq!(keys, ["mk-a", "mk-b"]);
 }
 
+/// Principals, policies, attachments, tokens and access keys: created, listed,
+/// refused when they clash or name nothing, and removed with their principal.
+pub async fn access_configuration(store: Arc<dyn Store>) {
+    let access = |m: AccessMutation| store.apply(Mutation::Access(m), t0());
+    access(AccessMutation::CreatePrincipal {
+        name: "dba".into(),
+        kind: "person".into(),
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::CreatePrincipal {
+        name: "mp".into(),
+        kind: "service".into(),
+    })
+    .await
+    .unwrap();
+    let dup = access(AccessMutation::CreatePrincipal {
+        name: "mp".into(),
+        kind: "service".into(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(dup.kind, ErrorKind::ResourceExists);
+    access(AccessMutation::PutPolicy {
+        name: "read-mp".into(),
+        document: "{}".into(),
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::PutPolicy {
+        name: "read-mp".into(),
+        document: "{\"v\":2}".into(),
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::Attach {
+        principal: "mp".into(),
+        policy: "read-mp".into(),
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::Attach {
+        principal: "mp".into(),
+        policy: "read-mp".into(),
+    })
+    .await
+    .unwrap();
+    for (principal, policy) in [("nobody", "read-mp"), ("mp", "nothing")] {
+        let e = access(AccessMutation::Attach {
+            principal: principal.into(),
+            policy: policy.into(),
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+    }
+    access(AccessMutation::CreateToken {
+        id: "t1".into(),
+        principal: "mp".into(),
+        hash: vec![1, 2, 3],
+        expires: None,
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::CreateToken {
+        id: "t2".into(),
+        principal: "dba".into(),
+        hash: vec![4],
+        expires: Some(t0()),
+    })
+    .await
+    .unwrap();
+    access(AccessMutation::RevokeToken { id: "t2".into() })
+        .await
+        .unwrap();
+    assert_eq!(
+        access(AccessMutation::RevokeToken { id: "t9".into() })
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::ResourceNotFound
+    );
+    access(AccessMutation::CreateAccessKey {
+        id: "AKIA1".into(),
+        principal: "mp".into(),
+        sealed: sealed("key"),
+    })
+    .await
+    .unwrap();
+
+    let snap = store.access().await.unwrap();
+    let mp = snap
+        .principals
+        .iter()
+        .find(|p| p.name == "mp")
+        .expect("mp listed");
+    assert_eq!(
+        (mp.kind.as_str(), mp.policies.clone()),
+        ("service", vec!["read-mp".to_string()])
+    );
+    assert_eq!(
+        snap.policies,
+        [("read-mp".to_string(), "{\"v\":2}".to_string())]
+    );
+    let t1 = snap.tokens.iter().find(|t| t.id == "t1").unwrap();
+    assert_eq!(
+        (t1.principal_id, t1.hash.clone(), t1.revoked),
+        (mp.id, vec![1, 2, 3], None)
+    );
+    assert_eq!(
+        snap.tokens.iter().find(|t| t.id == "t2").unwrap().revoked,
+        Some(t0())
+    );
+    assert_eq!(
+        snap.access_keys[0].sealed.ciphertext,
+        sealed("key").ciphertext
+    );
+
+    access(AccessMutation::Detach {
+        principal: "mp".into(),
+        policy: "read-mp".into(),
+    })
+    .await
+    .unwrap();
+    let e = access(AccessMutation::Detach {
+        principal: "mp".into(),
+        policy: "read-mp".into(),
+    })
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+    access(AccessMutation::DeletePrincipal { name: "mp".into() })
+        .await
+        .unwrap();
+    let snap = store.access().await.unwrap();
+    assert_eq!(snap.principals.len(), 1);
+    assert!(snap.tokens.iter().all(|t| t.id != "t1"));
+    assert!(snap.access_keys.is_empty());
+    access(AccessMutation::DeletePolicy {
+        name: "read-mp".into(),
+    })
+    .await
+    .unwrap();
+    assert!(store.access().await.unwrap().policies.is_empty());
+}
+
+/// The audit store sink keeps entries in sequence order.
+pub async fn audit_entries_append_in_order(store: Arc<dyn Store>) {
+    let entries: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("{{\"seq\":{i}}}"))).collect();
+    store
+        .apply(
+            Mutation::AppendAudit {
+                entries: entries[..70].to_vec(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    store
+        .apply(
+            Mutation::AppendAudit {
+                entries: entries[70..].to_vec(),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(store.audit_entries(0).await.unwrap(), entries);
+    assert_eq!(store.audit_entries(148).await.unwrap(), entries[148..]);
+    let dup = store
+        .apply(
+            Mutation::AppendAudit {
+                entries: vec![(5, "again".into())],
+            },
+            t0(),
+        )
+        .await;
+    assert!(dup.is_err(), "a sequence number is written once");
+}
+
 /// Every check, by name, for backends' test files.
 pub const ALL: &[&str] = &[
     "create_and_load",
@@ -562,4 +744,6 @@ pub const ALL: &[&str] = &[
     "concurrent_writes_group_commit",
     "concurrent_replays_and_conflicts_across_secrets",
     "master_keys_are_recorded",
+    "access_configuration",
+    "audit_entries_append_in_order",
 ];

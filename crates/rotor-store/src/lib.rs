@@ -191,6 +191,146 @@ pub enum Mutation {
         /// The key's id.
         key_id: String,
     },
+    /// A change to principals, policies or credentials.
+    Access(AccessMutation),
+    /// Append entries `(sequence number, JSON line)` to the audit log's store sink.
+    AppendAudit {
+        /// The entries, in order.
+        entries: Vec<(i64, String)>,
+    },
+}
+
+/// Changes to who may do what.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum AccessMutation {
+    /// Create a principal (`ResourceExists` if the name is taken).
+    CreatePrincipal {
+        /// Name.
+        name: String,
+        /// `service` or `person`.
+        kind: String,
+    },
+    /// Delete a principal with its tokens, keys and attachments.
+    DeletePrincipal {
+        /// Name.
+        name: String,
+    },
+    /// Create or replace a policy.
+    PutPolicy {
+        /// Name.
+        name: String,
+        /// The policy as JSON.
+        document: String,
+    },
+    /// Delete a policy, detaching it everywhere.
+    DeletePolicy {
+        /// Name.
+        name: String,
+    },
+    /// Attach a policy to a principal.
+    Attach {
+        /// Principal name.
+        principal: String,
+        /// Policy name.
+        policy: String,
+    },
+    /// Detach a policy from a principal.
+    Detach {
+        /// Principal name.
+        principal: String,
+        /// Policy name.
+        policy: String,
+    },
+    /// Store a token's keyed hash.
+    CreateToken {
+        /// Public id (accessor).
+        id: String,
+        /// Principal name.
+        principal: String,
+        /// Keyed hash of the token.
+        hash: Vec<u8>,
+        /// Expiry, if any.
+        expires: Option<DateTime<Utc>>,
+    },
+    /// Revoke a token.
+    RevokeToken {
+        /// Public id.
+        id: String,
+    },
+    /// Store an access key pair, the secret sealed.
+    CreateAccessKey {
+        /// Access key id.
+        id: String,
+        /// Principal name.
+        principal: String,
+        /// The sealed secret access key (`digest` unused).
+        sealed: SealedValue,
+    },
+    /// Delete an access key pair.
+    DeleteAccessKey {
+        /// Access key id.
+        id: String,
+    },
+}
+
+/// A principal as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrincipalRow {
+    /// Store id.
+    pub id: i64,
+    /// Name.
+    pub name: String,
+    /// `service` or `person`.
+    pub kind: String,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Names of attached policies.
+    pub policies: Vec<String>,
+}
+
+/// A token as stored: never the token itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenRow {
+    /// Public id.
+    pub id: String,
+    /// Owner's store id.
+    pub principal_id: i64,
+    /// Keyed hash of the token.
+    pub hash: Vec<u8>,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+    /// Expiry.
+    pub expires: Option<DateTime<Utc>>,
+    /// Revocation time.
+    pub revoked: Option<DateTime<Utc>>,
+}
+
+/// An access key pair as stored.
+#[derive(Debug, Clone)]
+pub struct AccessKeyRow {
+    /// Access key id.
+    pub id: String,
+    /// Owner's store id.
+    pub principal_id: i64,
+    /// The sealed secret access key.
+    pub sealed: SealedValue,
+    /// Creation time.
+    pub created: DateTime<Utc>,
+}
+
+/// Everything about access control, read at once: it is small, and the engine keeps
+/// it in memory.
+#[derive(Debug, Clone, Default)]
+pub struct AccessSnapshot {
+    /// Principals with their attached policies.
+    pub principals: Vec<PrincipalRow>,
+    /// `(name, JSON document)` of every policy.
+    pub policies: Vec<(String, String)>,
+    /// Every token.
+    pub tokens: Vec<TokenRow>,
+    /// Every access key.
+    pub access_keys: Vec<AccessKeyRow>,
 }
 
 /// What a mutation did.
@@ -231,6 +371,10 @@ pub trait Store: Send + Sync + 'static {
     fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>>;
     /// The ids of the master keys recorded with [`Mutation::RecordMasterKey`].
     fn master_keys(&self) -> BoxFuture<'_, Result<Vec<String>>>;
+    /// Principals, policies and credentials.
+    fn access(&self) -> BoxFuture<'_, Result<AccessSnapshot>>;
+    /// Audit entries of the store sink with a sequence number above `after`, in order.
+    fn audit_entries(&self, after: i64) -> BoxFuture<'_, Result<Vec<(i64, String)>>>;
     /// Every secret (or every one not scheduled for deletion), ordered by creation.
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.

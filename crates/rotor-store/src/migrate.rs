@@ -1,10 +1,14 @@
 //! Schema migrations, embedded in the binary and applied in order on open.
 
 /// `(version, sql)` for SQLite, oldest first.
-pub(crate) const SQLITE: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/sqlite/0001_secrets.sql"))];
+pub(crate) const SQLITE: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/sqlite/0001_secrets.sql")),
+    (2, include_str!("../migrations/sqlite/0002_access.sql")),
+];
 
 /// `(version, sql)` for PostgreSQL, oldest first. Applied by the PostgreSQL backend.
 #[allow(dead_code)]
-pub(crate) const POSTGRES: &[(i64, &str)] =
-    &[(1, include_str!("../migrations/postgres/0001_secrets.sql"))];
+pub(crate) const POSTGRES: &[(i64, &str)] = &[
+    (1, include_str!("../migrations/postgres/0001_secrets.sql")),
+    (2, include_str!("../migrations/postgres/0002_access.sql")),
+];

@@ -8,8 +8,8 @@
 //! failed mutation rolls back to its savepoint without touching the others.
 
 use crate::{
-    BoxFuture, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary,
-    Store, StoredVersion, from_millis, millis,
+    AccessSnapshot, BoxFuture, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord,
+    SecretSummary, Store, StoredVersion, from_millis, millis,
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
@@ -25,6 +25,7 @@ use std::path::Path;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
+mod access;
 mod puts;
 
 /// Most mutations committed in one transaction.
@@ -659,6 +660,8 @@ async fn apply(
             .map_err(db_error)?;
             Ok(Outcome::Done)
         }
+        Mutation::Access(m) => access::apply(conn, m, now).await,
+        Mutation::AppendAudit { entries } => access::append_audit(conn, entries).await,
         Mutation::RecordMasterKey { key_id } => {
             sqlx::query("INSERT INTO master_keys (key_id, added_at) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING")
                 .bind(key_id)
@@ -857,6 +860,20 @@ impl Store for SqliteStore {
 
     fn list_versions(&self, secret: i64) -> BoxFuture<'_, Result<Vec<VersionMeta>>> {
         Box::pin(self.all_versions(secret))
+    }
+
+    fn access(&self) -> BoxFuture<'_, Result<AccessSnapshot>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            access::snapshot(&mut conn).await
+        })
+    }
+
+    fn audit_entries(&self, after: i64) -> BoxFuture<'_, Result<Vec<(i64, String)>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            access::audit_entries(&mut conn, after).await
+        })
     }
 
     fn master_keys(&self) -> BoxFuture<'_, Result<Vec<String>>> {

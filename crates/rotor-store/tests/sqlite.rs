@@ -45,6 +45,8 @@ conformance!(
     concurrent_writes_group_commit,
     concurrent_replays_and_conflicts_across_secrets,
     master_keys_are_recorded,
+    access_configuration,
+    audit_entries_append_in_order,
 );
 
 #[tokio::test]
