@@ -24,6 +24,8 @@ pub enum ErrorKind {
     LimitExceeded,
     /// The caller lacks permission.
     AccessDenied,
+    /// The caller's credentials are missing, unknown, expired or revoked.
+    Unauthenticated,
     /// The store or another internal component failed; details are logged, not sent.
     Internal,
 }
@@ -40,6 +42,7 @@ impl ErrorKind {
             ErrorKind::InvalidNextToken => "InvalidNextTokenException",
             ErrorKind::LimitExceeded => "LimitExceededException",
             ErrorKind::AccessDenied => "AccessDeniedException",
+            ErrorKind::Unauthenticated => "UnrecognizedClientException",
             ErrorKind::Internal => "InternalServiceError",
         }
     }

@@ -84,6 +84,14 @@ pub struct Envelope {
     master: MasterKey,
     wrap: LessSafeKey,
     digest: hmac::Key,
+    tokens: hmac::Key,
+    audit: hmac::Key,
+}
+
+/// A key derived from the master key for one purpose.
+fn derive(master: &MasterKey, purpose: &[u8]) -> hmac::Key {
+    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master.bytes()), purpose);
+    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
 }
 
 impl std::fmt::Debug for Envelope {
@@ -147,15 +155,12 @@ impl Envelope {
         let wrap = LessSafeKey::new(
             UnboundKey::new(&AES_256_GCM_SIV, master.bytes()).expect("a 32-byte key is valid"),
         );
-        let digest_key = hmac::sign(
-            &hmac::Key::new(hmac::HMAC_SHA256, master.bytes()),
-            b"rotor value digest v1",
-        );
-        let digest = hmac::Key::new(hmac::HMAC_SHA256, digest_key.as_ref());
         Envelope {
+            digest: derive(&master, b"rotor value digest v1"),
+            tokens: derive(&master, b"rotor token hash v1"),
+            audit: derive(&master, b"rotor audit chain v1"),
             master,
             wrap,
-            digest,
         }
     }
 
@@ -226,6 +231,17 @@ impl Envelope {
             UnboundKey::new(&AES_256_GCM, &data_key).map_err(|_| DecryptError::Tampered)?,
         );
         open_with(&key, &bound, sealed.ciphertext)
+    }
+
+    /// The keyed hash a bearer token is stored as. Keyed, so that the database alone
+    /// does not let anyone check guesses.
+    pub fn token_hash(&self, token: &str) -> Vec<u8> {
+        hmac::sign(&self.tokens, token.as_bytes()).as_ref().to_vec()
+    }
+
+    /// The HMAC of the audit log's hash chain and of its hashed request fields.
+    pub fn audit_mac(&self, data: &[u8]) -> Vec<u8> {
+        hmac::sign(&self.audit, data).as_ref().to_vec()
     }
 
     /// A keyed digest of a value, stored beside it so that "same token, same value"

@@ -27,3 +27,8 @@ pub mod random;
 
 pub use envelope::{ALGORITHM, DecryptError, EncryptError, Envelope, Sealed, SealedRef};
 pub use master::{MasterKey, MasterKeyError};
+
+/// Whether `a` and `b` are equal, in time that does not depend on where they differ.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    aws_lc_rs::constant_time::verify_slices_are_equal(a, b).is_ok()
+}

@@ -9,23 +9,28 @@
 //!
 //! ```no_run
 //! # async fn demo() -> rotor_core::Result<()> {
-//! use rotor_engine::{SecretService, CreateSecret};
+//! use rotor_engine::{Caller, SecretService, CreateSecret};
 //! use rotor_core::value::SecretValue;
 //! let service = SecretService::open_ephemeral("123456789012").await?;
-//! service.create(CreateSecret {
+//! let me = Caller::system("docs");
+//! service.create(&me, CreateSecret {
 //!     name: "prod/db".into(),
 //!     region: "us-east-1".into(),
 //!     value: Some(SecretValue::string("s3cr3t".into())?),
 //!     ..Default::default()
 //! }).await?;
-//! let v = service.get_value("prod/db", None, None).await?;
+//! let v = service.get_value(&me, "prod/db", None, None).await?;
 //! assert_eq!(v.stages, vec!["AWSCURRENT".to_string()]);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod access;
 mod cache;
+mod caller;
 mod service;
 
+pub use access::{AccessService, PrincipalInfo, ROOT, RootCredentials, TokenInfo};
+pub use caller::Caller;
 pub use service::*;

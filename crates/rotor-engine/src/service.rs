@@ -1,6 +1,7 @@
 //! The secret operations.
 
 use crate::cache::{Identity, IdentityCache, ReadCache};
+use crate::caller::Caller;
 use chrono::{DateTime, Duration, Utc};
 use rotor_core::clock::{Clock, SystemClock};
 use rotor_core::filter::{self, Filter};
@@ -8,6 +9,7 @@ use rotor_core::label::{self, AWSCURRENT};
 use rotor_core::model::{self, SecretMeta, Tag, VersionMeta};
 use rotor_core::name::{self, SecretRef};
 use rotor_core::password::PasswordSpec;
+use rotor_core::policy::Capability;
 use rotor_core::value::SecretValue;
 use rotor_core::{Error, ErrorKind, Result};
 use rotor_crypto::{Envelope, MasterKey, SealedRef};
@@ -163,7 +165,7 @@ pub struct BatchError {
 /// The secret service.
 pub struct SecretService {
     store: Arc<dyn Store>,
-    envelope: Envelope,
+    envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     account_id: String,
     cache: ReadCache,
@@ -201,7 +203,7 @@ impl SecretService {
     ) -> Self {
         SecretService {
             store,
-            envelope: Envelope::new(master),
+            envelope: Arc::new(Envelope::new(master)),
             clock,
             account_id: account_id.to_string(),
             cache: ReadCache::default(),
@@ -244,6 +246,22 @@ impl SecretService {
             "the data in this store was sealed with master key {}, but the configured master key is {mine}",
             known.join(", ")
         )))
+    }
+
+    /// The envelope sealing this service's values, for services that seal with the
+    /// same master key.
+    pub fn envelope(&self) -> Arc<Envelope> {
+        self.envelope.clone()
+    }
+
+    /// The store under this service.
+    pub fn store(&self) -> Arc<dyn Store> {
+        self.store.clone()
+    }
+
+    /// The clock this service uses.
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
     }
 
     /// The account id used in ARNs.
@@ -301,10 +319,49 @@ impl SecretService {
         }
     }
 
+    /// Resolves `secret_id` for `caller`, who must have `capability` on the secret's
+    /// name. A plain name is checked before the lookup, so that a caller without the
+    /// capability learns nothing, not even whether the secret exists.
+    async fn authorized(
+        &self,
+        caller: &Caller,
+        capability: Capability,
+        secret_id: &str,
+    ) -> Result<Arc<SecretRecord>> {
+        if let SecretRef::Name(name) = SecretRef::parse(secret_id)? {
+            caller.authorize(capability, name)?;
+        }
+        let record = self.resolve(secret_id).await?;
+        caller.authorize(capability, &record.meta.name)?;
+        Ok(record)
+    }
+
+    async fn authorized_live(
+        &self,
+        caller: &Caller,
+        capability: Capability,
+        secret_id: &str,
+    ) -> Result<Arc<SecretRecord>> {
+        let record = self.authorized(caller, capability, secret_id).await?;
+        if record.meta.is_deleted() {
+            return Err(marked_for_deletion());
+        }
+        Ok(record)
+    }
+
     /// The identity of the secret `secret_id` names, for writes: from the identity
     /// cache when possible, so a write does not have to load the secret first.
-    async fn identity(&self, secret_id: &str) -> Result<Identity> {
+    async fn identity(
+        &self,
+        caller: &Caller,
+        capability: Capability,
+        secret_id: &str,
+    ) -> Result<Identity> {
+        if let SecretRef::Name(name) = SecretRef::parse(secret_id)? {
+            caller.authorize(capability, name)?;
+        }
         if let Some(identity) = self.identities.get(secret_id) {
+            caller.authorize(capability, &identity.name)?;
             return Ok(identity);
         }
         let record = self.resolve(secret_id).await?;
@@ -314,15 +371,8 @@ impl SecretService {
             arn: record.meta.arn.clone(),
         };
         self.identities.insert(secret_id, identity.clone());
+        caller.authorize(capability, &identity.name)?;
         Ok(identity)
-    }
-
-    async fn resolve_live(&self, secret_id: &str) -> Result<Arc<SecretRecord>> {
-        let r = self.resolve(secret_id).await?;
-        if r.meta.is_deleted() {
-            return Err(marked_for_deletion());
-        }
-        Ok(r)
     }
 
     async fn apply(&self, name: &str, arn: &str, mutation: Mutation) -> Result<Outcome> {
@@ -363,8 +413,9 @@ impl SecretService {
     }
 
     /// `CreateSecret`.
-    pub async fn create(&self, req: CreateSecret) -> Result<Created> {
+    pub async fn create(&self, caller: &Caller, req: CreateSecret) -> Result<Created> {
         name::validate_name(&req.name)?;
+        caller.authorize(Capability::Write, &req.name)?;
         model::validate_tags(&req.tags)?;
         if req.tags.len() > model::MAX_TAGS {
             return Err(Error::validation(format!(
@@ -410,8 +461,10 @@ impl SecretService {
     }
 
     /// `PutSecretValue`.
-    pub async fn put_value(&self, req: PutValue) -> Result<PutResult> {
-        let secret = self.identity(&req.secret_id).await?;
+    pub async fn put_value(&self, caller: &Caller, req: PutValue) -> Result<PutResult> {
+        let secret = self
+            .identity(caller, Capability::Write, &req.secret_id)
+            .await?;
         let stages = match req.stages {
             Some(s) if s.is_empty() => {
                 return Err(Error::validation("VersionStages must hold 1 to 20 labels"));
@@ -442,11 +495,14 @@ impl SecretService {
     /// which must then name the same version.
     pub async fn get_value(
         &self,
+        caller: &Caller,
         secret_id: &str,
         version_id: Option<&str>,
         stage: Option<&str>,
     ) -> Result<VersionValue> {
-        let record = self.resolve_live(secret_id).await?;
+        let record = self
+            .authorized_live(caller, Capability::Read, secret_id)
+            .await?;
         let stage = match (version_id, stage) {
             (None, None) => Some(AWSCURRENT),
             (_, s) => s,
@@ -509,11 +565,15 @@ impl SecretService {
     }
 
     /// `BatchGetSecretValue` by ids: values for those found, an error for each other.
-    pub async fn batch_get(&self, ids: &[String]) -> (Vec<VersionValue>, Vec<BatchError>) {
+    pub async fn batch_get(
+        &self,
+        caller: &Caller,
+        ids: &[String],
+    ) -> (Vec<VersionValue>, Vec<BatchError>) {
         let mut values = Vec::new();
         let mut errors = Vec::new();
         for id in ids {
-            match self.get_value(id, None, None).await {
+            match self.get_value(caller, id, None, None).await {
                 Ok(v) => values.push(v),
                 Err(error) => errors.push(BatchError {
                     secret_id: id.clone(),
@@ -528,13 +588,16 @@ impl SecretService {
     /// `AWSCURRENT` version. Returns the new version's id, if any.
     pub async fn update(
         &self,
+        caller: &Caller,
         secret_id: &str,
         token: Option<String>,
         description: Option<String>,
         kms_key_id: Option<String>,
         value: Option<SecretValue>,
     ) -> Result<(String, String, Option<String>)> {
-        let record = self.resolve_live(secret_id).await?;
+        let record = self
+            .authorized_live(caller, Capability::Write, secret_id)
+            .await?;
         if description.as_ref().is_some_and(|d| d.len() > 2048) {
             return Err(Error::validation(
                 "Description must be at most 2048 characters long",
@@ -555,12 +618,15 @@ impl SecretService {
         let mut version_id = None;
         if let Some(value) = value {
             let put = self
-                .put_value(PutValue {
-                    secret_id: record.meta.arn.clone(),
-                    token,
-                    value,
-                    stages: None,
-                })
+                .put_value(
+                    caller,
+                    PutValue {
+                        secret_id: record.meta.arn.clone(),
+                        token,
+                        value,
+                        stages: None,
+                    },
+                )
                 .await?;
             version_id = Some(put.version_id);
         }
@@ -574,12 +640,15 @@ impl SecretService {
     /// `UpdateSecretVersionStage`.
     pub async fn update_stage(
         &self,
+        caller: &Caller,
         secret_id: &str,
         stage: &str,
         move_to: Option<String>,
         remove_from: Option<String>,
     ) -> Result<(String, String)> {
-        let record = self.resolve_live(secret_id).await?;
+        let record = self
+            .authorized_live(caller, Capability::Write, secret_id)
+            .await?;
         for id in [&move_to, &remove_from].into_iter().flatten() {
             name::validate_version_id(id)?;
         }
@@ -601,10 +670,13 @@ impl SecretService {
     /// when asked.
     pub async fn list_versions(
         &self,
+        caller: &Caller,
         secret_id: &str,
         include_deprecated: bool,
     ) -> Result<(Arc<SecretRecord>, Vec<VersionMeta>)> {
-        let record = self.resolve(secret_id).await?;
+        let record = self
+            .authorized(caller, Capability::Describe, secret_id)
+            .await?;
         let versions = self
             .store
             .list_versions(record.meta.id)
@@ -617,8 +689,10 @@ impl SecretService {
     }
 
     /// `DescribeSecret`.
-    pub async fn describe(&self, secret_id: &str) -> Result<Description> {
-        let record = self.resolve(secret_id).await?;
+    pub async fn describe(&self, caller: &Caller, secret_id: &str) -> Result<Description> {
+        let record = self
+            .authorized(caller, Capability::Describe, secret_id)
+            .await?;
         Ok(Description {
             meta: record.meta.clone(),
             versions_to_stages: record
@@ -631,12 +705,14 @@ impl SecretService {
     }
 
     /// `ListSecrets`, unpaginated: filtered and sorted.
-    pub async fn list(&self, req: &ListSecrets) -> Result<Vec<SecretSummary>> {
+    /// Secrets the caller may not `list` are left out, not refused.
+    pub async fn list(&self, caller: &Caller, req: &ListSecrets) -> Result<Vec<SecretSummary>> {
         let mut all: Vec<SecretSummary> = self
             .store
             .list(req.include_planned_deletion)
             .await?
             .into_iter()
+            .filter(|s| caller.may(Capability::List, &s.meta.name))
             .filter(|s| filter::matches_all(&req.filters, &s.meta))
             .collect();
         match req.sort_by {
@@ -656,6 +732,7 @@ impl SecretService {
     /// delete at once with `force`.
     pub async fn delete(
         &self,
+        caller: &Caller,
         secret_id: &str,
         recovery_days: Option<i64>,
         force: bool,
@@ -671,7 +748,9 @@ impl SecretService {
                 "RecoveryWindowInDays must be between 7 and 30 days, got {days}"
             )));
         }
-        let record = self.resolve(secret_id).await?;
+        let record = self
+            .authorized(caller, Capability::Delete, secret_id)
+            .await?;
         let now = self.clock.now();
         let deletion_date = if force {
             self.apply(
@@ -709,8 +788,10 @@ impl SecretService {
     }
 
     /// `RestoreSecret`.
-    pub async fn restore(&self, secret_id: &str) -> Result<(String, String)> {
-        let record = self.resolve(secret_id).await?;
+    pub async fn restore(&self, caller: &Caller, secret_id: &str) -> Result<(String, String)> {
+        let record = self
+            .authorized(caller, Capability::Delete, secret_id)
+            .await?;
         self.apply(
             &record.meta.name,
             &record.meta.arn,
@@ -723,9 +804,11 @@ impl SecretService {
     }
 
     /// `TagResource`.
-    pub async fn tag(&self, secret_id: &str, tags: Vec<Tag>) -> Result<()> {
+    pub async fn tag(&self, caller: &Caller, secret_id: &str, tags: Vec<Tag>) -> Result<()> {
         model::validate_tags(&tags)?;
-        let record = self.resolve(secret_id).await?;
+        let record = self
+            .authorized(caller, Capability::Write, secret_id)
+            .await?;
         self.apply(
             &record.meta.name,
             &record.meta.arn,
@@ -739,8 +822,10 @@ impl SecretService {
     }
 
     /// `UntagResource`.
-    pub async fn untag(&self, secret_id: &str, keys: Vec<String>) -> Result<()> {
-        let record = self.resolve(secret_id).await?;
+    pub async fn untag(&self, caller: &Caller, secret_id: &str, keys: Vec<String>) -> Result<()> {
+        let record = self
+            .authorized(caller, Capability::Write, secret_id)
+            .await?;
         self.apply(
             &record.meta.name,
             &record.meta.arn,

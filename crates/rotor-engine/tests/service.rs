@@ -6,7 +6,11 @@ use proptest::prelude::*;
 use rotor_core::ErrorKind;
 use rotor_core::label::{AWSCURRENT, LabelBoard};
 use rotor_core::value::SecretValue;
-use rotor_engine::{CreateSecret, PutValue, SecretService};
+use rotor_engine::{Caller, CreateSecret, PutValue, SecretService};
+
+fn sys() -> Caller {
+    Caller::system("test")
+}
 use std::sync::Arc;
 
 fn value(s: &str) -> SecretValue {
@@ -56,7 +60,7 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 async fn snapshot(s: &SecretService) -> Vec<(String, Vec<String>)> {
-    let (_, versions) = s.list_versions("p", true).await.unwrap();
+    let (_, versions) = s.list_versions(&sys(), "p", true).await.unwrap();
     versions.into_iter().map(|v| (v.id, v.labels)).collect()
 }
 
@@ -68,18 +72,18 @@ proptest! {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-            s.create(CreateSecret { name: "p".into(), region: "us-east-1".into(), token: Some("v0".into()),
+            s.create(&sys(), CreateSecret { name: "p".into(), region: "us-east-1".into(), token: Some("v0".into()),
                 value: Some(value("x0")), ..Default::default() }).await.unwrap();
             for op in ops {
                 let before = snapshot(&s).await;
                 let result = match &op {
-                    Op::Put { version, value: v, stages } => s.put_value(PutValue {
+                    Op::Put { version, value: v, stages } => s.put_value(&sys(), PutValue {
                         secret_id: "p".into(),
                         token: Some(format!("v{version}")),
                         value: value(&format!("x{v}")),
                         stages: if stages.is_empty() { None } else { Some(stages.iter().map(|x| x.to_string()).collect()) },
                     }).await.map(|_| ()),
-                    Op::Move { label, to, from } => s.update_stage("p", label,
+                    Op::Move { label, to, from } => s.update_stage(&sys(), "p", label,
                         to.map(|t| format!("v{t}")), from.map(|f| format!("v{f}"))).await.map(|_| ()),
                 };
                 let after = snapshot(&s).await;
@@ -90,7 +94,7 @@ proptest! {
                 let board = LabelBoard::from_versions(after.iter().rev().cloned());
                 prop_assert_eq!(board.check_invariants(), Ok(()), "after {:?}", op);
                 // What GetSecretValue returns is what the labels say.
-                let current = s.get_value("p", None, None).await.unwrap();
+                let current = s.get_value(&sys(), "p", None, None).await.unwrap();
                 prop_assert_eq!(Some(current.version_id.as_str()), board.holder(AWSCURRENT));
             }
             Ok(())
@@ -101,12 +105,15 @@ proptest! {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_never_go_back_past_an_acknowledged_write() {
     let s = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
-    s.create(CreateSecret {
-        name: "c".into(),
-        region: "us-east-1".into(),
-        value: Some(value("0")),
-        ..Default::default()
-    })
+    s.create(
+        &sys(),
+        CreateSecret {
+            name: "c".into(),
+            region: "us-east-1".into(),
+            value: Some(value("0")),
+            ..Default::default()
+        },
+    )
     .await
     .unwrap();
     let readers: Vec<_> = (0..4)
@@ -114,23 +121,26 @@ async fn reads_never_go_back_past_an_acknowledged_write() {
             let s = s.clone();
             tokio::spawn(async move {
                 for _ in 0..400 {
-                    let _ = s.get_value("c", None, None).await.unwrap();
+                    let _ = s.get_value(&sys(), "c", None, None).await.unwrap();
                     tokio::task::yield_now().await;
                 }
             })
         })
         .collect();
     for i in 1..=100 {
-        s.put_value(PutValue {
-            secret_id: "c".into(),
-            token: None,
-            value: value(&i.to_string()),
-            stages: None,
-        })
+        s.put_value(
+            &sys(),
+            PutValue {
+                secret_id: "c".into(),
+                token: None,
+                value: value(&i.to_string()),
+                stages: None,
+            },
+        )
         .await
         .unwrap();
         // Once the put is acknowledged, every read sees it (the cache cannot serve older).
-        let got = s.get_value("c", None, None).await.unwrap();
+        let got = s.get_value(&sys(), "c", None, None).await.unwrap();
         match got.value {
             SecretValue::String(v) => {
                 assert_eq!(secrecy::ExposeSecret::expose_secret(&v), i.to_string())
@@ -147,12 +157,15 @@ async fn reads_never_go_back_past_an_acknowledged_write() {
 async fn secret_ids_resolve_as_name_full_arn_and_partial_arn() {
     let s = SecretService::open_ephemeral("123456789012").await.unwrap();
     let created = s
-        .create(CreateSecret {
-            name: "prod/db".into(),
-            region: "eu-west-1".into(),
-            value: Some(value("v")),
-            ..Default::default()
-        })
+        .create(
+            &sys(),
+            CreateSecret {
+                name: "prod/db".into(),
+                region: "eu-west-1".into(),
+                value: Some(value("v")),
+                ..Default::default()
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -163,18 +176,21 @@ async fn secret_ids_resolve_as_name_full_arn_and_partial_arn() {
     let partial = &created.arn[..created.arn.len() - 7];
     for id in ["prod/db", created.arn.as_str(), partial] {
         assert_eq!(
-            s.get_value(id, None, None).await.unwrap().name,
+            s.get_value(&sys(), id, None, None).await.unwrap().name,
             "prod/db",
             "{id}"
         );
     }
     let wrong = format!("{partial}-zzzzzz");
     assert_eq!(
-        s.get_value(&wrong, None, None).await.unwrap_err().kind,
+        s.get_value(&sys(), &wrong, None, None)
+            .await
+            .unwrap_err()
+            .kind,
         ErrorKind::ResourceNotFound
     );
     assert_eq!(
-        s.get_value("arn:aws:s3:::bucket", None, None)
+        s.get_value(&sys(), "arn:aws:s3:::bucket", None, None)
             .await
             .unwrap_err()
             .kind,

@@ -22,7 +22,7 @@ use rotor_core::model::Tag;
 use rotor_core::password::PasswordSpec;
 use rotor_core::value::SecretValue;
 use rotor_engine::{
-    CreateSecret, ListSecrets, PutValue, SecretService, SortBy, SortOrder, VersionValue,
+    Caller, CreateSecret, ListSecrets, PutValue, SecretService, SortBy, SortOrder, VersionValue,
 };
 use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
@@ -55,6 +55,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 message: format!("The request body exceeds the limit of {MAX_BODY} bytes"),
                 status: StatusCode::PAYLOAD_TOO_LARGE,
             })?;
+        let mut caller = None;
         let verified = sigv4::verify(
             &sigv4::SignedRequest {
                 method: parts.method.as_str(),
@@ -64,10 +65,15 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 body: &body,
             },
             Utc::now(),
-            |akid| app.credentials.secret_for(akid),
+            |akid| {
+                let (secret, who) = app.access.access_key(akid)?;
+                caller = Some(who);
+                Some(secret.expose_secret().to_string())
+            },
         )
         .map_err(|e| AwsError::client(e.aws_type(), e.message()))?;
-        dispatch(&app.service, op, &target, &body, &verified.region).await
+        let caller = caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
+        dispatch(&app.service, &caller, op, &target, &body, &verified.region).await
     }
     .await;
     let mut response = match result {
@@ -128,26 +134,27 @@ fn operation_name(target: &str) -> &'static str {
 
 async fn dispatch(
     service: &SecretService,
+    c: &Caller,
     op: &'static str,
     target: &str,
     body: &Bytes,
     region: &str,
 ) -> Result<Vec<u8>, AwsError> {
     let out = match op {
-        "CreateSecret" => create_secret(service, parse(body)?, region).await?,
-        "PutSecretValue" => put_secret_value(service, parse(body)?).await?,
-        "GetSecretValue" => return get_secret_value(service, parse(body)?).await,
-        "BatchGetSecretValue" => batch_get_secret_value(service, parse(body)?).await?,
-        "UpdateSecret" => update_secret(service, parse(body)?).await?,
-        "UpdateSecretVersionStage" => update_secret_version_stage(service, parse(body)?).await?,
-        "ListSecretVersionIds" => list_secret_version_ids(service, parse(body)?).await?,
-        "DescribeSecret" => describe_secret(service, parse(body)?).await?,
-        "ListSecrets" => list_secrets(service, parse(body)?).await?,
-        "DeleteSecret" => delete_secret(service, parse(body)?).await?,
-        "RestoreSecret" => restore_secret(service, parse(body)?).await?,
-        "GetRandomPassword" => get_random_password(service, parse(body)?)?,
-        "TagResource" => tag_resource(service, parse(body)?).await?,
-        "UntagResource" => untag_resource(service, parse(body)?).await?,
+        "CreateSecret" => create_secret(service, c, parse(body)?, region).await?,
+        "PutSecretValue" => put_secret_value(service, c, parse(body)?).await?,
+        "GetSecretValue" => return get_secret_value(service, c, parse(body)?).await,
+        "BatchGetSecretValue" => batch_get_secret_value(service, c, parse(body)?).await?,
+        "UpdateSecret" => update_secret(service, c, parse(body)?).await?,
+        "UpdateSecretVersionStage" => update_secret_version_stage(service, c, parse(body)?).await?,
+        "ListSecretVersionIds" => list_secret_version_ids(service, c, parse(body)?).await?,
+        "DescribeSecret" => describe_secret(service, c, parse(body)?).await?,
+        "ListSecrets" => list_secrets(service, c, parse(body)?).await?,
+        "DeleteSecret" => delete_secret(service, c, parse(body)?).await?,
+        "RestoreSecret" => restore_secret(service, c, parse(body)?).await?,
+        "GetRandomPassword" => get_random_password(service, c, parse(body)?)?,
+        "TagResource" => tag_resource(service, c, parse(body)?).await?,
+        "UntagResource" => untag_resource(service, c, parse(body)?).await?,
         "RotateSecret" | "CancelRotateSecret" => {
             let _: SecretIdOnly = parse(body)?;
             return Err(AwsError::client(
@@ -288,6 +295,7 @@ struct CreateSecretIn {
 
 async fn create_secret(
     s: &SecretService,
+    c: &Caller,
     req: CreateSecretIn,
     region: &str,
 ) -> Result<Value, AwsError> {
@@ -298,15 +306,18 @@ async fn create_secret(
     }
     let value = value_from(req.secret_string, req.secret_binary)?;
     let created = s
-        .create(CreateSecret {
-            name: req.name,
-            region: region.to_string(),
-            token: req.client_request_token,
-            description: req.description,
-            kms_key_id: req.kms_key_id,
-            value,
-            tags: tags_in(req.tags),
-        })
+        .create(
+            c,
+            CreateSecret {
+                name: req.name,
+                region: region.to_string(),
+                token: req.client_request_token,
+                description: req.description,
+                kms_key_id: req.kms_key_id,
+                value,
+                tags: tags_in(req.tags),
+            },
+        )
         .await?;
     let mut out = json!({"ARN": created.arn, "Name": created.name});
     if let Some(v) = created.version_id {
@@ -325,17 +336,24 @@ struct PutSecretValueIn {
     version_stages: Option<Vec<String>>,
 }
 
-async fn put_secret_value(s: &SecretService, req: PutSecretValueIn) -> Result<Value, AwsError> {
+async fn put_secret_value(
+    s: &SecretService,
+    c: &Caller,
+    req: PutSecretValueIn,
+) -> Result<Value, AwsError> {
     let value = value_from(req.secret_string, req.secret_binary)?.ok_or_else(|| {
         Error::invalid_parameter("You must provide either SecretString or SecretBinary.")
     })?;
     let put = s
-        .put_value(PutValue {
-            secret_id: req.secret_id,
-            token: req.client_request_token,
-            value,
-            stages: req.version_stages,
-        })
+        .put_value(
+            c,
+            PutValue {
+                secret_id: req.secret_id,
+                token: req.client_request_token,
+                value,
+                stages: req.version_stages,
+            },
+        )
         .await?;
     Ok(
         json!({"ARN": put.arn, "Name": put.name, "VersionId": put.version_id, "VersionStages": put.stages}),
@@ -381,9 +399,14 @@ fn value_out(v: &VersionValue) -> SecretValueOut<'_> {
     }
 }
 
-async fn get_secret_value(s: &SecretService, req: GetSecretValueIn) -> Result<Vec<u8>, AwsError> {
+async fn get_secret_value(
+    s: &SecretService,
+    c: &Caller,
+    req: GetSecretValueIn,
+) -> Result<Vec<u8>, AwsError> {
     let v = s
         .get_value(
+            c,
             &req.secret_id,
             req.version_id.as_deref(),
             req.version_stage.as_deref(),
@@ -402,7 +425,11 @@ struct BatchGetIn {
     next_token: Option<String>,
 }
 
-async fn batch_get_secret_value(s: &SecretService, req: BatchGetIn) -> Result<Value, AwsError> {
+async fn batch_get_secret_value(
+    s: &SecretService,
+    c: &Caller,
+    req: BatchGetIn,
+) -> Result<Value, AwsError> {
     let ids = match (req.secret_id_list, req.filters) {
         (Some(_), Some(_)) => {
             return Err(Error::invalid_parameter(
@@ -427,18 +454,21 @@ async fn batch_get_secret_value(s: &SecretService, req: BatchGetIn) -> Result<Va
         (None, Some(filters)) => {
             let filters = filters_in(Some(filters))?;
             let all = s
-                .list(&ListSecrets {
-                    filters,
-                    ..Default::default()
-                })
+                .list(
+                    c,
+                    &ListSecrets {
+                        filters,
+                        ..Default::default()
+                    },
+                )
                 .await?;
             let names: Vec<String> = all.into_iter().map(|x| x.meta.arn).collect();
             let (page_ids, next) = page(names, req.max_results, req.next_token.as_deref(), 20)?;
-            let (values, errors) = s.batch_get(&page_ids).await;
+            let (values, errors) = s.batch_get(c, &page_ids).await;
             return Ok(batch_out(&values, &errors, next));
         }
     };
-    let (values, errors) = s.batch_get(&ids).await;
+    let (values, errors) = s.batch_get(c, &ids).await;
     Ok(batch_out(&values, &errors, None))
 }
 
@@ -473,10 +503,15 @@ struct UpdateSecretIn {
     secret_binary: Option<String>,
 }
 
-async fn update_secret(s: &SecretService, req: UpdateSecretIn) -> Result<Value, AwsError> {
+async fn update_secret(
+    s: &SecretService,
+    c: &Caller,
+    req: UpdateSecretIn,
+) -> Result<Value, AwsError> {
     let value = value_from(req.secret_string, req.secret_binary)?;
     let (arn, name, version) = s
         .update(
+            c,
             &req.secret_id,
             req.client_request_token,
             req.description,
@@ -502,10 +537,12 @@ struct UpdateStageIn {
 
 async fn update_secret_version_stage(
     s: &SecretService,
+    c: &Caller,
     req: UpdateStageIn,
 ) -> Result<Value, AwsError> {
     let (arn, name) = s
         .update_stage(
+            c,
             &req.secret_id,
             &req.version_stage,
             req.move_to_version_id,
@@ -526,10 +563,11 @@ struct ListVersionsIn {
 
 async fn list_secret_version_ids(
     s: &SecretService,
+    c: &Caller,
     req: ListVersionsIn,
 ) -> Result<Value, AwsError> {
     let (record, versions) = s
-        .list_versions(&req.secret_id, req.include_deprecated.unwrap_or(false))
+        .list_versions(c, &req.secret_id, req.include_deprecated.unwrap_or(false))
         .await?;
     let (versions, next) = page(versions, req.max_results, req.next_token.as_deref(), 100)?;
     let versions: Vec<Value> = versions
@@ -577,8 +615,12 @@ fn describe_out(
     Value::Object(out)
 }
 
-async fn describe_secret(s: &SecretService, req: SecretIdOnlyRef) -> Result<Value, AwsError> {
-    let d = s.describe(&req.secret_id).await?;
+async fn describe_secret(
+    s: &SecretService,
+    c: &Caller,
+    req: SecretIdOnlyRef,
+) -> Result<Value, AwsError> {
+    let d = s.describe(c, &req.secret_id).await?;
     Ok(describe_out(
         &d.meta,
         &d.versions_to_stages,
@@ -603,7 +645,11 @@ struct ListSecretsIn {
     sort_by: Option<String>,
 }
 
-async fn list_secrets(s: &SecretService, req: ListSecretsIn) -> Result<Value, AwsError> {
+async fn list_secrets(
+    s: &SecretService,
+    c: &Caller,
+    req: ListSecretsIn,
+) -> Result<Value, AwsError> {
     let sort_order = match req.sort_order.as_deref() {
         None | Some("asc") => SortOrder::Asc,
         Some("desc") => SortOrder::Desc,
@@ -625,12 +671,15 @@ async fn list_secrets(s: &SecretService, req: ListSecretsIn) -> Result<Value, Aw
         }
     };
     let all = s
-        .list(&ListSecrets {
-            include_planned_deletion: req.include_planned_deletion.unwrap_or(false),
-            filters: filters_in(req.filters)?,
-            sort_order,
-            sort_by,
-        })
+        .list(
+            c,
+            &ListSecrets {
+                include_planned_deletion: req.include_planned_deletion.unwrap_or(false),
+                filters: filters_in(req.filters)?,
+                sort_order,
+                sort_by,
+            },
+        )
         .await?;
     let (secrets, next) = page(all, req.max_results, req.next_token.as_deref(), 100)?;
     let list: Vec<Value> = secrets
@@ -652,9 +701,14 @@ struct DeleteSecretIn {
     force_delete_without_recovery: Option<bool>,
 }
 
-async fn delete_secret(s: &SecretService, req: DeleteSecretIn) -> Result<Value, AwsError> {
+async fn delete_secret(
+    s: &SecretService,
+    c: &Caller,
+    req: DeleteSecretIn,
+) -> Result<Value, AwsError> {
     let d = s
         .delete(
+            c,
             &req.secret_id,
             req.recovery_window_in_days,
             req.force_delete_without_recovery.unwrap_or(false),
@@ -663,8 +717,12 @@ async fn delete_secret(s: &SecretService, req: DeleteSecretIn) -> Result<Value, 
     Ok(json!({"ARN": d.arn, "Name": d.name, "DeletionDate": epoch(d.deletion_date)}))
 }
 
-async fn restore_secret(s: &SecretService, req: SecretIdOnlyRef) -> Result<Value, AwsError> {
-    let (arn, name) = s.restore(&req.secret_id).await?;
+async fn restore_secret(
+    s: &SecretService,
+    c: &Caller,
+    req: SecretIdOnlyRef,
+) -> Result<Value, AwsError> {
+    let (arn, name) = s.restore(c, &req.secret_id).await?;
     Ok(json!({"ARN": arn, "Name": name}))
 }
 
@@ -681,7 +739,11 @@ struct RandomPasswordIn {
     require_each_included_type: Option<bool>,
 }
 
-fn get_random_password(s: &SecretService, req: RandomPasswordIn) -> Result<Value, AwsError> {
+fn get_random_password(
+    s: &SecretService,
+    _: &Caller,
+    req: RandomPasswordIn,
+) -> Result<Value, AwsError> {
     let length = req.password_length.unwrap_or(32);
     if !(1..=4096).contains(&length) {
         return Err(Error::invalid_parameter(format!(
@@ -709,8 +771,12 @@ struct TagResourceIn {
     tags: Vec<TagIn>,
 }
 
-async fn tag_resource(s: &SecretService, req: TagResourceIn) -> Result<Value, AwsError> {
-    s.tag(&req.secret_id, tags_in(Some(req.tags))).await?;
+async fn tag_resource(
+    s: &SecretService,
+    c: &Caller,
+    req: TagResourceIn,
+) -> Result<Value, AwsError> {
+    s.tag(c, &req.secret_id, tags_in(Some(req.tags))).await?;
     Ok(json!({}))
 }
 
@@ -721,7 +787,11 @@ struct UntagResourceIn {
     tag_keys: Vec<String>,
 }
 
-async fn untag_resource(s: &SecretService, req: UntagResourceIn) -> Result<Value, AwsError> {
-    s.untag(&req.secret_id, req.tag_keys).await?;
+async fn untag_resource(
+    s: &SecretService,
+    c: &Caller,
+    req: UntagResourceIn,
+) -> Result<Value, AwsError> {
+    s.untag(c, &req.secret_id, req.tag_keys).await?;
     Ok(json!({}))
 }

@@ -104,6 +104,7 @@ impl From<Error> for NativeError {
             ErrorKind::ResourceNotFound => StatusCode::NOT_FOUND,
             ErrorKind::ResourceExists => StatusCode::CONFLICT,
             ErrorKind::AccessDenied => StatusCode::FORBIDDEN,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorKind::InvalidRequest => StatusCode::CONFLICT,
             ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             _ => StatusCode::BAD_REQUEST,

@@ -13,11 +13,13 @@
 //!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
-//! use rotor_server::{App, Credentials};
-//! use rotor_engine::SecretService;
+//! use rotor_server::App;
+//! use rotor_engine::{AccessService, SecretService};
 //! use std::sync::Arc;
 //! let service = Arc::new(SecretService::open_ephemeral("123456789012").await?);
-//! let app = App::new(service, Credentials::new("root-token", "AKID", "secret"));
+//! let access = Arc::new(AccessService::load(service.store(), service.envelope(), service.clock()).await?);
+//! access.bootstrap(Some("root-token"), Some(("AKID", "secret"))).await?;
+//! let app = App::new(service, access);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! rotor_server::serve::serve(listener, app.router(), None, std::future::pending()).await?;
 //! # Ok(()) }
@@ -33,75 +35,24 @@ mod openapi;
 pub mod pagination;
 pub mod serve;
 pub mod sigv4;
+mod sys;
 
-use aws_lc_rs::constant_time;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
-use rotor_engine::SecretService;
-use secrecy::{ExposeSecret, SecretString};
-use std::collections::HashMap;
+use rotor_engine::{AccessService, SecretService};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-
-/// The credentials the server accepts: the root bearer token and AWS-style key pairs.
-pub struct Credentials {
-    root_token: SecretString,
-    access_keys: HashMap<String, SecretString>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Credentials")
-            .field("root_token", &"[redacted]")
-            .field(
-                "access_key_ids",
-                &self.access_keys.keys().collect::<Vec<_>>(),
-            )
-            .finish()
-    }
-}
-
-impl Credentials {
-    /// The root token and one access key pair.
-    pub fn new(root_token: &str, access_key_id: &str, secret_access_key: &str) -> Self {
-        let mut access_keys = HashMap::new();
-        access_keys.insert(
-            access_key_id.to_string(),
-            SecretString::from(secret_access_key),
-        );
-        Credentials {
-            root_token: SecretString::from(root_token),
-            access_keys,
-        }
-    }
-
-    /// The secret key of `access_key_id`, if known.
-    pub fn secret_for(&self, access_key_id: &str) -> Option<String> {
-        self.access_keys
-            .get(access_key_id)
-            .map(|s| s.expose_secret().to_string())
-    }
-
-    /// Whether `token` is the root token (compared in constant time).
-    pub fn token_is_valid(&self, token: &str) -> bool {
-        constant_time::verify_slices_are_equal(
-            token.as_bytes(),
-            self.root_token.expose_secret().as_bytes(),
-        )
-        .is_ok()
-    }
-}
 
 /// State shared by every request.
 pub struct App {
     /// The secret service.
     pub service: Arc<SecretService>,
-    /// Accepted credentials.
-    pub credentials: Credentials,
+    /// Authentication and access management.
+    pub access: Arc<AccessService>,
     /// Region for ARNs of secrets created over the native API.
     pub default_region: String,
     metrics: Option<PrometheusHandle>,
@@ -110,18 +61,16 @@ pub struct App {
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("App")
-            .field("credentials", &self.credentials)
-            .finish_non_exhaustive()
+        f.debug_struct("App").finish_non_exhaustive()
     }
 }
 
 impl App {
-    /// State over `service`, accepting `credentials`.
-    pub fn new(service: Arc<SecretService>, credentials: Credentials) -> Arc<Self> {
+    /// State over `service`, authenticating with `access`.
+    pub fn new(service: Arc<SecretService>, access: Arc<AccessService>) -> Arc<Self> {
         Arc::new(App {
             service,
-            credentials,
+            access,
             default_region: "us-east-1".into(),
             metrics: metrics::install(),
             ready: AtomicBool::new(true),
@@ -142,6 +91,7 @@ impl App {
             .route("/metrics", get(metrics_text))
             .route("/v1/openapi.json", get(openapi::document))
             .merge(native::router(self.clone()))
+            .merge(sys::router(self.clone()))
             .fallback(not_found)
             .with_state(self.clone())
     }

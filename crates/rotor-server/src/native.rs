@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
@@ -20,7 +20,7 @@ use rotor_core::label::resolve_alias;
 use rotor_core::model::{SecretMeta, Tag};
 use rotor_core::password::PasswordSpec;
 use rotor_core::value::SecretValue;
-use rotor_engine::{CreateSecret, ListSecrets, PutValue, SortOrder};
+use rotor_engine::{Caller, CreateSecret, ListSecrets, PutValue, SortOrder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
@@ -59,7 +59,11 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .layer(axum::middleware::from_fn_with_state(app, authenticate))
 }
 
-async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> Response {
+pub(crate) async fn authenticate(
+    State(app): State<Arc<App>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let start = Instant::now();
     let token = req
         .headers()
@@ -67,9 +71,15 @@ async fn authenticate(State(app): State<Arc<App>>, req: Request, next: Next) -> 
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let op = operation(&req);
-    let response = match token {
-        Some(t) if app.credentials.token_is_valid(t) => next.run(req).await,
-        _ => NativeError::unauthenticated().into_response(),
+    let authenticated = token.map(|t| app.access.authenticate_token(t));
+    let mut req = req;
+    let response = match authenticated {
+        Some(Ok(caller)) => {
+            req.extensions_mut().insert(caller);
+            next.run(req).await
+        }
+        Some(Err(e)) => NativeError::from(e).into_response(),
+        None => NativeError::unauthenticated().into_response(),
     };
     metrics::observe("native", op, response.status().as_u16(), start);
     response
@@ -167,20 +177,24 @@ struct CreateIn {
 
 async fn create(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     req: std::result::Result<Json<CreateIn>, JsonRejection>,
 ) -> Result<impl IntoResponse> {
     let req = body(req)?;
     let created = app
         .service
-        .create(CreateSecret {
-            name: req.name,
-            region: req.region.unwrap_or_else(|| app.default_region.clone()),
-            token: req.version_id,
-            description: req.description,
-            kms_key_id: None,
-            value: value_in(req.value, req.value_base64)?,
-            tags: tags_in(req.tags),
-        })
+        .create(
+            &caller,
+            CreateSecret {
+                name: req.name,
+                region: req.region.unwrap_or_else(|| app.default_region.clone()),
+                token: req.version_id,
+                description: req.description,
+                kms_key_id: None,
+                value: value_in(req.value, req.value_base64)?,
+                tags: tags_in(req.tags),
+            },
+        )
         .await?;
     Ok((
         StatusCode::CREATED,
@@ -201,20 +215,24 @@ struct ListIn {
 
 async fn list(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     q: std::result::Result<Query<ListIn>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
     let all = app
         .service
-        .list(&ListSecrets {
-            include_planned_deletion: q.include_deleted,
-            sort_order: if q.desc {
-                SortOrder::Desc
-            } else {
-                SortOrder::Asc
+        .list(
+            &caller,
+            &ListSecrets {
+                include_planned_deletion: q.include_deleted,
+                sort_order: if q.desc {
+                    SortOrder::Desc
+                } else {
+                    SortOrder::Asc
+                },
+                ..Default::default()
             },
-            ..Default::default()
-        })
+        )
         .await?;
     let all: Vec<_> = all
         .into_iter()
@@ -255,6 +273,7 @@ struct ValueOut<'a> {
 
 async fn get_value(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: std::result::Result<Query<GetIn>, QueryRejection>,
 ) -> Result<Response> {
@@ -262,7 +281,7 @@ async fn get_value(
     let stage = q.stage.as_deref().map(resolve_alias);
     let v = app
         .service
-        .get_value(&name, q.version_id.as_deref(), stage)
+        .get_value(&caller, &name, q.version_id.as_deref(), stage)
         .await?;
     let (value, value_base64) = match &v.value {
         SecretValue::String(s) => (Some(s.expose_secret()), None),
@@ -290,6 +309,7 @@ struct PutIn {
 
 async fn put_value(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: std::result::Result<Json<PutIn>, JsonRejection>,
 ) -> Result<Json<Value>> {
@@ -301,12 +321,15 @@ async fn put_value(
         .map(|s| s.iter().map(|l| resolve_alias(l).to_string()).collect());
     let put = app
         .service
-        .put_value(PutValue {
-            secret_id: name,
-            token: req.version_id,
-            value,
-            stages,
-        })
+        .put_value(
+            &caller,
+            PutValue {
+                secret_id: name,
+                token: req.version_id,
+                value,
+                stages,
+            },
+        )
         .await?;
     Ok(Json(
         json!({"name": put.name, "arn": put.arn, "version_id": put.version_id, "stages": put.stages}),
@@ -322,21 +345,26 @@ struct DeleteIn {
 
 async fn delete(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: std::result::Result<Query<DeleteIn>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
     let d = app
         .service
-        .delete(&name, q.recovery_window_days, q.force)
+        .delete(&caller, &name, q.recovery_window_days, q.force)
         .await?;
     Ok(Json(
         json!({"name": d.name, "arn": d.arn, "deletion_date": rfc3339(d.deletion_date)}),
     ))
 }
 
-async fn describe(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Value>> {
-    let d = app.service.describe(&name).await?;
+async fn describe(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let d = app.service.describe(&caller, &name).await?;
     Ok(Json(describe_json(&d.meta, &d.versions_to_stages)))
 }
 
@@ -347,19 +375,24 @@ struct UpdateIn {
 
 async fn update_meta(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: std::result::Result<Json<UpdateIn>, JsonRejection>,
 ) -> Result<Json<Value>> {
     let req = body(req)?;
     let (arn, name, _) = app
         .service
-        .update(&name, None, req.description, None, None)
+        .update(&caller, &name, None, req.description, None, None)
         .await?;
     Ok(Json(json!({"name": name, "arn": arn})))
 }
 
-async fn restore(State(app): State<Arc<App>>, Path(name): Path<String>) -> Result<Json<Value>> {
-    let (arn, name) = app.service.restore(&name).await?;
+async fn restore(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let (arn, name) = app.service.restore(&caller, &name).await?;
     Ok(Json(json!({"name": name, "arn": arn})))
 }
 
@@ -371,13 +404,14 @@ struct VersionsIn {
 
 async fn versions(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: std::result::Result<Query<VersionsIn>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
     let (record, versions) = app
         .service
-        .list_versions(&name, q.include_deprecated)
+        .list_versions(&caller, &name, q.include_deprecated)
         .await?;
     let versions: Vec<Value> = versions
         .iter()
@@ -397,6 +431,7 @@ struct StageIn {
 
 async fn move_stage(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: std::result::Result<Json<StageIn>, JsonRejection>,
 ) -> Result<Json<Value>> {
@@ -404,6 +439,7 @@ async fn move_stage(
     let (arn, name) = app
         .service
         .update_stage(
+            &caller,
             &name,
             resolve_alias(&req.stage),
             req.move_to,
@@ -420,12 +456,13 @@ struct TagIn {
 
 async fn tag(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     req: std::result::Result<Json<TagIn>, JsonRejection>,
 ) -> Result<Json<Value>> {
     let req = body(req)?;
-    app.service.tag(&name, tags_in(req.tags)).await?;
-    describe(State(app), Path(name)).await
+    app.service.tag(&caller, &name, tags_in(req.tags)).await?;
+    describe(State(app), Extension(caller), Path(name)).await
 }
 
 #[derive(Deserialize)]
@@ -435,6 +472,7 @@ struct UntagIn {
 
 async fn untag(
     State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
     q: std::result::Result<Query<UntagIn>, QueryRejection>,
 ) -> Result<Json<Value>> {
@@ -445,8 +483,8 @@ async fn untag(
         .filter(|k| !k.is_empty())
         .map(str::to_string)
         .collect();
-    app.service.untag(&name, keys).await?;
-    describe(State(app), Path(name)).await
+    app.service.untag(&caller, &name, keys).await?;
+    describe(State(app), Extension(caller), Path(name)).await
 }
 
 #[derive(Deserialize, Default)]

@@ -8,15 +8,15 @@ use crate::cli::ServerArgs;
 use anyhow::{Context, bail};
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
-use rotor_engine::{DEFAULT_ACCOUNT_ID, SecretService};
+use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
+use rotor_server::App;
 use rotor_server::serve::ReloadableCert;
-use rotor_server::{App, Credentials};
 use rotor_store::sqlite::SqliteStore;
-use serde::{Deserialize, Serialize};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::os::unix::fs::OpenOptionsExt as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,56 +40,6 @@ const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
-}
-
-/// Root credentials of a persistent server, kept in the data directory (mode 0600)
-/// unless given by `ROTOR_ROOT_*`.
-#[derive(Serialize, Deserialize)]
-struct RootCredentials {
-    token: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-fn root_credentials(data_dir: &Path) -> anyhow::Result<(RootCredentials, bool)> {
-    if let (Some(token), Some(access_key_id), Some(secret_access_key)) = (
-        env("ROTOR_ROOT_TOKEN"),
-        env("ROTOR_ROOT_ACCESS_KEY_ID"),
-        env("ROTOR_ROOT_SECRET_ACCESS_KEY"),
-    ) {
-        return Ok((
-            RootCredentials {
-                token,
-                access_key_id,
-                secret_access_key,
-            },
-            false,
-        ));
-    }
-    let path = data_dir.join("root-credentials.json");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok((
-            serde_json::from_str(&text).with_context(|| format!("reading {}", path.display()))?,
-            false,
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            let creds = RootCredentials {
-                token: rotor_crypto::random::token("rtr_"),
-                access_key_id: rotor_crypto::random::access_key_id(),
-                secret_access_key: rotor_crypto::random::token(""),
-            };
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(0o600)
-                .open(&path)
-                .with_context(|| format!("creating {}", path.display()))?;
-            file.write_all(serde_json::to_string(&creds)?.as_bytes())?;
-            file.sync_all()?;
-            Ok((creds, true))
-        }
-        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-    }
 }
 
 fn init_logging() {
@@ -136,32 +86,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
 
     let mut banner = Vec::new();
-    let (service, credentials) = if args.dev {
-        let service = SecretService::open_ephemeral(&account_id).await?;
-        let generated = |var: &str, make: &dyn Fn() -> String| {
-            env(var)
-                .map(|v| (v, false))
-                .unwrap_or_else(|| (make(), true))
-        };
-        let (token, t_new) = generated("ROTOR_DEV_ROOT_TOKEN", &|| {
-            rotor_crypto::random::token("rtr_")
-        });
-        let (akid, a_new) = generated(
-            "ROTOR_DEV_ACCESS_KEY_ID",
-            &rotor_crypto::random::access_key_id,
-        );
-        let (secret, s_new) = generated("ROTOR_DEV_SECRET_ACCESS_KEY", &|| {
-            rotor_crypto::random::token("")
-        });
+    // Root credentials: ROTOR_DEV_* for a dev server, ROTOR_ROOT_* for a persistent
+    // one; otherwise made up on the store's first start and shown once.
+    let prefix = if args.dev {
+        "ROTOR_DEV_"
+    } else {
+        "ROTOR_ROOT_"
+    };
+    let root_token = env(&format!(
+        "{prefix}{}",
+        if args.dev { "ROOT_TOKEN" } else { "TOKEN" }
+    ));
+    let root_key = match (
+        env(&format!("{prefix}ACCESS_KEY_ID")),
+        env(&format!("{prefix}SECRET_ACCESS_KEY")),
+    ) {
+        (Some(id), Some(secret)) => Some((id, secret)),
+        (None, None) => None,
+        _ => bail!(
+            "{prefix}ACCESS_KEY_ID and {prefix}SECRET_ACCESS_KEY go together: set both or neither"
+        ),
+    };
+    let service = if args.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
-        if t_new {
-            banner.push(format!("Root token: {token}"));
-        }
-        if a_new || s_new {
-            banner.push(format!("Access key id: {akid}"));
-            banner.push(format!("Secret access key: {secret}"));
-        }
-        (service, Credentials::new(&token, &akid, &secret))
+        SecretService::open_ephemeral(&account_id).await?
     } else {
         let Some(data_dir) = args.data_dir.or(file.data_dir) else {
             bail!(
@@ -189,24 +137,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             .check_master_key()
             .await
             .context("wrong master key")?;
-        let (root, created) = root_credentials(&data_dir)?;
-        if created {
+        service
+    };
+    let access = AccessService::load(service.store(), service.envelope(), service.clock()).await?;
+    let key = root_key
+        .as_ref()
+        .map(|(id, secret)| (id.as_str(), secret.as_str()));
+    if let Some(made) = access.bootstrap(root_token.as_deref(), key).await? {
+        if !args.dev {
             banner.push(
-                "First start: root credentials were generated and saved in the data directory."
+                "First start: a root principal was created. Its credentials are shown this once:"
                     .into(),
             );
-            banner.push(format!("Root token: {}", root.token));
-            banner.push(format!("Access key id: {}", root.access_key_id));
-            banner.push(format!("Secret access key: {}", root.secret_access_key));
         }
-        (
-            service,
-            Credentials::new(&root.token, &root.access_key_id, &root.secret_access_key),
-        )
-    };
+        if root_token.is_none() {
+            banner.push(format!("Root token: {}", made.token.expose_secret()));
+        }
+        if root_key.is_none() {
+            banner.push(format!("Access key id: {}", made.access_key_id));
+            banner.push(format!(
+                "Secret access key: {}",
+                made.secret_access_key.expose_secret()
+            ));
+        }
+    }
 
     let service = Arc::new(service);
-    let app = App::new(service.clone(), credentials);
+    let app = App::new(service.clone(), Arc::new(access));
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
