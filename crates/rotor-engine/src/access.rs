@@ -280,14 +280,13 @@ impl AccessService {
             )),
             (None, false) => None,
         };
-        if let Some(t) = &token {
-            if !self
+        if let Some(t) = &token
+            && !self
                 .state()
                 .tokens
                 .contains_key(&self.envelope.token_hash(t))
-            {
-                self.insert_token(ROOT, t, None).await?;
-            }
+        {
+            self.insert_token(ROOT, t, None).await?;
         }
         if let Some((id, secret)) = &key {
             match self.state().keys.get(id) {
@@ -300,14 +299,12 @@ impl AccessService {
                 None => self.insert_access_key(ROOT, id, secret).await?,
             }
         }
-        if first {
-            if let (Some(t), Some((id, secret))) = (token, key) {
-                generated = Some(RootCredentials {
-                    token: SecretString::from(t),
-                    access_key_id: id,
-                    secret_access_key: SecretString::from(secret),
-                });
-            }
+        if first && let (Some(t), Some((id, secret))) = (token, key) {
+            generated = Some(RootCredentials {
+                token: SecretString::from(t),
+                access_key_id: id,
+                secret_access_key: SecretString::from(secret),
+            });
         }
         Ok(generated)
     }
