@@ -341,4 +341,151 @@ impl Client {
         self.call(Method::POST, self.url("password", None), &[], Some(options))
             .await
     }
+
+    fn sys_url(&self, path: &str) -> String {
+        format!("{}/v1/sys/{path}", self.addr)
+    }
+
+    fn enc(part: &str) -> String {
+        utf8_percent_encode(part, NAME).to_string()
+    }
+
+    /// Creates a principal (`service` or `person`).
+    pub async fn create_principal(&self, name: &str, kind: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.sys_url("principals"),
+            &[],
+            Some(json!({"name": name, "kind": kind})),
+        )
+        .await
+    }
+
+    /// Lists principals.
+    pub async fn list_principals(&self) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.sys_url("principals"), &[], None)
+            .await
+    }
+
+    /// Deletes a principal with its tokens and keys.
+    pub async fn delete_principal(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.sys_url(&format!("principals/{}", Self::enc(name))),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Creates or replaces a policy from its statements.
+    pub async fn put_policy(&self, name: &str, statements: Value) -> Result<Value, ClientError> {
+        let url = self.sys_url(&format!("policies/{}", Self::enc(name)));
+        self.call(
+            Method::PUT,
+            url,
+            &[],
+            Some(json!({"statements": statements})),
+        )
+        .await
+    }
+
+    /// Reads a policy.
+    pub async fn get_policy(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::GET,
+            self.sys_url(&format!("policies/{}", Self::enc(name))),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Lists policies.
+    pub async fn list_policies(&self) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.sys_url("policies"), &[], None)
+            .await
+    }
+
+    /// Deletes a policy.
+    pub async fn delete_policy(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.sys_url(&format!("policies/{}", Self::enc(name))),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Attaches (or, with `attach` false, detaches) a policy to a principal.
+    pub async fn attach_policy(
+        &self,
+        principal: &str,
+        policy: &str,
+        attach: bool,
+    ) -> Result<Value, ClientError> {
+        let url = self.sys_url(&format!(
+            "principals/{}/policies/{}",
+            Self::enc(principal),
+            Self::enc(policy)
+        ));
+        let method = if attach { Method::PUT } else { Method::DELETE };
+        self.call(method, url, &[], None).await
+    }
+
+    /// Creates a token for `principal`, optionally expiring after `ttl_secs`.
+    pub async fn create_token(
+        &self,
+        principal: &str,
+        ttl_secs: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        let body = json!({"principal": principal, "ttl_secs": ttl_secs});
+        self.call(Method::POST, self.sys_url("tokens"), &[], Some(body))
+            .await
+    }
+
+    /// Looks up a token (by id or value), or the caller's own when `None`.
+    pub async fn lookup_token(&self, token: Option<&str>) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.sys_url("tokens/lookup"),
+            &[],
+            Some(json!({"token": token})),
+        )
+        .await
+    }
+
+    /// Revokes a token (by id or value).
+    pub async fn revoke_token(&self, token: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.sys_url("tokens/revoke"),
+            &[],
+            Some(json!({"token": token})),
+        )
+        .await
+    }
+
+    /// Creates an access key pair for `principal`.
+    pub async fn create_access_key(&self, principal: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.sys_url("access-keys"),
+            &[],
+            Some(json!({"principal": principal})),
+        )
+        .await
+    }
+
+    /// Deletes an access key pair.
+    pub async fn delete_access_key(&self, id: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.sys_url(&format!("access-keys/{}", Self::enc(id))),
+            &[],
+            None,
+        )
+        .await
+    }
 }

@@ -838,6 +838,16 @@ impl SecretService {
         Ok(())
     }
 
+    /// `RotateSecret` and `CancelRotateSecret`: the `rotate` capability is checked, then
+    /// the request is refused, since this server has no rotation engine yet.
+    pub async fn rotate(&self, caller: &Caller, secret_id: &str, operation: &str) -> Result<()> {
+        self.authorized(caller, Capability::Rotate, secret_id)
+            .await?;
+        Err(Error::invalid_request(format!(
+            "{operation} is not available yet: this Rotor server has no rotation engine"
+        )))
+    }
+
     /// `GetRandomPassword`.
     pub fn random_password(&self, spec: &PasswordSpec) -> Result<String> {
         rotor_crypto::random::password(spec)

@@ -156,11 +156,9 @@ async fn dispatch(
         "TagResource" => tag_resource(service, c, parse(body)?).await?,
         "UntagResource" => untag_resource(service, c, parse(body)?).await?,
         "RotateSecret" | "CancelRotateSecret" => {
-            let _: SecretIdOnly = parse(body)?;
-            return Err(AwsError::client(
-                "InvalidRequestException",
-                format!("{op} is not available yet: this Rotor server has no rotation engine"),
-            ));
+            let req: SecretIdOnlyRef = parse(body)?;
+            service.rotate(c, &req.secret_id, op).await?;
+            return Err(Error::internal("rotation answered without an error").into());
         }
         _ => {
             return Err(AwsError::client(
@@ -271,13 +269,6 @@ fn page<T>(
     limit: i64,
 ) -> Result<(Vec<T>, Option<String>), AwsError> {
     crate::pagination::page(items, max, next, limit).map_err(Into::into)
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct SecretIdOnly {
-    #[allow(dead_code)]
-    secret_id: String,
 }
 
 #[derive(Deserialize)]

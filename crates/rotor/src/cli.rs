@@ -50,6 +50,110 @@ pub enum Command {
     Secret(SecretCommand),
     /// Generate a random password
     Password(PasswordArgs),
+    /// Manage principals (service accounts and people)
+    #[command(subcommand)]
+    Principal(PrincipalCommand),
+    /// Manage bearer tokens
+    #[command(subcommand)]
+    Token(TokenCommand),
+    /// Manage AWS-style access key pairs
+    #[command(subcommand, name = "access-key")]
+    AccessKey(AccessKeyCommand),
+    /// Manage access policies
+    #[command(subcommand)]
+    Policy(PolicyCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PrincipalCommand {
+    /// Create a principal
+    Create {
+        /// Principal name
+        name: String,
+        /// What it is
+        #[arg(long, value_parser = ["service", "person"], default_value = "service")]
+        kind: String,
+    },
+    /// List principals with their policies, tokens and keys
+    List,
+    /// Delete a principal with its tokens and keys
+    Delete {
+        /// Principal name
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCommand {
+    /// Create a token for a principal (shown once)
+    Create {
+        /// Principal name
+        principal: String,
+        /// Lifetime in seconds (no expiry when unset)
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
+    /// Revoke a token, given by id or value
+    Revoke {
+        /// Token id (tok_...) or the token itself
+        token: String,
+    },
+    /// Show a token (by id or value), or the one in use
+    Lookup {
+        /// Token id (tok_...) or the token itself; the one in use when omitted
+        token: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AccessKeyCommand {
+    /// Create an access key pair for a principal (the secret is shown once)
+    Create {
+        /// Principal name
+        principal: String,
+    },
+    /// Delete an access key pair
+    Delete {
+        /// Access key id
+        access_key_id: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyCommand {
+    /// Create or replace a policy from a JSON file ({"statements": [...]}; - for stdin)
+    Put {
+        /// Policy name
+        name: String,
+        /// The JSON document
+        file: PathBuf,
+    },
+    /// Show a policy
+    Get {
+        /// Policy name
+        name: String,
+    },
+    /// List policies
+    List,
+    /// Delete a policy (detaching it everywhere)
+    Delete {
+        /// Policy name
+        name: String,
+    },
+    /// Attach a policy to a principal
+    Attach {
+        /// Policy name
+        policy: String,
+        /// Principal name
+        principal: String,
+    },
+    /// Detach a policy from a principal
+    Detach {
+        /// Policy name
+        policy: String,
+        /// Principal name
+        principal: String,
+    },
 }
 
 /// `rotor server`: every option also reads a `ROTOR_*` variable; `--config` fills in

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use std::io::Read as _;
 use std::process::ExitCode;
 
-fn client(global: &Global) -> anyhow::Result<Client> {
+pub fn client(global: &Global) -> anyhow::Result<Client> {
     let Some(token) = global.token.as_deref() else {
         bail!("no token: set ROTOR_TOKEN or pass --token");
     };

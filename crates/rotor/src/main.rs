@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 the operation failed (the server refused it, or it could
 //! not be reached, or the server could not start); 2 the command line was wrong.
 
+mod admin;
 mod cli;
 mod commands;
 mod output;
@@ -30,6 +31,10 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Server(args) => server::run(*args).await,
             cli::Command::Secret(cmd) => commands::secret(&cli.global, cmd).await,
             cli::Command::Password(args) => commands::password(&cli.global, args).await,
+            cli::Command::Principal(cmd) => admin::principal(&cli.global, cmd).await,
+            cli::Command::Token(cmd) => admin::token(&cli.global, cmd).await,
+            cli::Command::AccessKey(cmd) => admin::access_key(&cli.global, cmd).await,
+            cli::Command::Policy(cmd) => admin::policy(&cli.global, cmd).await,
         }
     })
 }

@@ -1,6 +1,7 @@
 //! Integration tests of the `rotor` binary: real server processes on `127.0.0.1:0`,
 //! real signals, real files. One test binary; each module is one concern.
 
+mod access;
 mod aws_sdk;
 mod cli;
 mod durability;

@@ -1,0 +1,179 @@
+//! Authentication and access management over the real SQLite store, with a clock
+//! the test moves.
+
+use chrono::{Duration, TimeZone, Utc};
+use rotor_core::ErrorKind;
+use rotor_core::clock::{Clock, ManualClock};
+use rotor_core::policy::{Capability, Effect, Policy, Statement};
+use rotor_crypto::MasterKey;
+use rotor_engine::{AccessService, Caller, ROOT, SecretService};
+use rotor_store::sqlite::SqliteStore;
+use secrecy::ExposeSecret;
+use std::sync::Arc;
+
+async fn setup(dir: &std::path::Path) -> (Arc<ManualClock>, AccessService) {
+    let clock = Arc::new(ManualClock::new(
+        Utc.with_ymd_and_hms(2026, 1, 1, 0, 0, 0).unwrap(),
+    ));
+    let store = Arc::new(SqliteStore::open(&dir.join("db"), true).await.unwrap());
+    let service = SecretService::new(
+        store,
+        MasterKey::generate(),
+        clock.clone() as Arc<dyn Clock>,
+        "123456789012",
+    );
+    let access = AccessService::load(service.store(), service.envelope(), service.clock())
+        .await
+        .unwrap();
+    (clock, access)
+}
+
+#[tokio::test]
+async fn tokens_expire_and_bootstrap_happens_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let (clock, access) = setup(dir.path()).await;
+    let made = access
+        .bootstrap(None, None)
+        .await
+        .unwrap()
+        .expect("first start makes credentials");
+    let root = access
+        .authenticate_token(made.token.expose_secret())
+        .unwrap();
+    assert_eq!(root.name(), ROOT);
+    assert!(
+        access.bootstrap(None, None).await.unwrap().is_none(),
+        "nothing new on a second start"
+    );
+    let (secret, caller) = access
+        .access_key(&made.access_key_id)
+        .expect("root key pair");
+    assert_eq!(
+        secret.expose_secret(),
+        made.secret_access_key.expose_secret()
+    );
+    assert_eq!(caller.name(), ROOT);
+
+    access
+        .create_principal(&root, "svc", "service")
+        .await
+        .unwrap();
+    let (info, token) = access
+        .create_token(&root, "svc", Some(Duration::seconds(60)))
+        .await
+        .unwrap();
+    assert_eq!(info.expires, Some(clock.now() + Duration::seconds(60)));
+    assert_eq!(
+        access
+            .authenticate_token(token.expose_secret())
+            .unwrap()
+            .name(),
+        "svc"
+    );
+    clock.advance(Duration::seconds(61));
+    let err = access
+        .authenticate_token(token.expose_secret())
+        .unwrap_err();
+    assert_eq!(
+        (err.kind, err.message.as_str()),
+        (ErrorKind::Unauthenticated, "The token has expired")
+    );
+    assert_eq!(
+        access.authenticate_token("rtr_made_up").unwrap_err().kind,
+        ErrorKind::Unauthenticated
+    );
+    assert!(
+        access
+            .create_token(&root, "svc", Some(Duration::zero()))
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test]
+async fn management_needs_admin_and_keeps_the_caller_in() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, access) = setup(dir.path()).await;
+    let made = access
+        .bootstrap(Some("root-token"), Some(("AKIDROOT", "root-secret")))
+        .await
+        .unwrap();
+    assert!(made.is_none() || made.is_some_and(|m| m.access_key_id == "AKIDROOT"));
+    let root = access.authenticate_token("root-token").unwrap();
+    // Root can't delete itself, which would lock everyone out.
+    assert_eq!(
+        access.delete_principal(&root, ROOT).await.unwrap_err().kind,
+        ErrorKind::InvalidRequest
+    );
+    access
+        .create_principal(&root, "dev", "person")
+        .await
+        .unwrap();
+    assert_eq!(
+        access
+            .create_principal(&root, "dev", "person")
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::ResourceExists
+    );
+    assert_eq!(
+        access
+            .create_principal(&root, "bad name", "person")
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::Validation
+    );
+    assert_eq!(
+        access
+            .create_principal(&root, "x", "robot")
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::InvalidParameter
+    );
+    let (_, token) = access.create_token(&root, "dev", None).await.unwrap();
+    let dev = access.authenticate_token(token.expose_secret()).unwrap();
+    let err = access
+        .create_principal(&dev, "sneaky", "person")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind, ErrorKind::AccessDenied);
+    assert!(
+        err.message.contains("admin sys/principals/sneaky"),
+        "{}",
+        err.message
+    );
+    // Policies change what a principal may do as soon as they are attached.
+    let policy = Policy {
+        name: "team-admin".into(),
+        statements: vec![Statement {
+            effect: Effect::Allow,
+            capabilities: vec![Capability::Admin],
+            paths: vec!["sys/principals/team-*".into()],
+        }],
+    };
+    access.put_policy(&root, &policy).await.unwrap();
+    access.attach(&root, "dev", "team-admin").await.unwrap();
+    let dev: Caller = access.authenticate_token(token.expose_secret()).unwrap();
+    access
+        .create_principal(&dev, "team-bot", "service")
+        .await
+        .unwrap();
+    assert_eq!(
+        access
+            .create_principal(&dev, "other-bot", "service")
+            .await
+            .unwrap_err()
+            .kind,
+        ErrorKind::AccessDenied
+    );
+    // Another root key with a different secret is refused rather than replaced.
+    assert!(
+        access
+            .bootstrap(None, Some(("AKIDROOT", "other")))
+            .await
+            .is_err()
+    );
+}

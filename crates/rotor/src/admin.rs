@@ -1,0 +1,165 @@
+//! `rotor principal|token|access-key|policy`: access management.
+
+use crate::cli::{AccessKeyCommand, Global, Output, PolicyCommand, PrincipalCommand, TokenCommand};
+use crate::commands::client;
+use crate::output;
+use anyhow::{Context, bail};
+use serde_json::Value;
+use std::io::Read as _;
+use std::process::ExitCode;
+
+fn finish(global: &Global, doc: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<ExitCode> {
+    if global.output == Output::Json {
+        println!("{}", serde_json::to_string_pretty(doc)?);
+    } else {
+        human(doc);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn principal(global: &Global, cmd: PrincipalCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        PrincipalCommand::Create { name, kind } => {
+            let doc = c.create_principal(&name, &kind).await?;
+            finish(global, &doc, |_| println!("Created {kind} {name}"))
+        }
+        PrincipalCommand::List => {
+            let doc = c.list_principals().await?;
+            finish(global, &doc, |d| {
+                println!(
+                    "{:<24}  {:<8}  {:<24}  TOKENS  KEYS",
+                    "NAME", "KIND", "POLICIES"
+                );
+                for p in d["principals"].as_array().into_iter().flatten() {
+                    println!(
+                        "{:<24}  {:<8}  {:<24}  {:<6}  {}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["kind"].as_str().unwrap_or(""),
+                        output::list(&p["policies"]),
+                        p["tokens"].as_array().map_or(0, Vec::len),
+                        p["access_keys"].as_array().map_or(0, Vec::len)
+                    );
+                }
+            })
+        }
+        PrincipalCommand::Delete { name } => {
+            let doc = c.delete_principal(&name).await?;
+            finish(global, &doc, |_| {
+                println!("Deleted {name} with its tokens and keys")
+            })
+        }
+    }
+}
+
+fn print_token(d: &Value) {
+    println!("Id:        {}", d["id"].as_str().unwrap_or(""));
+    println!("Principal: {}", d["principal"].as_str().unwrap_or(""));
+    println!("Created:   {}", d["created"].as_str().unwrap_or(""));
+    println!("Expires:   {}", d["expires"].as_str().unwrap_or("never"));
+    if let Some(r) = d["revoked"].as_str() {
+        println!("Revoked:   {r}");
+    }
+}
+
+pub async fn token(global: &Global, cmd: TokenCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        TokenCommand::Create { principal, ttl } => {
+            let doc = c.create_token(&principal, ttl).await?;
+            finish(global, &doc, |d| {
+                print_token(d);
+                println!("Token:     {}", d["token"].as_str().unwrap_or(""));
+                println!("(The token is shown only this once.)");
+            })
+        }
+        TokenCommand::Revoke { token } => {
+            let doc = c.revoke_token(&token).await?;
+            finish(global, &doc, |d| {
+                println!("Revoked {}", d["id"].as_str().unwrap_or(""))
+            })
+        }
+        TokenCommand::Lookup { token } => {
+            let doc = c.lookup_token(token.as_deref()).await?;
+            finish(global, &doc, print_token)
+        }
+    }
+}
+
+pub async fn access_key(global: &Global, cmd: AccessKeyCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        AccessKeyCommand::Create { principal } => {
+            let doc = c.create_access_key(&principal).await?;
+            finish(global, &doc, |d| {
+                println!(
+                    "Access key id:     {}",
+                    d["access_key_id"].as_str().unwrap_or("")
+                );
+                println!(
+                    "Secret access key: {}",
+                    d["secret_access_key"].as_str().unwrap_or("")
+                );
+                println!("(The secret access key is shown only this once.)");
+            })
+        }
+        AccessKeyCommand::Delete { access_key_id } => {
+            let doc = c.delete_access_key(&access_key_id).await?;
+            finish(global, &doc, |_| println!("Deleted {access_key_id}"))
+        }
+    }
+}
+
+pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        PolicyCommand::Put { name, file } => {
+            let text = if file.as_os_str() == "-" {
+                let mut t = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut t)
+                    .context("reading standard input")?;
+                t
+            } else {
+                std::fs::read_to_string(&file)
+                    .with_context(|| format!("reading {}", file.display()))?
+            };
+            let doc: Value = serde_json::from_str(&text).context("the policy file is not JSON")?;
+            let Some(statements) = doc.get("statements").cloned() else {
+                bail!("the policy file needs a \"statements\" list");
+            };
+            let out = c.put_policy(&name, statements).await?;
+            finish(global, &out, |_| println!("Stored policy {name}"))
+        }
+        PolicyCommand::Get { name } => {
+            let doc = c.get_policy(&name).await?;
+            finish(global, &doc, |d| {
+                println!("{}", serde_json::to_string_pretty(d).unwrap_or_default())
+            })
+        }
+        PolicyCommand::List => {
+            let doc = c.list_policies().await?;
+            finish(global, &doc, |d| {
+                for p in d["policies"].as_array().into_iter().flatten() {
+                    println!("{}", p["name"].as_str().unwrap_or(""));
+                }
+            })
+        }
+        PolicyCommand::Delete { name } => {
+            let doc = c.delete_policy(&name).await?;
+            finish(global, &doc, |_| println!("Deleted policy {name}"))
+        }
+        PolicyCommand::Attach { policy, principal } => {
+            let doc = c.attach_policy(&principal, &policy, true).await?;
+            finish(global, &doc, |_| {
+                println!("Attached {policy} to {principal}")
+            })
+        }
+        PolicyCommand::Detach { policy, principal } => {
+            let doc = c.attach_policy(&principal, &policy, false).await?;
+            finish(global, &doc, |_| {
+                println!("Detached {policy} from {principal}")
+            })
+        }
+    }
+}
