@@ -27,6 +27,7 @@
 #![deny(missing_docs)]
 
 mod access;
+pub mod audit;
 mod cache;
 mod caller;
 mod service;

@@ -254,6 +254,11 @@ impl SecretService {
         self.envelope.clone()
     }
 
+    /// The temporary directory of an ephemeral service (removed when it is dropped).
+    pub fn scratch_dir(&self) -> Option<&std::path::Path> {
+        self._scratch.as_ref().map(|d| d.path())
+    }
+
     /// The store under this service.
     pub fn store(&self) -> Arc<dyn Store> {
         self.store.clone()

@@ -8,7 +8,8 @@
 //! [API reference]: https://docs.aws.amazon.com/secretsmanager/latest/apireference/Welcome.html
 
 use crate::error::AwsError;
-use crate::{App, metrics, sigv4};
+use crate::serve::PeerAddr;
+use crate::{App, audit, metrics, sigv4};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::http::{HeaderValue, StatusCode};
@@ -40,6 +41,7 @@ const TARGET_PREFIX: &str = "secretsmanager.";
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let start = Instant::now();
     let (parts, body) = req.into_parts();
+    let peer = parts.extensions.get::<PeerAddr>().copied();
     let target = parts
         .headers
         .get("x-amz-target")
@@ -47,6 +49,9 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         .unwrap_or("")
         .to_string();
     let op = operation_name(&target);
+    let request_id = request_id();
+    let mut principal = None;
+    let mut subject = audit::Subject::default();
     let result = async {
         let body = axum::body::to_bytes(body, MAX_BODY)
             .await
@@ -55,6 +60,9 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 message: format!("The request body exceeds the limit of {MAX_BODY} bytes"),
                 status: StatusCode::PAYLOAD_TOO_LARGE,
             })?;
+        if app.audit.is_some() {
+            subject = audit::aws_subject(&body);
+        }
         let mut caller = None;
         let verified = sigv4::verify(
             &sigv4::SignedRequest {
@@ -73,6 +81,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         )
         .map_err(|e| AwsError::client(e.aws_type(), e.message()))?;
         let caller = caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
+        principal = Some(caller.name().to_string());
         dispatch(&app.service, &caller, op, &target, &body, &verified.region).await
     }
     .await;
@@ -87,9 +96,28 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         }
         Err(e) => e.into_response(),
     };
-    if let Ok(id) = HeaderValue::from_str(&request_id()) {
+    if let Ok(id) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-amzn-requestid", id);
     }
+    let response = audit::record(
+        &app,
+        "aws",
+        op,
+        request_id,
+        principal,
+        peer.as_ref(),
+        subject,
+        response,
+        || {
+            AwsError {
+                code: "InternalServiceError",
+                message: "The request could not be audited, so it was refused".into(),
+                status: StatusCode::INTERNAL_SERVER_ERROR,
+            }
+            .into_response()
+        },
+    )
+    .await;
     metrics::observe("aws", op, response.status().as_u16(), start);
     response
 }

@@ -11,6 +11,10 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use rotor_core::{Error, ErrorKind};
 
+/// The error type of a failed response, left in its extensions for the audit log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ErrorType(pub &'static str);
+
 /// An error on the AWS API.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AwsError {
@@ -63,6 +67,7 @@ impl IntoResponse for AwsError {
             HeaderValue::from_static("application/x-amz-json-1.1"),
         );
         headers.insert("x-amzn-errortype", HeaderValue::from_static(self.code));
+        resp.extensions_mut().insert(ErrorType(self.code));
         resp
     }
 }
@@ -120,6 +125,8 @@ impl From<Error> for NativeError {
 impl IntoResponse for NativeError {
     fn into_response(self) -> Response {
         let body = serde_json::json!({ "error": { "type": self.kind, "message": self.message } });
-        (self.status, Json(body)).into_response()
+        let mut resp = (self.status, Json(body)).into_response();
+        resp.extensions_mut().insert(ErrorType(self.kind));
+        resp
     }
 }

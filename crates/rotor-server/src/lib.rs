@@ -19,7 +19,7 @@
 //! let service = Arc::new(SecretService::open_ephemeral("123456789012").await?);
 //! let access = Arc::new(AccessService::load(service.store(), service.envelope(), service.clock()).await?);
 //! access.bootstrap(Some("root-token"), Some(("AKID", "secret"))).await?;
-//! let app = App::new(service, access);
+//! let app = App::new(service, access, None);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
 //! rotor_server::serve::serve(listener, app.router(), None, std::future::pending()).await?;
 //! # Ok(()) }
@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod audit;
 pub mod aws_api;
 pub mod error;
 pub mod metrics;
@@ -43,6 +44,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
+use rotor_engine::audit::AuditLog;
 use rotor_engine::{AccessService, SecretService};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -53,6 +55,8 @@ pub struct App {
     pub service: Arc<SecretService>,
     /// Authentication and access management.
     pub access: Arc<AccessService>,
+    /// The audit log; `None` when switched off.
+    pub audit: Option<Arc<AuditLog>>,
     /// Region for ARNs of secrets created over the native API.
     pub default_region: String,
     metrics: Option<PrometheusHandle>,
@@ -66,11 +70,16 @@ impl std::fmt::Debug for App {
 }
 
 impl App {
-    /// State over `service`, authenticating with `access`.
-    pub fn new(service: Arc<SecretService>, access: Arc<AccessService>) -> Arc<Self> {
+    /// State over `service`, authenticating with `access`, auditing to `audit`.
+    pub fn new(
+        service: Arc<SecretService>,
+        access: Arc<AccessService>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Arc<Self> {
         Arc::new(App {
             service,
             access,
+            audit,
             default_region: "us-east-1".into(),
             metrics: metrics::install(),
             ready: AtomicBool::new(true),

@@ -4,8 +4,10 @@
 //! Labels accept the aliases `current`, `previous`, `pending`, `ACSCurrent` and
 //! `ACSPrevious`. The routes are described by `/v1/openapi.json`.
 
+use crate::audit::AuditNote;
 use crate::error::NativeError;
-use crate::{App, metrics};
+use crate::serve::PeerAddr;
+use crate::{App, audit, metrics};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, Request, State};
 use axum::http::StatusCode;
@@ -71,16 +73,39 @@ pub(crate) async fn authenticate(
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
     let op = operation(&req);
+    let peer = req.extensions().get::<PeerAddr>().copied();
+    let subject = match app.audit {
+        Some(_) => audit::native_subject(req.uri().path(), req.uri().query()),
+        None => audit::Subject::default(),
+    };
+    let request_id = crate::aws_api::request_id();
     let authenticated = token.map(|t| app.access.authenticate_token(t));
+    let mut principal = None;
     let mut req = req;
-    let response = match authenticated {
+    let mut response = match authenticated {
         Some(Ok(caller)) => {
+            principal = Some(caller.name().to_string());
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
         Some(Err(e)) => NativeError::from(e).into_response(),
         None => NativeError::unauthenticated().into_response(),
     };
+    if let Ok(id) = axum::http::HeaderValue::from_str(&request_id) {
+        response.headers_mut().insert("x-request-id", id);
+    }
+    let response = audit::record(
+        &app,
+        "native",
+        op,
+        request_id,
+        principal,
+        peer.as_ref(),
+        subject,
+        response,
+        audit::native_failure,
+    )
+    .await;
     metrics::observe("native", op, response.status().as_u16(), start);
     response
 }
@@ -107,6 +132,23 @@ fn operation(req: &Request) -> &'static str {
         ("POST", "tags") => "TagResource",
         ("DELETE", "tags") => "UntagResource",
         ("POST", "password") => "GetRandomPassword",
+        ("POST", "sys") if path.starts_with("/v1/sys/principals") => "CreatePrincipal",
+        ("GET", "sys") if path.starts_with("/v1/sys/principals") => "ListPrincipals",
+        ("DELETE", "sys")
+            if path.starts_with("/v1/sys/principals") && path.contains("/policies/") =>
+        {
+            "DetachPolicy"
+        }
+        ("PUT", "sys") if path.starts_with("/v1/sys/principals") => "AttachPolicy",
+        ("DELETE", "sys") if path.starts_with("/v1/sys/principals") => "DeletePrincipal",
+        ("PUT", "sys") if path.starts_with("/v1/sys/policies") => "PutPolicy",
+        ("GET", "sys") if path.starts_with("/v1/sys/policies") => "GetPolicy",
+        ("DELETE", "sys") if path.starts_with("/v1/sys/policies") => "DeletePolicy",
+        ("POST", "sys") if path.starts_with("/v1/sys/tokens/lookup") => "LookupToken",
+        ("POST", "sys") if path.starts_with("/v1/sys/tokens/revoke") => "RevokeToken",
+        ("POST", "sys") if path.starts_with("/v1/sys/tokens") => "CreateToken",
+        ("POST", "sys") if path.starts_with("/v1/sys/access-keys") => "CreateAccessKey",
+        ("DELETE", "sys") if path.starts_with("/v1/sys/access-keys") => "DeleteAccessKey",
         _ => "unknown",
     }
 }
@@ -181,6 +223,15 @@ async fn create(
     req: std::result::Result<Json<CreateIn>, JsonRejection>,
 ) -> Result<impl IntoResponse> {
     let req = body(req)?;
+    let note = AuditNote {
+        secret: Some(req.name.clone()),
+        sensitive: req
+            .description
+            .iter()
+            .map(|d| ("description", d.clone()))
+            .chain(req.tags.iter().map(|(k, v)| ("tag", format!("{k}={v}"))))
+            .collect(),
+    };
     let created = app
         .service
         .create(
@@ -196,10 +247,13 @@ async fn create(
             },
         )
         .await?;
-    Ok((
+    let mut resp = (
         StatusCode::CREATED,
         Json(json!({"name": created.name, "arn": created.arn, "version_id": created.version_id})),
-    ))
+    )
+        .into_response();
+    resp.extensions_mut().insert(note);
+    Ok(resp)
 }
 
 #[derive(Deserialize)]

@@ -17,6 +17,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower::ServiceExt as _;
 
+/// The client's address, put in every request's extensions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PeerAddr(pub std::net::SocketAddr);
+
 /// Longest wait for in-flight requests on shutdown.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -144,7 +148,8 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
-        let service = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+        let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(PeerAddr(peer));
             router.clone().oneshot(req)
         });
         let watcher = graceful.watcher();

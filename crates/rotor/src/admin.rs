@@ -1,6 +1,9 @@
 //! `rotor principal|token|access-key|policy`: access management.
 
-use crate::cli::{AccessKeyCommand, Global, Output, PolicyCommand, PrincipalCommand, TokenCommand};
+use crate::cli::{
+    AccessKeyCommand, AuditCommand, AuditKey, Global, Output, PolicyCommand, PrincipalCommand,
+    TokenCommand,
+};
 use crate::commands::client;
 use crate::output;
 use anyhow::{Context, bail};
@@ -160,6 +163,76 @@ pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitC
             finish(global, &doc, |_| {
                 println!("Detached {policy} from {principal}")
             })
+        }
+    }
+}
+
+fn audit_envelope(key: &AuditKey) -> anyhow::Result<rotor_crypto::Envelope> {
+    let master = if let Ok(b64) = std::env::var("ROTOR_MASTER_KEY") {
+        rotor_crypto::MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?
+    } else if let Some(file) = &key.master_key_file {
+        rotor_crypto::MasterKey::load(file)?
+    } else if let Some(dir) = &key.data_dir {
+        rotor_crypto::MasterKey::load(&dir.join("master.key"))?
+    } else {
+        bail!(
+            "the audit chain is keyed by the master key: give --master-key-file, --data-dir or ROTOR_MASTER_KEY"
+        );
+    };
+    Ok(rotor_crypto::Envelope::new(master))
+}
+
+pub fn audit(cmd: AuditCommand) -> anyhow::Result<ExitCode> {
+    use rotor_engine::audit::{Verdict, read_checkpoint, verify};
+    match cmd {
+        AuditCommand::Verify {
+            file,
+            key,
+            checkpoint,
+        } => {
+            let envelope = audit_envelope(&key)?;
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let checkpoint = match checkpoint {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path)
+                        .with_context(|| format!("reading {}", path.display()))?;
+                    let v: Value =
+                        serde_json::from_str(&text).context("the checkpoint is not JSON")?;
+                    Some(rotor_engine::audit::Checkpoint {
+                        first: v["first"].as_i64().context("checkpoint without first")?,
+                        seq: v["seq"].as_i64().context("checkpoint without seq")?,
+                        mac: v["mac"]
+                            .as_str()
+                            .context("checkpoint without mac")?
+                            .to_string(),
+                    })
+                }
+                None => read_checkpoint(&file),
+            };
+            match verify(&envelope, &text, checkpoint) {
+                Verdict::Intact { entries, range } => {
+                    match range {
+                        Some((a, b)) => {
+                            println!("ok: {entries} entries ({a} to {b}), chain intact")
+                        }
+                        None => println!("ok: the log is empty"),
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Verdict::Broken { line, reason } => {
+                    println!("broken at line {line}: {reason}");
+                    Ok(ExitCode::from(1))
+                }
+            }
+        }
+        AuditCommand::Hash { field, value, key } => {
+            let envelope = audit_envelope(&key)?;
+            println!(
+                "{}",
+                rotor_engine::audit::hash_field(&envelope, &field, &value)
+            );
+            Ok(ExitCode::SUCCESS)
         }
     }
 }

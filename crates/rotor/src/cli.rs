@@ -62,6 +62,43 @@ pub enum Command {
     /// Manage access policies
     #[command(subcommand)]
     Policy(PolicyCommand),
+    /// Check the audit log
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Verify an audit log's hash chain; reports the first entry where it breaks
+    Verify {
+        /// The audit log file
+        file: PathBuf,
+        #[command(flatten)]
+        key: AuditKey,
+        /// Checkpoint file [default: FILE.checkpoint when it exists]
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+    },
+    /// Print the HMAC an audit entry records for a sensitive field's value
+    Hash {
+        /// Field: description or tag (KEY=VALUE)
+        field: String,
+        /// The value to match
+        value: String,
+        #[command(flatten)]
+        key: AuditKey,
+    },
+}
+
+/// Where the master key that keys the audit chain comes from.
+#[derive(Args, Debug)]
+pub struct AuditKey {
+    /// Master key file
+    #[arg(long, env = "ROTOR_MASTER_KEY_FILE")]
+    pub master_key_file: Option<PathBuf>,
+    /// The server's data directory (for its master.key)
+    #[arg(long, env = "ROTOR_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -190,6 +227,15 @@ pub struct ServerArgs {
     /// Seconds between sweeps that remove secrets past their recovery window [default: 60]
     #[arg(long, env = "ROTOR_PURGE_INTERVAL_SECS")]
     pub purge_interval_secs: Option<u64>,
+    /// Audit log: on (default) or off
+    #[arg(long, env = "ROTOR_AUDIT", value_parser = ["on", "off"])]
+    pub audit: Option<String>,
+    /// Audit log file [default: DATA_DIR/audit/audit.log]
+    #[arg(long, env = "ROTOR_AUDIT_FILE")]
+    pub audit_file: Option<PathBuf>,
+    /// Size in bytes past which the audit file is rotated [default: 67108864]
+    #[arg(long, env = "ROTOR_AUDIT_MAX_BYTES")]
+    pub audit_max_bytes: Option<u64>,
 }
 
 #[derive(Args, Debug)]

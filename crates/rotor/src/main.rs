@@ -35,6 +35,7 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Token(cmd) => admin::token(&cli.global, cmd).await,
             cli::Command::AccessKey(cmd) => admin::access_key(&cli.global, cmd).await,
             cli::Command::Policy(cmd) => admin::policy(&cli.global, cmd).await,
+            cli::Command::Audit(cmd) => admin::audit(cmd),
         }
     })
 }

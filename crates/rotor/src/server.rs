@@ -8,6 +8,7 @@ use crate::cli::ServerArgs;
 use anyhow::{Context, bail};
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
+use rotor_engine::audit::{AuditConfig, AuditLog};
 use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
 use rotor_server::App;
 use rotor_server::serve::ReloadableCert;
@@ -34,6 +35,9 @@ struct FileConfig {
     insecure_no_tls: Option<bool>,
     account_id: Option<String>,
     purge_interval_secs: Option<u64>,
+    audit: Option<String>,
+    audit_file: Option<PathBuf>,
+    audit_max_bytes: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
@@ -107,9 +111,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             "{prefix}ACCESS_KEY_ID and {prefix}SECRET_ACCESS_KEY go together: set both or neither"
         ),
     };
+    let audit_on = args.audit.or(file.audit).is_none_or(|a| a != "off");
+    let audit_file = args.audit_file.or(file.audit_file);
+    let audit_max_bytes = args
+        .audit_max_bytes
+        .or(file.audit_max_bytes)
+        .unwrap_or(64 << 20);
+    let audit_dir;
     let service = if args.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
-        SecretService::open_ephemeral(&account_id).await?
+        let service = SecretService::open_ephemeral(&account_id).await?;
+        audit_dir = service.scratch_dir().map(|d| d.join("audit"));
+        service
     } else {
         let Some(data_dir) = args.data_dir.or(file.data_dir) else {
             bail!(
@@ -130,6 +143,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 None => MasterKey::load_or_create(&data_dir.join("master.key"))?,
             },
         };
+        audit_dir = Some(data_dir.join("audit"));
         let store = SqliteStore::open(&data_dir.join("rotor.db"), true).await?;
         let service =
             SecretService::new(Arc::new(store), master, Arc::new(SystemClock), &account_id);
@@ -162,8 +176,23 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let audit = match (
+        audit_on,
+        audit_file.or(audit_dir.map(|d| d.join("audit.log"))),
+    ) {
+        (true, Some(file)) => {
+            let config = AuditConfig {
+                file,
+                max_bytes: audit_max_bytes,
+            };
+            Some(Arc::new(
+                AuditLog::open(config, service.store(), service.envelope()).await?,
+            ))
+        }
+        _ => None,
+    };
     let service = Arc::new(service);
-    let app = App::new(service.clone(), Arc::new(access));
+    let app = App::new(service.clone(), Arc::new(access), audit.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -224,6 +253,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     purger.abort();
     if let Some(r) = reloader {
         r.abort();
+    }
+    if let Some(log) = &audit {
+        log.close().await;
     }
     service.close().await;
     tracing::info!("stopped; pending writes committed");

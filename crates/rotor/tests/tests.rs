@@ -2,6 +2,7 @@
 //! real signals, real files. One test binary; each module is one concern.
 
 mod access;
+mod audit;
 mod aws_sdk;
 mod cli;
 mod durability;

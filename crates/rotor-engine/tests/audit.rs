@@ -1,0 +1,157 @@
+//! The audit log's hash chain: intact logs verify, and changing, deleting or
+//! reordering any single entry is detected.
+
+use chrono::Utc;
+use rotor_crypto::{Envelope, MasterKey};
+use rotor_engine::audit::{AuditConfig, AuditLog, AuditRecord, Verdict, read_checkpoint, verify};
+use rotor_store::Store;
+use rotor_store::sqlite::SqliteStore;
+use std::path::Path;
+use std::sync::Arc;
+
+fn record(i: usize) -> AuditRecord {
+    AuditRecord {
+        time: Utc::now(),
+        request_id: format!("req-{i}"),
+        principal: Some("svc".into()),
+        api: "native",
+        operation: "GetSecretValue",
+        secret: Some(format!("/app/s{i}")),
+        decision: if i.is_multiple_of(7) { "deny" } else { "allow" },
+        status: if i.is_multiple_of(7) { 403 } else { 200 },
+        ..Default::default()
+    }
+}
+
+async fn write_log(dir: &Path, key: [u8; 32], n: usize) -> (Arc<dyn Store>, std::path::PathBuf) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("db"), true).await.unwrap());
+    let envelope = Arc::new(Envelope::new(MasterKey::from_bytes(key)));
+    let file = dir.join("audit.log");
+    let log = AuditLog::open(
+        AuditConfig {
+            file: file.clone(),
+            max_bytes: u64::MAX,
+        },
+        store.clone(),
+        envelope,
+    )
+    .await
+    .unwrap();
+    let log = Arc::new(log);
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(record(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    log.close().await;
+    (store, file)
+}
+
+fn envelope(key: [u8; 32]) -> Envelope {
+    Envelope::new(MasterKey::from_bytes(key))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_single_change_deletion_or_reordering_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [7u8; 32];
+    let (store, file) = write_log(dir.path(), key, 40).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    let checkpoint = read_checkpoint(&file);
+    assert_eq!(
+        checkpoint.as_ref().map(|c| (c.first, c.seq)),
+        Some((1, 40)),
+        "closing writes a checkpoint"
+    );
+    let env = envelope(key);
+    assert_eq!(
+        verify(&env, &text, checkpoint.clone()),
+        Verdict::Intact {
+            entries: 40,
+            range: Some((1, 40))
+        }
+    );
+    // The store sink holds the same lines.
+    let stored: Vec<String> = store
+        .audit_entries(0)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect();
+    assert_eq!(stored, text.lines().collect::<Vec<_>>());
+    // Another key cannot vouch for it.
+    assert!(matches!(
+        verify(&envelope([8u8; 32]), &text, None),
+        Verdict::Broken { line: 1, .. }
+    ));
+
+    let lines: Vec<&str> = text.lines().collect();
+    let join = |v: Vec<&str>| v.join("\n") + "\n";
+    for i in 0..lines.len() {
+        // Change one entry.
+        let mut changed = lines.clone();
+        let altered = lines[i].replacen("GetSecretValue", "DeleteSecret", 1);
+        changed[i] = &altered;
+        assert!(
+            matches!(
+                verify(&env, &join(changed), checkpoint.clone()),
+                Verdict::Broken { .. }
+            ),
+            "change of {i}"
+        );
+        // Delete one entry.
+        let mut deleted = lines.clone();
+        deleted.remove(i);
+        assert!(
+            matches!(
+                verify(&env, &join(deleted), checkpoint.clone()),
+                Verdict::Broken { .. }
+            ),
+            "deletion of {i}"
+        );
+        // Swap it with the next.
+        if i + 1 < lines.len() {
+            let mut swapped = lines.clone();
+            swapped.swap(i, i + 1);
+            assert!(
+                matches!(
+                    verify(&env, &join(swapped), checkpoint.clone()),
+                    Verdict::Broken { .. }
+                ),
+                "swap of {i}"
+            );
+        }
+    }
+    // The report names the first broken entry.
+    let mut changed = lines.clone();
+    let altered = lines[9].replacen("allow", "deny", 1);
+    changed[9] = &altered;
+    match verify(&env, &join(changed), checkpoint) {
+        Verdict::Broken { line, reason } => assert_eq!(
+            (line, reason.as_str()),
+            (10, "entry 10 was altered (its MAC does not match)")
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_chain_continues_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [3u8; 32];
+    write_log(dir.path(), key, 10).await;
+    let (_, file) = write_log(dir.path(), key, 5).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        verify(&envelope(key), &text, read_checkpoint(&file)),
+        Verdict::Intact {
+            entries: 15,
+            range: Some((1, 15))
+        }
+    );
+}
