@@ -89,7 +89,7 @@ struct RunArgs {
     /// The Python that has moto installed.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Only these scenarios (comma-separated): healthz,native,aws,floor,moto,write-1,write-N.
+    /// Only these scenarios (comma-separated): healthz,native,native-noaudit,aws,floor,moto,write-1,write-N.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The markdown results; the JSON goes beside it with a .json extension.
@@ -256,6 +256,12 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
         "POST / GetSecretValue",
         plan.connections,
     );
+    let native_noaudit = Scenario::new(
+        "native-noaudit",
+        "Rotor native read, audit log off",
+        "GET /v1/secrets/bench-read",
+        plan.connections,
+    );
     let floor_sc = Scenario::new(
         "floor",
         "axum floor",
@@ -299,7 +305,7 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
     if want_dev && !rotor_ok {
         dev_failure = Some(no_rotor.clone());
     } else if want_dev {
-        match procs::rotor_dev(&rotor, &creds, &dir).await {
+        match procs::rotor_dev(&rotor, &creds, &dir, true).await {
             Err(e) => dev_failure = Some(format!("{e:#}")),
             Ok(server) => {
                 let addr = server.addr;
@@ -334,6 +340,34 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
             if ctx.selected(&sc.id) {
                 scenarios.push(sc.clone().skip(why.clone()));
             }
+        }
+    }
+
+    // Phase 1b: the same native read with the audit log off, for its cost.
+    if ctx.selected("native-noaudit") {
+        let measured = async {
+            if !rotor_ok {
+                anyhow::bail!("{no_rotor}");
+            }
+            let server = procs::rotor_dev(&rotor, &creds, &dir, false).await?;
+            let addr = server.addr;
+            let setup = setup_read_secret(&mut ctx, addr, &creds, &value).await;
+            let result = match setup {
+                Ok(_) => {
+                    let make = requests::native_read(addr, &creds.token, READ_SECRET);
+                    Ok(ctx
+                        .measure(native_noaudit.clone(), addr, make.into_maker(), plan)
+                        .await)
+                }
+                Err(e) => Err(e),
+            };
+            server.stop().await;
+            result
+        }
+        .await;
+        match measured {
+            Ok(sc) => scenarios.push(sc),
+            Err(e) => scenarios.push(native_noaudit.clone().skip(format!("{e:#}"))),
         }
     }
 

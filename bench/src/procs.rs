@@ -131,10 +131,16 @@ pub async fn wait_http(server: &mut Server, path: &str, ready: impl Fn(u16) -> b
     }
 }
 
-/// `rotor server --dev --listen 127.0.0.1:0`, in memory.
-pub async fn rotor_dev(rotor: &Path, creds: &requests::Creds, dir: &Path) -> Result<Server> {
+/// `rotor server --dev --listen 127.0.0.1:0`, in memory; its audit log on or off.
+pub async fn rotor_dev(
+    rotor: &Path,
+    creds: &requests::Creds,
+    dir: &Path,
+    audit: bool,
+) -> Result<Server> {
     let mut cmd = Command::new(rotor);
     cmd.args(["server", "--dev", "--listen", "127.0.0.1:0"])
+        .env("ROTOR_AUDIT", if audit { "on" } else { "off" })
         .env("ROTOR_DEV_ROOT_TOKEN", &creds.token)
         .env("ROTOR_DEV_ACCESS_KEY_ID", &creds.access_key_id)
         .env("ROTOR_DEV_SECRET_ACCESS_KEY", &creds.secret_access_key);

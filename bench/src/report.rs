@@ -157,6 +157,12 @@ pub fn checks(scenarios: &[Scenario], writers: usize) -> Vec<Check> {
     vec![
         ratio("native / healthz", "native", "healthz", Some(0.60)),
         ratio("native / floor", "native", "floor", Some(0.40)),
+        ratio(
+            "native, audit on / off",
+            "native",
+            "native-noaudit",
+            Some(0.75),
+        ),
         ratio("aws / healthz", "aws", "healthz", None),
         ratio("aws / moto", "aws", "moto", Some(50.0)),
         writes("write-1", "durable writes, 1 writer", None),

@@ -63,14 +63,6 @@ pub struct AuditRecord {
     pub hashed: Vec<(String, String)>,
 }
 
-#[derive(Serialize)]
-struct Entry<'a> {
-    seq: i64,
-    #[serde(flatten)]
-    record: &'a AuditRecord,
-    prev: String,
-}
-
 /// The HMAC an audit entry uses for a sensitive field: operators match a known value
 /// against it with `rotor audit hash`.
 pub fn hash_field(envelope: &Envelope, field: &str, value: &str) -> String {
@@ -82,7 +74,7 @@ pub fn hash_field(envelope: &Envelope, field: &str, value: &str) -> String {
 }
 
 fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    hex::encode(bytes)
 }
 
 /// The MAC of the first entry's predecessor.
@@ -99,7 +91,8 @@ pub struct AuditConfig {
 }
 
 enum Job {
-    Append(Box<AuditRecord>, oneshot::Sender<Result<()>>),
+    /// The record's fields as JSON, without the enclosing braces.
+    Append(String, oneshot::Sender<Result<()>>),
     Close(oneshot::Sender<()>),
 }
 
@@ -229,23 +222,41 @@ impl AuditLog {
         let (store_tx, store_rx) = mpsc::unbounded_channel();
         let store_failed = Arc::new(AtomicBool::new(false));
         let sink = tokio::spawn(store_sink(store, store_rx, store_failed.clone()));
-        tokio::spawn(writer(
-            config,
-            chain,
-            rx,
-            envelope.clone(),
-            (store_tx, sink),
-            store_failed,
-        ));
+        // The writer gets a thread of its own, so that waking it to write a batch does
+        // not wait behind the request tasks it is holding up.
+        let writer_envelope = envelope.clone();
+        std::thread::Builder::new()
+            .name("rotor-audit-writer".into())
+            .spawn(move || {
+                match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt.block_on(writer(
+                        config,
+                        chain,
+                        rx,
+                        writer_envelope,
+                        (store_tx, sink),
+                        store_failed,
+                    )),
+                    Err(e) => tracing::error!(error = %e, "cannot start the audit writer"),
+                }
+            })
+            .map_err(|e| Error::internal(format!("cannot start the audit writer thread: {e}")))?;
         Ok(AuditLog { tx, envelope })
     }
 
     /// Appends `record`; returns once it is written. An error means the request
     /// must fail.
     pub async fn append(&self, record: AuditRecord) -> Result<()> {
+        // Serialized here, in the request's task, so the single writer only chains.
+        let json = serde_json::to_string(&record)
+            .map_err(|_| Error::internal("audit record encoding failed"))?;
+        let fields = json[1..json.len() - 1].to_string();
         let (reply, done) = oneshot::channel();
         self.tx
-            .send(Job::Append(Box::new(record), reply))
+            .send(Job::Append(fields, reply))
             .await
             .map_err(|_| Error::internal("The audit log is closed"))?;
         done.await
@@ -266,19 +277,23 @@ impl AuditLog {
     }
 }
 
+/// A batch for the store sink: first and last sequence numbers, and the lines.
+type Chunk = (i64, i64, String);
+
 async fn store_sink(
     store: Arc<dyn Store>,
-    mut rx: mpsc::UnboundedReceiver<Vec<(i64, String)>>,
+    mut rx: mpsc::UnboundedReceiver<Chunk>,
     failed: Arc<AtomicBool>,
 ) {
-    while let Some(mut entries) = rx.recv().await {
-        while let Ok(more) = rx.try_recv() {
-            entries.extend(more);
+    while let Some((first, mut last, mut lines)) = rx.recv().await {
+        while let Ok((_, more_last, more)) = rx.try_recv() {
+            last = more_last;
+            lines.push_str(&more);
         }
-        if let Err(e) = store
-            .apply(Mutation::AppendAudit { entries }, Utc::now())
-            .await
-        {
+        let appended = store
+            .apply(Mutation::AppendAudit { first, last, lines }, Utc::now())
+            .await;
+        if let Err(e) = appended {
             tracing::error!(error = %e, "audit store sink failed; requests now fail until it works");
             failed.store(true, Ordering::SeqCst);
         } else {
@@ -295,10 +310,7 @@ async fn writer(
     mut chain: Chain,
     mut rx: mpsc::Receiver<Job>,
     envelope: Arc<Envelope>,
-    (store, sink): (
-        mpsc::UnboundedSender<Vec<(i64, String)>>,
-        tokio::task::JoinHandle<()>,
-    ),
+    (store, sink): (mpsc::UnboundedSender<Chunk>, tokio::task::JoinHandle<()>),
     store_failed: Arc<AtomicBool>,
 ) {
     let open = |path: &Path| {
@@ -309,6 +321,9 @@ async fn writer(
     };
     let mut file = open(&config.file).ok();
     let mut since_checkpoint = 0;
+    let mut size = std::fs::metadata(&config.file)
+        .map(|m| m.len())
+        .unwrap_or(0);
     // The first entry of the current file, for checkpoints.
     let mut file_first = head_of(&config.file).unwrap_or(chain.seq + 1);
     while let Some(first) = rx.recv().await {
@@ -317,7 +332,7 @@ async fn writer(
         let mut next = Some(first);
         while let Some(job) = next.take() {
             match job {
-                Job::Append(record, reply) => batch.push((*record, reply)),
+                Job::Append(fields, reply) => batch.push((fields, reply)),
                 Job::Close(done) => {
                     close = Some(done);
                     break;
@@ -326,25 +341,19 @@ async fn writer(
             next = rx.try_recv().ok();
         }
         if !batch.is_empty() {
-            let mut text = String::new();
-            let mut lines = Vec::with_capacity(batch.len());
+            let mut text = String::with_capacity(batch.len() * 400);
             let mut seq = chain.seq;
             let mut prev = chain.prev.clone();
-            for (record, _) in &batch {
+            for (fields, _) in &batch {
                 seq += 1;
-                let body = serde_json::to_string(&Entry {
-                    seq,
-                    record,
-                    prev: prev.clone(),
-                })
-                .unwrap_or_default();
                 // The MAC covers the line's bytes before the mac field.
-                let signed = &body[..body.len() - 1];
-                let mac = hex(&envelope.audit_mac(signed.as_bytes()));
-                let line = format!("{signed}{MAC_FIELD}{mac}\"}}");
+                let mut line = format!("{{\"seq\":{seq},{fields},\"prev\":\"{prev}\"");
+                let mac = hex(&envelope.audit_mac(line.as_bytes()));
+                line.push_str(MAC_FIELD);
+                line.push_str(&mac);
+                line.push_str("\"}");
                 text.push_str(&line);
                 text.push('\n');
-                lines.push((seq, line));
                 prev = mac;
             }
             let written = match file.as_mut() {
@@ -364,10 +373,12 @@ async fn writer(
                     ))
                 }
             };
+            let written_bytes = text.len() as u64;
             if result.is_ok() {
+                since_checkpoint += seq - chain.seq;
+                let _ = store.send((chain.seq + 1, seq, text));
                 chain = Chain { seq, prev };
-                since_checkpoint += lines.len() as i64;
-                let _ = store.send(lines);
+                size += written_bytes;
             }
             for (_, reply) in batch {
                 let _ = reply.send(result.clone());
@@ -378,13 +389,11 @@ async fn writer(
                     tracing::error!(error = %e, "audit checkpoint failed");
                 }
             }
-            let size = std::fs::metadata(&config.file)
-                .map(|m| m.len())
-                .unwrap_or(0);
             if size > config.max_bytes {
                 let rotated = config.file.with_extension(format!("{}.log", chain.seq));
                 if std::fs::rename(&config.file, &rotated).is_ok() {
                     file = open(&config.file).ok();
+                    size = 0;
                     file_first = chain.seq + 1;
                     let _ = write_checkpoint(&config.file, file_first, &chain);
                 }

@@ -193,10 +193,15 @@ pub enum Mutation {
     },
     /// A change to principals, policies or credentials.
     Access(AccessMutation),
-    /// Append entries `(sequence number, JSON line)` to the audit log's store sink.
+    /// Append consecutive audit entries `first..=last` (one JSON line each, in
+    /// `lines`) to the audit log's store sink.
     AppendAudit {
-        /// The entries, in order.
-        entries: Vec<(i64, String)>,
+        /// Sequence number of the first line.
+        first: i64,
+        /// Sequence number of the last line.
+        last: i64,
+        /// The lines, each ending in a newline.
+        lines: String,
     },
 }
 

@@ -661,7 +661,9 @@ async fn apply(
             Ok(Outcome::Done)
         }
         Mutation::Access(m) => access::apply(conn, m, now).await,
-        Mutation::AppendAudit { entries } => access::append_audit(conn, entries).await,
+        Mutation::AppendAudit { first, last, lines } => {
+            access::append_audit(conn, first, last, lines).await
+        }
         Mutation::RecordMasterKey { key_id } => {
             sqlx::query("INSERT INTO master_keys (key_id, added_at) VALUES (?, ?) ON CONFLICT (key_id) DO NOTHING")
                 .bind(key_id)

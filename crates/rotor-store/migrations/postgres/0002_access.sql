@@ -39,7 +39,9 @@ CREATE TABLE access_keys (
     created_at   BIGINT NOT NULL
 );
 
+-- The audit log's store sink: one row per batch of consecutive entries.
 CREATE TABLE audit_log (
-    seq   BIGINT PRIMARY KEY,
-    entry TEXT    NOT NULL
+    first_seq BIGINT PRIMARY KEY,
+    last_seq  BIGINT NOT NULL,
+    lines     TEXT   NOT NULL
 );

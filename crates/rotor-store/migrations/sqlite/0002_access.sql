@@ -39,7 +39,9 @@ CREATE TABLE access_keys (
     created_at   INTEGER NOT NULL
 );
 
+-- The audit log's store sink: one row per batch of consecutive entries.
 CREATE TABLE audit_log (
-    seq   INTEGER PRIMARY KEY,
-    entry TEXT    NOT NULL
+    first_seq INTEGER PRIMARY KEY,
+    last_seq  INTEGER NOT NULL,
+    lines     TEXT   NOT NULL
 );

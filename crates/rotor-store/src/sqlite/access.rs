@@ -191,19 +191,29 @@ pub(super) async fn apply(
 
 pub(super) async fn append_audit(
     conn: &mut SqliteConnection,
-    entries: Vec<(i64, String)>,
+    first: i64,
+    last: i64,
+    lines: String,
 ) -> Result<Outcome> {
-    for chunk in entries.chunks(super::puts::ROWS_PER_STATEMENT) {
-        let sql = format!(
-            "INSERT INTO audit_log (seq, entry) VALUES {}",
-            vec!["(?, ?)"; chunk.len()].join(", ")
-        );
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for (seq, entry) in chunk {
-            q = q.bind(seq).bind(entry);
-        }
-        q.execute(&mut *conn).await.map_err(db_error)?;
+    // Batches arrive in order, so the newest batch (found by primary key, without a
+    // scan) is the only one that could overlap.
+    let newest: Option<i64> =
+        sqlx::query_scalar("SELECT last_seq FROM audit_log ORDER BY first_seq DESC LIMIT 1")
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    if newest.is_some_and(|last| last >= first) {
+        return Err(Error::exists(format!(
+            "audit entries from {first} are already stored"
+        )));
     }
+    sqlx::query("INSERT INTO audit_log (first_seq, last_seq, lines) VALUES (?, ?, ?)")
+        .bind(first)
+        .bind(last)
+        .bind(lines)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
     Ok(Outcome::Done)
 }
 
@@ -285,17 +295,22 @@ pub(super) async fn audit_entries(
     conn: &mut SqliteConnection,
     after: i64,
 ) -> Result<Vec<(i64, String)>> {
-    let rows = sqlx::query("SELECT seq, entry FROM audit_log WHERE seq > ? ORDER BY seq")
-        .bind(after)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db_error)?;
-    rows.iter()
-        .map(|r| {
-            Ok((
-                r.try_get("seq").map_err(db_error)?,
-                r.try_get("entry").map_err(db_error)?,
-            ))
-        })
-        .collect()
+    let rows =
+        sqlx::query("SELECT first_seq, lines FROM audit_log WHERE last_seq > ? ORDER BY first_seq")
+            .bind(after)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    let mut out = Vec::new();
+    for r in &rows {
+        let first: i64 = r.try_get("first_seq").map_err(db_error)?;
+        let lines: String = r.try_get("lines").map_err(db_error)?;
+        for (i, line) in lines.lines().enumerate() {
+            let seq = first + i as i64;
+            if seq > after {
+                out.push((seq, line.to_string()));
+            }
+        }
+    }
+    Ok(out)
 }
