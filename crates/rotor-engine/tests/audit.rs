@@ -31,6 +31,7 @@ async fn write_log(dir: &Path, key: [u8; 32], n: usize) -> (Arc<dyn Store>, std:
         AuditConfig {
             file: file.clone(),
             max_bytes: u64::MAX,
+            store_sink: true,
         },
         store.clone(),
         envelope,

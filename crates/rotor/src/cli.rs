@@ -233,6 +233,9 @@ pub struct ServerArgs {
     /// Audit log file [default: DATA_DIR/audit/audit.log]
     #[arg(long, env = "ROTOR_AUDIT_FILE")]
     pub audit_file: Option<PathBuf>,
+    /// Keep a copy of the audit log in the store too: on or off (default)
+    #[arg(long, env = "ROTOR_AUDIT_STORE", value_parser = ["on", "off"])]
+    pub audit_store: Option<String>,
     /// Size in bytes past which the audit file is rotated [default: 67108864]
     #[arg(long, env = "ROTOR_AUDIT_MAX_BYTES")]
     pub audit_max_bytes: Option<u64>,

@@ -37,6 +37,7 @@ struct FileConfig {
     purge_interval_secs: Option<u64>,
     audit: Option<String>,
     audit_file: Option<PathBuf>,
+    audit_store: Option<String>,
     audit_max_bytes: Option<u64>,
 }
 
@@ -113,6 +114,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     let audit_on = args.audit.or(file.audit).is_none_or(|a| a != "off");
     let audit_file = args.audit_file.or(file.audit_file);
+    let audit_store = args
+        .audit_store
+        .or(file.audit_store)
+        .is_some_and(|a| a == "on");
     let audit_max_bytes = args
         .audit_max_bytes
         .or(file.audit_max_bytes)
@@ -184,6 +189,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             let config = AuditConfig {
                 file,
                 max_bytes: audit_max_bytes,
+                store_sink: audit_store,
             };
             Some(Arc::new(
                 AuditLog::open(config, service.store(), service.envelope()).await?,
