@@ -773,14 +773,18 @@ def test_rotate_secret_is_refused(sm, prefix):
 # --------------------------------------------------------------------------- authentication
 
 
+# Authentication failures are HTTP 401 (issue 3: "unknown principal or bad
+# signature: 401"), with AWS's error types so that clients parse them.
+
+
 def test_wrong_secret_key_is_invalid_signature(endpoint):
     bad = make_client(endpoint, secret_key="not-the-compat-secret-key")
-    expect_error(bad.list_secrets, "InvalidSignatureException")
+    expect_error(bad.list_secrets, "InvalidSignatureException", status=401)
 
 
 def test_unknown_access_key_is_unrecognized_client(endpoint):
     bad = make_client(endpoint, key_id="AKIDNOSUCHKEY")
-    expect_error(bad.list_secrets, "UnrecognizedClientException")
+    expect_error(bad.list_secrets, "UnrecognizedClientException", status=401)
 
 
 def test_unsigned_request_is_rejected(endpoint):
@@ -788,10 +792,10 @@ def test_unsigned_request_is_rejected(endpoint):
         "X-Amz-Target": "secretsmanager.ListSecrets",
         "Content-Type": "application/x-amz-json-1.1",
     })
-    assert r.status_code == 400, (r.status_code, r.text)
+    assert r.status_code == 401, (r.status_code, r.text)
     assert "MissingAuthenticationToken" in r.json()["__type"]
     unsigned = make_client(endpoint, signature_version=botocore.UNSIGNED)
-    expect_error(unsigned.list_secrets, "MissingAuthenticationTokenException")
+    expect_error(unsigned.list_secrets, "MissingAuthenticationTokenException", status=401)
 
 
 def test_unsigned_request_cannot_read_secrets(sm, endpoint, prefix):
@@ -802,7 +806,7 @@ def test_unsigned_request_cannot_read_secrets(sm, endpoint, prefix):
         "X-Amz-Target": "secretsmanager.GetSecretValue",
         "Content-Type": "application/x-amz-json-1.1",
     })
-    assert r.status_code == 400 and value not in r.text
+    assert r.status_code == 401 and value not in r.text
 
 
 # --------------------------------------------------------------------------- raw signed requests with bad input

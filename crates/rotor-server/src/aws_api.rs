@@ -79,7 +79,11 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 Some(secret.expose_secret().to_string())
             },
         )
-        .map_err(|e| AwsError::client(e.aws_type(), e.message()))?;
+        .map_err(|e| AwsError {
+            code: e.aws_type(),
+            message: e.message(),
+            status: StatusCode::UNAUTHORIZED,
+        })?;
         let caller = caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
         principal = Some(caller.name().to_string());
         dispatch(&app.service, &caller, op, &target, &body, &verified.region).await

@@ -1,8 +1,9 @@
 //! The errors both APIs send, in each API's shape.
 //!
 //! On the AWS API every error is `{"__type": ..., "Message": ...}` with the
-//! `X-Amzn-ErrorType` header, HTTP 400 for the client's errors and 500 for ours, as
-//! botocore and the AWS SDKs parse them. On the native API it is
+//! `X-Amzn-ErrorType` header: HTTP 401 when the caller could not be authenticated
+//! (missing, unknown or bad signature), 400 for the client's other errors and 500
+//! for ours, as botocore and the AWS SDKs parse them. On the native API it is
 //! `{"error": {"type": ..., "message": ...}}` with a status that says what happened.
 //! Internal causes are logged where they happen and never sent.
 
@@ -44,10 +45,10 @@ impl AwsError {
 
 impl From<Error> for AwsError {
     fn from(e: Error) -> Self {
-        let status = if e.kind == ErrorKind::Internal {
-            StatusCode::INTERNAL_SERVER_ERROR
-        } else {
-            StatusCode::BAD_REQUEST
+        let status = match e.kind {
+            ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorKind::Unauthenticated => StatusCode::UNAUTHORIZED,
+            _ => StatusCode::BAD_REQUEST,
         };
         AwsError {
             code: e.kind.aws_type(),
