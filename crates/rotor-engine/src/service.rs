@@ -380,6 +380,11 @@ impl SecretService {
         Ok(identity)
     }
 
+    async fn apply_to(&self, record: &SecretRecord, mutation: Mutation) -> Result<Outcome> {
+        self.apply(&record.meta.name, &record.meta.arn, mutation)
+            .await
+    }
+
     async fn apply(&self, name: &str, arn: &str, mutation: Mutation) -> Result<Outcome> {
         let purge = matches!(mutation, Mutation::Purge { .. });
         let result = self.store.apply(mutation, self.clock.now()).await;
@@ -609,9 +614,8 @@ impl SecretService {
             ));
         }
         if description.is_some() || kms_key_id.is_some() {
-            self.apply(
-                &record.meta.name,
-                &record.meta.arn,
+            self.apply_to(
+                &record,
                 Mutation::UpdateMeta {
                     secret: record.meta.id,
                     description,
@@ -657,9 +661,8 @@ impl SecretService {
         for id in [&move_to, &remove_from].into_iter().flatten() {
             name::validate_version_id(id)?;
         }
-        self.apply(
-            &record.meta.name,
-            &record.meta.arn,
+        self.apply_to(
+            &record,
             Mutation::MoveLabel {
                 secret: record.meta.id,
                 label: stage.to_string(),
@@ -758,9 +761,8 @@ impl SecretService {
             .await?;
         let now = self.clock.now();
         let deletion_date = if force {
-            self.apply(
-                &record.meta.name,
-                &record.meta.arn,
+            self.apply_to(
+                &record,
                 Mutation::Purge {
                     secret: record.meta.id,
                 },
@@ -774,9 +776,8 @@ impl SecretService {
                 ));
             }
             let date = now + Duration::days(days);
-            self.apply(
-                &record.meta.name,
-                &record.meta.arn,
+            self.apply_to(
+                &record,
                 Mutation::ScheduleDeletion {
                     secret: record.meta.id,
                     deletion_date: date,
@@ -797,9 +798,8 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Delete, secret_id)
             .await?;
-        self.apply(
-            &record.meta.name,
-            &record.meta.arn,
+        self.apply_to(
+            &record,
             Mutation::Restore {
                 secret: record.meta.id,
             },
@@ -814,9 +814,8 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Write, secret_id)
             .await?;
-        self.apply(
-            &record.meta.name,
-            &record.meta.arn,
+        self.apply_to(
+            &record,
             Mutation::Tag {
                 secret: record.meta.id,
                 tags,
@@ -831,9 +830,8 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Write, secret_id)
             .await?;
-        self.apply(
-            &record.meta.name,
-            &record.meta.arn,
+        self.apply_to(
+            &record,
             Mutation::Untag {
                 secret: record.meta.id,
                 keys,
