@@ -17,6 +17,7 @@ fn op(summary: &str, params: Vec<Value>, body: Option<Value>, ok: &str) -> Value
             ok: {"description": "Success", "content": {"application/json": {"schema": {"type": "object"}}}},
             "400": {"$ref": "#/components/responses/Error"},
             "401": {"$ref": "#/components/responses/Error"},
+            "403": {"$ref": "#/components/responses/Error"},
             "404": {"$ref": "#/components/responses/Error"},
             "409": {"$ref": "#/components/responses/Error"}
         }
@@ -26,6 +27,10 @@ fn op(summary: &str, params: Vec<Value>, body: Option<Value>, ok: &str) -> Value
             json!({"required": true, "content": {"application/json": {"schema": schema}}});
     }
     o
+}
+
+fn sys_param(name: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}})
 }
 
 fn q(name: &str, ty: &str, desc: &str) -> Value {
@@ -79,6 +84,34 @@ pub(crate) async fn document() -> Json<Value> {
                 "post": op("Add tags", vec![name_param()], Some(obj(json!({"tags": {"type": "object", "additionalProperties": {"type": "string"}}}), &["tags"])), "200"),
                 "delete": op("Remove tags", vec![name_param(), json!({"name": "keys", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Comma-separated keys"})], None, "200"),
             },
+            "/v1/sys/principals": {
+                "post": op("Create a principal (admin on sys/principals/NAME)", vec![],
+                    Some(obj(json!({"name": {"type": "string"}, "kind": {"type": "string", "enum": ["service", "person"]}}), &["name"])), "201"),
+                "get": op("List principals with their policies, tokens and access keys", vec![], None, "200"),
+            },
+            "/v1/sys/principals/{name}": {"delete": op("Delete a principal with its tokens and keys", vec![sys_param("name")], None, "200")},
+            "/v1/sys/principals/{name}/policies/{policy}": {
+                "put": op("Attach a policy", vec![sys_param("name"), sys_param("policy")], None, "200"),
+                "delete": op("Detach a policy", vec![sys_param("name"), sys_param("policy")], None, "200"),
+            },
+            "/v1/sys/policies": {"get": op("List policies", vec![], None, "200")},
+            "/v1/sys/policies/{name}": {
+                "put": op("Create or replace a policy", vec![sys_param("name")], Some(obj(json!({"statements": {"type": "array", "items": obj(json!({
+                    "effect": {"type": "string", "enum": ["allow", "deny"]},
+                    "capabilities": {"type": "array", "items": {"type": "string", "enum": ["read", "write", "list", "describe", "rotate", "delete", "share", "admin"]}},
+                    "paths": {"type": "array", "items": {"type": "string"}}}), &["effect", "capabilities", "paths"])}}), &["statements"])), "200"),
+                "get": op("Read a policy", vec![sys_param("name")], None, "200"),
+                "delete": op("Delete a policy, detaching it everywhere", vec![sys_param("name")], None, "200"),
+            },
+            "/v1/sys/tokens": {"post": op("Create a token for a principal; the token is in this answer only", vec![],
+                Some(obj(json!({"principal": {"type": "string"}, "ttl_secs": {"type": "integer"}}), &["principal"])), "201")},
+            "/v1/sys/tokens/lookup": {"post": op("Look up a token (id or value), or the caller's own", vec![],
+                Some(obj(json!({"token": {"type": "string"}}), &[])), "200")},
+            "/v1/sys/tokens/revoke": {"post": op("Revoke a token (id or value)", vec![],
+                Some(obj(json!({"token": {"type": "string"}}), &["token"])), "200")},
+            "/v1/sys/access-keys": {"post": op("Create an access key pair; the secret key is in this answer only", vec![],
+                Some(obj(json!({"principal": {"type": "string"}}), &["principal"])), "201")},
+            "/v1/sys/access-keys/{id}": {"delete": op("Delete an access key pair", vec![sys_param("id")], None, "200")},
             "/v1/password": {"post": op("Generate a random password", vec![], Some(obj(json!({
                 "length": {"type": "integer"}, "exclude_characters": {"type": "string"}, "exclude_numbers": {"type": "boolean"},
                 "exclude_punctuation": {"type": "boolean"}, "exclude_uppercase": {"type": "boolean"}, "exclude_lowercase": {"type": "boolean"},
