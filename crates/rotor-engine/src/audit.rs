@@ -81,6 +81,21 @@ fn hex(bytes: &[u8]) -> String {
     hex::encode(bytes)
 }
 
+/// `n` in decimal, written into `buf`.
+fn itoa(n: i64, buf: &mut [u8; 20]) -> &str {
+    let mut i = buf.len();
+    let mut v = n.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    std::str::from_utf8(&buf[i..]).unwrap_or("0")
+}
+
 /// The MAC of the first entry's predecessor.
 const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 const MAC_FIELD: &str = ",\"mac\":\"";
@@ -105,6 +120,7 @@ struct Writer {
     since_checkpoint: i64,
     last_checkpoint: std::time::Instant,
     size: u64,
+    buffer: String,
     store: Option<mpsc::UnboundedSender<Chunk>>,
     sink: Option<tokio::task::JoinHandle<()>>,
 }
@@ -226,20 +242,32 @@ const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(
 impl Writer {
     /// Chains and writes `batch` (entries' fields, in order). Whether it was written.
     fn write(&mut self, batch: &[&str], envelope: &Envelope, store_failed: &AtomicBool) -> bool {
-        let mut text = String::with_capacity(batch.len() * 400);
+        // One reused buffer and a stack array for the hex MAC: no allocation per entry.
+        let mut text = std::mem::take(&mut self.buffer);
+        text.clear();
         let mut seq = self.chain.seq;
-        let mut prev = self.chain.prev.clone();
+        let mut prev = [0u8; 64];
+        prev.copy_from_slice(self.chain.prev.as_bytes().get(..64).unwrap_or(&[b'0'; 64]));
         for fields in batch {
             seq += 1;
+            let start = text.len();
             // The MAC covers the line's bytes before the mac field.
-            let mut line = format!("{{\"seq\":{seq},{fields},\"prev\":\"{prev}\"");
-            let mac = hex::encode(envelope.audit_mac(line.as_bytes()));
-            line.push_str(MAC_FIELD);
-            line.push_str(&mac);
-            line.push_str("\"}\n");
-            text.push_str(&line);
-            prev = mac;
+            text.push_str("{\"seq\":");
+            text.push_str(itoa(seq, &mut [0u8; 20]));
+            text.push(',');
+            text.push_str(fields);
+            text.push_str(",\"prev\":\"");
+            text.push_str(std::str::from_utf8(&prev).unwrap_or(GENESIS));
+            text.push('"');
+            let mac = envelope.audit_mac(text[start..].as_bytes());
+            if hex::encode_to_slice(&mac, &mut prev).is_err() {
+                return false;
+            }
+            text.push_str(MAC_FIELD);
+            text.push_str(std::str::from_utf8(&prev).unwrap_or(GENESIS));
+            text.push_str("\"}\n");
         }
+        let prev = std::str::from_utf8(&prev).unwrap_or(GENESIS).to_string();
         let written = match self.file.as_mut() {
             Some(f) => f.write_all(text.as_bytes()),
             None => Err(std::io::Error::other("audit file not open")),
@@ -247,16 +275,19 @@ impl Writer {
         if let Err(e) = written {
             tracing::error!(error = %e, "audit file write failed; requests refused");
             self.file = open_append(&self.config.file);
+            self.buffer = text;
             return false;
         }
         if store_failed.load(Ordering::SeqCst) {
+            self.buffer = text;
             return false;
         }
         self.size += text.len() as u64;
         self.since_checkpoint += seq - self.chain.seq;
         if let Some(store) = &self.store {
-            let _ = store.send((self.chain.seq + 1, seq, text));
+            let _ = store.send((self.chain.seq + 1, seq, text.clone()));
         }
+        self.buffer = text;
         self.chain = Chain { seq, prev };
         if self.since_checkpoint >= CHECKPOINT_EVERY
             || self.last_checkpoint.elapsed() >= CHECKPOINT_INTERVAL
@@ -333,6 +364,7 @@ impl AuditLog {
                 .unwrap_or(0),
             since_checkpoint: 0,
             last_checkpoint: std::time::Instant::now(),
+            buffer: String::with_capacity(1024),
             chain,
             config,
             store: store_tx,
