@@ -259,7 +259,7 @@ impl Writer {
             text.push_str(",\"prev\":\"");
             text.push_str(std::str::from_utf8(&prev).unwrap_or(GENESIS));
             text.push('"');
-            let mac = envelope.audit_mac(text[start..].as_bytes());
+            let mac = envelope.audit_mac(&text.as_bytes()[start..]);
             if hex::encode_to_slice(&mac, &mut prev).is_err() {
                 return false;
             }
