@@ -156,6 +156,12 @@ pub fn checks(scenarios: &[Scenario], writers: usize) -> Vec<Check> {
     };
     vec![
         ratio("native / healthz", "native", "healthz", Some(0.60)),
+        ratio(
+            "native, audit off / healthz",
+            "native-noaudit",
+            "healthz",
+            Some(0.60),
+        ),
         ratio("native / floor", "native", "floor", Some(0.40)),
         ratio(
             "native, audit on / off",
