@@ -36,6 +36,7 @@ pub mod model;
 pub mod name;
 pub mod password;
 pub mod policy;
+pub mod schedule;
 pub mod value;
 
 pub use error::{Error, ErrorKind, Result};
