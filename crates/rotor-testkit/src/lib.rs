@@ -1,0 +1,30 @@
+//! Throwaway database servers for Rotor's tests: a real PostgreSQL ([`PgServer`]) and
+//! a real MariaDB ([`MariaDb`]), started from the binaries Debian's `postgresql` and
+//! `mariadb-server` packages install (`scripts/ensure-test-deps` installs them), each
+//! in its own temporary directory, listening on `127.0.0.1` on a free port. No Docker.
+//!
+//! Password checks are real: PostgreSQL authenticates TCP connections with
+//! `scram-sha-256`, MariaDB with `mysql_native_password`, and the superuser has a
+//! random password. Dropping a server kills it and removes its directory.
+//!
+//! ```no_run
+//! # fn demo() -> anyhow::Result<()> {
+//! let pg = rotor_testkit::PgServer::start()?;
+//! let url = pg.url("postgres"); // postgres://postgres:<password>@127.0.0.1:<port>/postgres
+//! pg.pause()?; // the port now refuses connections
+//! pg.resume()?; // same port, same data
+//! # Ok(()) }
+//! ```
+//!
+//! This crate is for tests only (`publish = false`): it panics nowhere, but it reports
+//! failures as [`anyhow::Error`] with the server's log tail, which is what a failing
+//! test wants to print.
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod mariadb;
+mod postgres;
+mod process;
+
+pub use mariadb::MariaDb;
+pub use postgres::PgServer;
