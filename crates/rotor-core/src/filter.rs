@@ -155,6 +155,7 @@ mod tests {
             last_changed: Utc::now(),
             deletion_date: None,
             deleted_date: None,
+            rotation: Default::default(),
         }
     }
 

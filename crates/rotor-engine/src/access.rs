@@ -90,12 +90,50 @@ struct State {
     policies: HashMap<String, Policy>,
 }
 
+/// Short-lived credentials scoped to one rotation: a bearer token and an AWS key
+/// pair with a session token. Kept in memory only; they die with the server.
+pub struct ScopedCredentials {
+    /// Bearer token for the native API.
+    pub token: SecretString,
+    /// Access key id.
+    pub access_key_id: String,
+    /// Secret access key.
+    pub secret_access_key: SecretString,
+    /// Session token (`AWS_SESSION_TOKEN`).
+    pub session_token: SecretString,
+    /// When they stop working.
+    pub expires: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for ScopedCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScopedCredentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Scoped {
+    caller: Caller,
+    expires: DateTime<Utc>,
+}
+
+#[derive(Default)]
+struct ScopedState {
+    /// By keyed hash of the token.
+    tokens: HashMap<Vec<u8>, Scoped>,
+    /// By access key id: the secret key, the keyed hash of the session token.
+    keys: HashMap<String, (SecretString, Vec<u8>, Scoped)>,
+}
+
 /// Authentication and access management.
 pub struct AccessService {
     store: Arc<dyn Store>,
     envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     state: RwLock<Arc<State>>,
+    scoped: std::sync::Mutex<ScopedState>,
 }
 
 impl std::fmt::Debug for AccessService {
@@ -120,6 +158,7 @@ impl AccessService {
             envelope,
             clock,
             state: RwLock::default(),
+            scoped: Default::default(),
         };
         service.reload().await?;
         Ok(service)
@@ -206,10 +245,9 @@ impl AccessService {
     pub fn authenticate_token(&self, token: &str) -> Result<Caller> {
         let hash = self.envelope.token_hash(token);
         let state = self.state();
-        let row = state
-            .tokens
-            .get(&hash)
-            .ok_or_else(|| unauthenticated("The token is not valid"))?;
+        let Some(row) = state.tokens.get(&hash) else {
+            return self.scoped_token(&hash);
+        };
         // The map lookup found it by hash; compare again in constant time all the same.
         if aws_lc_rs_free_eq(&row.hash, &hash).is_err() {
             return Err(unauthenticated("The token is not valid"));
@@ -224,11 +262,77 @@ impl AccessService {
             .ok_or_else(|| unauthenticated("The token's principal no longer exists"))
     }
 
-    /// The secret key of an access key id and the caller it stands for.
-    pub fn access_key(&self, access_key_id: &str) -> Option<(SecretString, Caller)> {
+    /// The secret key of an access key id and the caller it stands for. A scoped
+    /// key needs its session token (`X-Amz-Security-Token`) and must not have expired.
+    pub fn access_key(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Option<(SecretString, Caller)> {
         let state = self.state();
-        let (principal, secret) = state.keys.get(access_key_id)?;
-        Some((secret.clone(), Self::caller_of(&state, *principal)?))
+        if let Some((principal, secret)) = state.keys.get(access_key_id) {
+            return Some((secret.clone(), Self::caller_of(&state, *principal)?));
+        }
+        let hash = self.envelope.token_hash(session_token?);
+        let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now();
+        scoped.keys.retain(|_, (_, _, s)| s.expires > now);
+        let (secret, session, s) = scoped.keys.get(access_key_id)?;
+        rotor_crypto::constant_time_eq(session, &hash).then(|| (secret.clone(), s.caller.clone()))
+    }
+
+    fn scoped_token(&self, hash: &[u8]) -> Result<Caller> {
+        let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
+        let now = self.clock.now();
+        scoped.tokens.retain(|_, s| s.expires > now);
+        scoped
+            .tokens
+            .get(hash)
+            .map(|s| s.caller.clone())
+            .ok_or_else(|| unauthenticated("The token is not valid"))
+    }
+
+    /// Issues credentials that live for `ttl` and allow only what `policy` allows,
+    /// as principal `name`: what a rotator gets to call back for one secret.
+    pub fn issue_scoped(&self, name: &str, policy: Policy, ttl: Duration) -> ScopedCredentials {
+        let token = rotor_crypto::random::token("rtr_");
+        let access_key_id = rotor_crypto::random::access_key_id();
+        let secret_access_key = rotor_crypto::random::token("");
+        let session_token = rotor_crypto::random::token("rts_");
+        let expires = self.clock.now() + ttl;
+        let caller = Caller::new(name, Arc::from(vec![policy]));
+        let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
+        scoped.tokens.insert(
+            self.envelope.token_hash(&token),
+            Scoped {
+                caller: caller.clone(),
+                expires,
+            },
+        );
+        scoped.keys.insert(
+            access_key_id.clone(),
+            (
+                SecretString::from(secret_access_key.clone()),
+                self.envelope.token_hash(&session_token),
+                Scoped { caller, expires },
+            ),
+        );
+        ScopedCredentials {
+            token: token.into(),
+            access_key_id,
+            secret_access_key: secret_access_key.into(),
+            session_token: session_token.into(),
+            expires,
+        }
+    }
+
+    /// Ends scoped credentials before their expiry (the rotation step is over).
+    pub fn revoke_scoped(&self, credentials: &ScopedCredentials) {
+        let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
+        scoped
+            .tokens
+            .remove(&self.envelope.token_hash(credentials.token.expose_secret()));
+        scoped.keys.remove(&credentials.access_key_id);
     }
 
     /// Makes sure the root principal exists, allowed everything, with the given

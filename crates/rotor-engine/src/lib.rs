@@ -30,8 +30,11 @@ mod access;
 pub mod audit;
 mod cache;
 mod caller;
+pub mod rotation;
 mod service;
 
-pub use access::{AccessService, PrincipalInfo, ROOT, RootCredentials, TokenInfo};
+pub use access::{
+    AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, TokenInfo,
+};
 pub use caller::Caller;
 pub use service::*;

@@ -490,7 +490,12 @@ impl SecretService {
         };
         let out = self.apply(&secret.name, &secret.arn, mutation).await?;
         let stages = match out {
-            Outcome::Version { labels, .. } => labels,
+            Outcome::Version { labels, replayed } => {
+                if !replayed && labels.iter().any(|l| l == AWSCURRENT) {
+                    self.rotated_by_hand(&secret).await?;
+                }
+                labels
+            }
             _ => Vec::new(),
         };
         Ok(PutResult {
@@ -685,7 +690,7 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Describe, secret_id)
             .await?;
-        let versions = self
+        let mut versions: Vec<VersionMeta> = self
             .store
             .list_versions(record.meta.id)
             .await?
@@ -693,6 +698,16 @@ impl SecretService {
             .rev()
             .filter(|v| include_deprecated || !v.labels.is_empty())
             .collect();
+        if let Some(token) = self.pending_stub(&record).await? {
+            versions.insert(
+                0,
+                VersionMeta {
+                    id: token,
+                    labels: vec![label::AWSPENDING.to_string()],
+                    created: record.meta.last_changed,
+                },
+            );
+        }
         Ok((record, versions))
     }
 
@@ -701,14 +716,18 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Describe, secret_id)
             .await?;
+        let mut versions_to_stages: Vec<(String, Vec<String>)> = record
+            .versions
+            .iter()
+            .filter(|v| !v.labels.is_empty())
+            .map(|v| (v.id.clone(), v.labels.clone()))
+            .collect();
+        if let Some(token) = self.pending_stub(&record).await? {
+            versions_to_stages.push((token, vec![label::AWSPENDING.to_string()]));
+        }
         Ok(Description {
             meta: record.meta.clone(),
-            versions_to_stages: record
-                .versions
-                .iter()
-                .filter(|v| !v.labels.is_empty())
-                .map(|v| (v.id.clone(), v.labels.clone()))
-                .collect(),
+            versions_to_stages,
         })
     }
 
@@ -841,14 +860,81 @@ impl SecretService {
         Ok(())
     }
 
-    /// `RotateSecret` and `CancelRotateSecret`: the `rotate` capability is checked, then
-    /// the request is refused, since this server has no rotation engine yet.
-    pub async fn rotate(&self, caller: &Caller, secret_id: &str, operation: &str) -> Result<()> {
-        self.authorized(caller, Capability::Rotate, secret_id)
-            .await?;
-        Err(Error::invalid_request(format!(
-            "{operation} is not available yet: this Rotor server has no rotation engine"
-        )))
+    /// Resolves `secret_id` for `caller`, who needs `capability` on it.
+    pub(crate) async fn resolve_for(
+        &self,
+        caller: &Caller,
+        capability: Capability,
+        secret_id: &str,
+    ) -> Result<Arc<SecretRecord>> {
+        self.authorized(caller, capability, secret_id).await
+    }
+
+    /// Replaces a secret's rotation configuration and schedule.
+    pub(crate) async fn set_rotation(
+        &self,
+        record: &SecretRecord,
+        rotation: model::RotationMeta,
+    ) -> Result<()> {
+        self.apply_to(
+            record,
+            Mutation::SetRotation {
+                secret: record.meta.id,
+                rotation,
+            },
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Applies a rotation mutation of secret `name`.
+    pub(crate) async fn apply_rotation(
+        &self,
+        name: &str,
+        arn: &str,
+        mutation: Mutation,
+    ) -> Result<Outcome> {
+        self.apply(name, arn, mutation).await
+    }
+
+    /// The version a running, failed or cancelled rotation is making, while it has
+    /// no value yet: AWS shows it with `AWSPENDING` from the moment `RotateSecret`
+    /// is called, and rotation functions check for it.
+    async fn pending_stub(&self, record: &SecretRecord) -> Result<Option<String>> {
+        let pending_held = record
+            .versions
+            .iter()
+            .any(|v| v.labels.iter().any(|l| l == label::AWSPENDING));
+        if pending_held || record.meta.rotation.rotator.is_none() {
+            return Ok(None);
+        }
+        let Some(latest) = self.store.rotations(record.meta.id, 1).await?.pop() else {
+            return Ok(None);
+        };
+        if latest.status == model::RotationStatus::Succeeded
+            || self
+                .store
+                .load_version(record.meta.id, &latest.token)
+                .await?
+                .is_some()
+        {
+            return Ok(None);
+        }
+        Ok(Some(latest.token))
+    }
+
+    /// A manual change of `AWSCURRENT` counts as a rotation: the next one is due a
+    /// full interval later.
+    async fn rotated_by_hand(&self, secret: &crate::cache::Identity) -> Result<()> {
+        let record = self.resolve(&secret.name).await?;
+        if !record.meta.rotation.enabled {
+            return Ok(());
+        }
+        let mut meta = record.meta.rotation.clone();
+        let now = self.clock.now();
+        meta.last_rotated = Some(now);
+        crate::rotation::reschedule(&mut meta, now, now)?;
+        self.set_rotation(&record, meta).await
     }
 
     /// `GetRandomPassword`.

@@ -46,7 +46,7 @@ async fn tokens_expire_and_bootstrap_happens_once() {
         "nothing new on a second start"
     );
     let (secret, caller) = access
-        .access_key(&made.access_key_id)
+        .access_key(&made.access_key_id, None)
         .expect("root key pair");
     assert_eq!(
         secret.expose_secret(),

@@ -21,7 +21,9 @@ use rotor_core::Error;
 use rotor_core::filter::Filter;
 use rotor_core::model::Tag;
 use rotor_core::password::PasswordSpec;
+use rotor_core::schedule::RotationRules;
 use rotor_core::value::SecretValue;
+use rotor_engine::rotation::{RotateRequest, Rotated, Rotations};
 use rotor_engine::{
     Caller, CreateSecret, ListSecrets, PutValue, SecretService, SortBy, SortOrder, VersionValue,
 };
@@ -74,7 +76,11 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             },
             Utc::now(),
             |akid| {
-                let (secret, who) = app.access.access_key(akid)?;
+                let session = parts
+                    .headers
+                    .get("x-amz-security-token")
+                    .and_then(|v| v.to_str().ok());
+                let (secret, who) = app.access.access_key(akid, session)?;
                 caller = Some(who);
                 Some(secret.expose_secret().to_string())
             },
@@ -86,7 +92,16 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
         })?;
         let caller = caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
         principal = Some(caller.name().to_string());
-        dispatch(&app.service, &caller, op, &target, &body, &verified.region).await
+        dispatch(
+            &app.service,
+            &app.rotations,
+            &caller,
+            op,
+            &target,
+            &body,
+            &verified.region,
+        )
+        .await
     }
     .await;
     let mut response = match result {
@@ -166,6 +181,7 @@ fn operation_name(target: &str) -> &'static str {
 
 async fn dispatch(
     service: &SecretService,
+    rotations: &Arc<Rotations>,
     c: &Caller,
     op: &'static str,
     target: &str,
@@ -187,10 +203,10 @@ async fn dispatch(
         "GetRandomPassword" => get_random_password(service, c, parse(body)?)?,
         "TagResource" => tag_resource(service, c, parse(body)?).await?,
         "UntagResource" => untag_resource(service, c, parse(body)?).await?,
-        "RotateSecret" | "CancelRotateSecret" => {
+        "RotateSecret" => rotate_secret(rotations, c, parse(body)?).await?,
+        "CancelRotateSecret" => {
             let req: SecretIdOnlyRef = parse(body)?;
-            service.rotate(c, &req.secret_id, op).await?;
-            return Err(Error::internal("rotation answered without an error").into());
+            rotated_out(rotations.cancel(c, &req.secret_id).await?)
         }
         _ => {
             return Err(AwsError::client(
@@ -621,7 +637,28 @@ fn describe_out(
     if let Some(k) = &meta.kms_key_id {
         out.insert("KmsKeyId".into(), json!(k));
     }
-    out.insert("RotationEnabled".into(), json!(false));
+    let r = &meta.rotation;
+    out.insert("RotationEnabled".into(), json!(r.enabled));
+    if let Some(rotator) = &r.rotator {
+        out.insert("RotationLambdaARN".into(), json!(rotator));
+    }
+    if let Some(rules) = r
+        .rules
+        .as_deref()
+        .and_then(|j| serde_json::from_str::<Value>(j).ok())
+    {
+        out.insert("RotationRules".into(), rules);
+    }
+    if let Some(t) = r.last_rotated {
+        out.insert("LastRotatedDate".into(), epoch(t));
+    }
+    if let Some(t) = r.next_rotation.filter(|_| r.enabled) {
+        out.insert("NextRotationDate".into(), epoch(t));
+    }
+    if let Some(failed) = &r.failed {
+        // Not in AWS's shape (SDKs ignore it): why the last rotation failed.
+        out.insert("RotorRotationError".into(), json!(failed));
+    }
     out.insert("LastChangedDate".into(), epoch(meta.last_changed));
     if let Some(d) = meta.deletion_date {
         out.insert("DeletedDate".into(), epoch(d));
@@ -649,6 +686,45 @@ async fn describe_secret(
         &d.versions_to_stages,
         "VersionIdsToStages",
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "PascalCase")]
+struct RotateSecretIn {
+    secret_id: String,
+    client_request_token: Option<String>,
+    #[serde(rename = "RotationLambdaARN")]
+    rotation_lambda_arn: Option<String>,
+    rotation_rules: Option<RotationRules>,
+    rotate_immediately: Option<bool>,
+}
+
+async fn rotate_secret(
+    rotations: &Arc<Rotations>,
+    c: &Caller,
+    req: RotateSecretIn,
+) -> Result<Value, AwsError> {
+    let done = rotations
+        .rotate_secret(
+            c,
+            RotateRequest {
+                secret_id: req.secret_id,
+                token: req.client_request_token,
+                rotator: req.rotation_lambda_arn,
+                rules: req.rotation_rules,
+                rotate_immediately: req.rotate_immediately,
+            },
+        )
+        .await?;
+    Ok(rotated_out(done))
+}
+
+fn rotated_out(done: Rotated) -> Value {
+    let mut out = json!({"ARN": done.arn, "Name": done.name});
+    if let Some(v) = done.version_id {
+        out["VersionId"] = json!(v);
+    }
+    out
 }
 
 #[derive(Deserialize)]

@@ -45,6 +45,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rotor_engine::audit::AuditLog;
+use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, SecretService};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -55,6 +56,8 @@ pub struct App {
     pub service: Arc<SecretService>,
     /// Authentication and access management.
     pub access: Arc<AccessService>,
+    /// Rotation: the API operations; the server spawns its scheduler.
+    pub rotations: Arc<Rotations>,
     /// The audit log; `None` when switched off.
     pub audit: Option<Arc<AuditLog>>,
     /// Region for ARNs of secrets created over the native API.
@@ -76,9 +79,25 @@ impl App {
         access: Arc<AccessService>,
         audit: Option<Arc<AuditLog>>,
     ) -> Arc<Self> {
+        let rotations = Arc::new(Rotations::new(
+            service.clone(),
+            access.clone(),
+            rotation::Settings::default(),
+        ));
+        Self::with_rotations(service, access, rotations, audit)
+    }
+
+    /// State with rotations configured by the caller.
+    pub fn with_rotations(
+        service: Arc<SecretService>,
+        access: Arc<AccessService>,
+        rotations: Arc<Rotations>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Arc<Self> {
         Arc::new(App {
             service,
             access,
+            rotations,
             audit,
             default_region: "us-east-1".into(),
             metrics: metrics::install(),

@@ -23,7 +23,7 @@ pub mod sqlite;
 
 use chrono::{DateTime, Utc};
 use rotor_core::Result;
-use rotor_core::model::{SecretMeta, Tag, VersionMeta};
+use rotor_core::model::{RotationMeta, RotationRecord, SecretMeta, Tag, VersionMeta};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -193,6 +193,42 @@ pub enum Mutation {
     },
     /// A change to principals, policies or credentials.
     Access(AccessMutation),
+    /// Replace a secret's rotation configuration and schedule.
+    SetRotation {
+        /// The secret's store id.
+        secret: i64,
+        /// The new state.
+        rotation: RotationMeta,
+    },
+    /// Record a new rotation, running from `createSecret`, and take `AWSPENDING`
+    /// off any other version. Replays when a rotation with this token exists;
+    /// `InvalidRequest` when another one is running.
+    StartRotation {
+        /// The rotation (`status` running).
+        record: RotationRecord,
+    },
+    /// Save a rotation's progress, with the secret's rotation state when given,
+    /// in one transaction.
+    SaveRotation {
+        /// The rotation, found by secret and token.
+        record: RotationRecord,
+        /// The secret's new rotation state.
+        rotation: Option<RotationMeta>,
+        /// Take `AWSPENDING` off the rotation's version (it finished).
+        release_pending: bool,
+    },
+    /// Register (or, with `replace`, change) a rotator.
+    PutRotator {
+        /// The rotator.
+        rotator: RotatorRow,
+        /// Whether an existing one may be replaced.
+        replace: bool,
+    },
+    /// Remove a rotator.
+    DeleteRotator {
+        /// Its name.
+        name: String,
+    },
     /// Append consecutive audit entries `first..=last` (one JSON line each, in
     /// `lines`) to the audit log's store sink.
     AppendAudit {
@@ -279,6 +315,25 @@ pub enum AccessMutation {
     },
 }
 
+/// Secrets due for rotation, as `(store id, name)`, and when the next one after
+/// them falls due.
+pub type DueRotations = (Vec<(i64, String)>, Option<DateTime<Utc>>);
+
+/// A registered rotator.
+#[derive(Debug, Clone)]
+pub struct RotatorRow {
+    /// Its name, as a Lambda ARN's function name refers to it.
+    pub name: String,
+    /// `webhook`, `exec`, `lambda`, `postgres`, `mysql` or `random`.
+    pub kind: String,
+    /// Settings as JSON, without secrets.
+    pub config: String,
+    /// The signing key, sealed (`digest` unused).
+    pub key: Option<SealedValue>,
+    /// When it was registered.
+    pub created: DateTime<Utc>,
+}
+
 /// A principal as stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrincipalRow {
@@ -358,6 +413,11 @@ pub enum Outcome {
         /// Whether this was an idempotent replay.
         replayed: bool,
     },
+    /// A rotation was recorded (or `replayed`: one with this token existed).
+    Rotation {
+        /// Whether this was an idempotent replay.
+        replayed: bool,
+    },
     /// Anything else succeeded.
     Done,
 }
@@ -382,6 +442,21 @@ pub trait Store: Send + Sync + 'static {
     fn audit_entries(&self, after: i64) -> BoxFuture<'_, Result<Vec<(i64, String)>>>;
     /// Every secret (or every one not scheduled for deletion), ordered by creation.
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
+    /// The rotation of secret `secret` whose token is `token`.
+    fn rotation<'a>(
+        &'a self,
+        secret: i64,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RotationRecord>>>;
+    /// The last `limit` rotations of secret `secret`, newest first.
+    fn rotations(&self, secret: i64, limit: i64) -> BoxFuture<'_, Result<Vec<RotationRecord>>>;
+    /// Every running rotation (including those waiting out a backoff).
+    fn running_rotations(&self) -> BoxFuture<'_, Result<Vec<RotationRecord>>>;
+    /// Up to `limit` secrets whose rotation is due at `now`, earliest first, as
+    /// `(store id, name)`, and when the next one after those falls due.
+    fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> BoxFuture<'_, Result<DueRotations>>;
+    /// Every registered rotator, by name.
+    fn rotators(&self) -> BoxFuture<'_, Result<Vec<RotatorRow>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.
     fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>>;
     /// Commits every write already accepted, then stops accepting writes.

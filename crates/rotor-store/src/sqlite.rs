@@ -8,12 +8,12 @@
 //! failed mutation rolls back to its savepoint without touching the others.
 
 use crate::{
-    AccessSnapshot, BoxFuture, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord,
-    SecretSummary, Store, StoredVersion, from_millis, millis,
+    AccessSnapshot, BoxFuture, DueRotations, Lookup, Mutation, NewVersion, Outcome, RotatorRow,
+    SealedValue, SecretRecord, SecretSummary, Store, StoredVersion, from_millis, millis,
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
-use rotor_core::model::{SecretMeta, Tag, VersionMeta};
+use rotor_core::model::{RotationRecord, SecretMeta, Tag, VersionMeta};
 use rotor_core::{Error, Result};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 
 mod access;
 mod puts;
+mod rotation;
 
 /// Most mutations committed in one transaction.
 pub const MAX_BATCH: usize = 256;
@@ -325,6 +326,7 @@ fn meta_from_row(row: &SqliteRow) -> Result<SecretMeta> {
             .try_get::<Option<i64>, _>("deleted_date")
             .map_err(get_err)?
             .map(from_millis),
+        rotation: rotation::meta_from_row(row)?,
     })
 }
 
@@ -661,6 +663,11 @@ async fn apply(
             Ok(Outcome::Done)
         }
         Mutation::Access(m) => access::apply(conn, m, now).await,
+        m @ (Mutation::SetRotation { .. }
+        | Mutation::StartRotation { .. }
+        | Mutation::SaveRotation { .. }
+        | Mutation::PutRotator { .. }
+        | Mutation::DeleteRotator { .. }) => rotation::apply(conn, m, now).await,
         Mutation::AppendAudit { first, last, lines } => {
             access::append_audit(conn, first, last, lines).await
         }
@@ -678,6 +685,7 @@ async fn apply(
             // Labels reference versions, versions reference the secret: delete in order
             // so the result does not depend on cascade settings.
             for sql in [
+                "DELETE FROM rotations WHERE secret_id = ?",
                 "DELETE FROM labels WHERE secret_id = ?",
                 "DELETE FROM versions WHERE secret_id = ?",
                 "DELETE FROM secrets WHERE id = ?",
@@ -890,6 +898,45 @@ impl Store for SqliteStore {
 
     fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {
         Box::pin(self.list_summaries(include_deleted))
+    }
+
+    fn rotation<'a>(
+        &'a self,
+        secret: i64,
+        token: &'a str,
+    ) -> BoxFuture<'a, Result<Option<RotationRecord>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            rotation::rotation(&mut conn, secret, token).await
+        })
+    }
+
+    fn rotations(&self, secret: i64, limit: i64) -> BoxFuture<'_, Result<Vec<RotationRecord>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            rotation::history(&mut conn, secret, limit).await
+        })
+    }
+
+    fn running_rotations(&self) -> BoxFuture<'_, Result<Vec<RotationRecord>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            rotation::running(&mut conn).await
+        })
+    }
+
+    fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> BoxFuture<'_, Result<DueRotations>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            rotation::due(&mut conn, now, limit).await
+        })
+    }
+
+    fn rotators(&self) -> BoxFuture<'_, Result<Vec<RotatorRow>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            rotation::rotators(&mut conn).await
+        })
     }
 
     fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>> {

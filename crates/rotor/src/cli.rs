@@ -1,6 +1,6 @@
 //! The command line.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
@@ -65,6 +65,124 @@ pub enum Command {
     /// Check the audit log
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Register and manage rotators (what performs a rotation)
+    #[command(subcommand)]
+    Rotator(RotatorCommand),
+    /// Configure, show and cancel a secret's rotation
+    #[command(subcommand)]
+    Rotation(RotationCommand),
+    /// Rotate a secret now with its rotator
+    Rotate {
+        /// Secret name or ARN
+        name: String,
+        /// Id of the new version (the rotation's ClientRequestToken); a UUID when unset
+        #[arg(long)]
+        version_id: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RotatorCommand {
+    /// Register a rotator; the AWS API names it arn:aws:lambda:REGION:ACCOUNT:function:NAME
+    Create(Box<RotatorArgs>),
+    /// List rotators
+    List,
+    /// Show a rotator's type and settings
+    Show {
+        /// Rotator name
+        name: String,
+    },
+    /// Delete a rotator
+    Delete {
+        /// Rotator name
+        name: String,
+    },
+}
+
+/// `rotor rotator create`: each option sets one field of the type's settings, on
+/// top of `--config`.
+#[derive(Args, Debug)]
+pub struct RotatorArgs {
+    /// Rotator name (letters, digits, - and _; at most 64)
+    pub name: String,
+    /// What performs the rotation
+    #[arg(long = "type", value_name = "TYPE",
+          value_parser = clap::builder::PossibleValuesParser::new(rotor_engine::rotation::KINDS))]
+    pub kind: String,
+    /// webhook: the URL the signed events are POSTed to
+    #[arg(long)]
+    pub url: Option<String>,
+    /// exec: the command, one argument per use (--command ./rotate.sh --command --verbose)
+    #[arg(long = "command", value_name = "ARG", allow_hyphen_values = true)]
+    pub command: Vec<String>,
+    /// lambda: the rotation function, as module.function
+    #[arg(long)]
+    pub handler: Option<String>,
+    /// lambda: the directory holding the handler's module, on the server's machine
+    /// (a relative path is made absolute here)
+    #[arg(long)]
+    pub code_dir: Option<PathBuf>,
+    /// postgres, mysql: single-user, or alternating-users (a user and its clone take turns)
+    #[arg(long, value_parser = ["single-user", "alternating-users"])]
+    pub strategy: Option<String>,
+    /// random, postgres, mysql: length of the new password
+    #[arg(long)]
+    pub length: Option<usize>,
+    /// random: the JSON field of the value to replace (the whole value when unset)
+    #[arg(long)]
+    pub field: Option<String>,
+    /// webhook, exec, lambda: longest a step may take, in milliseconds [default: 30000]
+    #[arg(long)]
+    pub timeout_ms: Option<u64>,
+    /// The type's settings as a JSON object; the options above are set on top of it
+    #[arg(long, value_name = "JSON")]
+    pub config: Option<String>,
+    /// Replace a rotator of the same name
+    #[arg(long)]
+    pub replace: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RotationCommand {
+    /// Configure a secret's rotation: its rotator and schedule
+    #[command(group(ArgGroup::new("schedule_source").required(true).args(["every_days", "schedule"])))]
+    Set {
+        /// Secret name or ARN
+        name: String,
+        /// Rotator name
+        #[arg(long)]
+        rotator: String,
+        /// Rotate every N days (1-1000)
+        #[arg(long, value_name = "N")]
+        every_days: Option<i64>,
+        /// rate(N hours|days) or cron(0 H DOM MON DOW *), in UTC
+        #[arg(long, value_name = "EXPR")]
+        schedule: Option<String>,
+        /// Length of the window a scheduled rotation runs in (1h-24h)
+        #[arg(long, value_name = "DURATION")]
+        window: Option<String>,
+        /// Also rotate now
+        #[arg(long)]
+        now: bool,
+    },
+    /// Show a secret's rotation: rotator, schedule, and the latest rotation's steps
+    Show {
+        /// Secret name or ARN
+        name: String,
+    },
+    /// List a secret's rotations, newest first
+    History {
+        /// Secret name or ARN
+        name: String,
+        /// How many (1-1000)
+        #[arg(long, default_value_t = 20)]
+        limit: i64,
+    },
+    /// Turn scheduled rotation off and stop a running rotation after its current step
+    Cancel {
+        /// Secret name or ARN
+        name: String,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -239,6 +357,19 @@ pub struct ServerArgs {
     /// Size in bytes past which the audit file is rotated [default: 67108864]
     #[arg(long, env = "ROTOR_AUDIT_MAX_BYTES")]
     pub audit_max_bytes: Option<u64>,
+    /// Attempts of a rotation before it is marked failed [default: 5]
+    #[arg(long, env = "ROTOR_ROTATION_MAX_ATTEMPTS")]
+    pub rotation_max_attempts: Option<i64>,
+    /// Wait before a failed rotation's second attempt, in milliseconds; doubled for
+    /// each later one [default: 30000]
+    #[arg(long, env = "ROTOR_ROTATION_BACKOFF_MS")]
+    pub rotation_backoff_ms: Option<u64>,
+    /// Longest a rotation step may take, in milliseconds [default: 120000]
+    #[arg(long, env = "ROTOR_ROTATION_STEP_TIMEOUT_MS")]
+    pub rotation_step_timeout_ms: Option<u64>,
+    /// Rotations run at once [default: 16]
+    #[arg(long, env = "ROTOR_ROTATION_CONCURRENCY")]
+    pub rotation_concurrency: Option<usize>,
 }
 
 #[derive(Args, Debug)]

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
 use rotor_engine::audit::{AuditConfig, AuditLog};
+use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
 use rotor_server::App;
 use rotor_server::serve::ReloadableCert;
@@ -39,6 +40,10 @@ struct FileConfig {
     audit_file: Option<PathBuf>,
     audit_store: Option<String>,
     audit_max_bytes: Option<u64>,
+    rotation_max_attempts: Option<i64>,
+    rotation_backoff_ms: Option<u64>,
+    rotation_step_timeout_ms: Option<u64>,
+    rotation_concurrency: Option<usize>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
@@ -200,7 +205,30 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let service = Arc::new(service);
-    let app = App::new(service.clone(), Arc::new(access), audit.clone());
+    let access = Arc::new(access);
+    let defaults = rotation::Settings::default();
+    let settings = rotation::Settings {
+        max_attempts: args
+            .rotation_max_attempts
+            .or(file.rotation_max_attempts)
+            .unwrap_or(defaults.max_attempts)
+            .max(1),
+        backoff: args
+            .rotation_backoff_ms
+            .or(file.rotation_backoff_ms)
+            .map_or(defaults.backoff, Duration::from_millis),
+        step_timeout: args
+            .rotation_step_timeout_ms
+            .or(file.rotation_step_timeout_ms)
+            .map_or(defaults.step_timeout, Duration::from_millis),
+        concurrency: args
+            .rotation_concurrency
+            .or(file.rotation_concurrency)
+            .unwrap_or(defaults.concurrency),
+        ..defaults
+    };
+    let rotations = Arc::new(Rotations::new(service.clone(), access.clone(), settings));
+    let app = App::with_rotations(service.clone(), access, rotations.clone(), audit.clone());
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -215,6 +243,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         out.flush()?;
     }
     tracing::info!(%local, dev = args.dev, "server started");
+    let callback_host = if local.ip().is_unspecified() {
+        std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
+    } else {
+        local
+    };
+    rotations.set_endpoint(&format!("{scheme}://{callback_host}"));
+    let scheduler = rotations.spawn();
 
     let purger = {
         let service = service.clone();
@@ -259,6 +294,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     rotor_server::serve::serve(listener, app.router(), tls, shutdown).await?;
     purger.abort();
+    scheduler.abort();
     if let Some(r) = reloader {
         r.abort();
     }

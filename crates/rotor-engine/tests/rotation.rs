@@ -1,0 +1,705 @@
+//! The rotation engine over a real store: AWS's RotateSecret semantics, the durable
+//! runner with retries and failure, the scheduler, and the `random` and `webhook`
+//! rotators. The webhook rotator talks to a small HTTP receiver in this test that
+//! performs the steps against a stand-in target (a set of accepted passwords).
+
+use rotor_core::label::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
+use rotor_core::model::{RotationStatus, Step};
+use rotor_core::schedule::RotationRules;
+use rotor_core::value::SecretValue;
+use rotor_core::{ErrorKind, Result};
+use rotor_engine::rotation::{RotateRequest, Rotations, Settings};
+use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService};
+use secrecy::ExposeSecret;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+struct World {
+    service: Arc<SecretService>,
+    access: Arc<AccessService>,
+    rotations: Arc<Rotations>,
+}
+
+fn root() -> Caller {
+    Caller::system("test")
+}
+
+async fn world() -> World {
+    let service = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
+    let access = Arc::new(
+        AccessService::load(service.store(), service.envelope(), service.clock())
+            .await
+            .unwrap(),
+    );
+    let rotations = Arc::new(Rotations::new(
+        service.clone(),
+        access.clone(),
+        Settings {
+            max_attempts: 2,
+            backoff: Duration::from_millis(20),
+            step_timeout: Duration::from_secs(5),
+            poll: Duration::from_millis(50),
+            ..Settings::default()
+        },
+    ));
+    World {
+        service,
+        access,
+        rotations,
+    }
+}
+
+async fn text(service: &SecretService, name: &str, stage: &str) -> Result<String> {
+    let v = service.get_value(&root(), name, None, Some(stage)).await?;
+    match v.value {
+        SecretValue::String(s) => Ok(s.expose_secret().to_string()),
+        SecretValue::Binary(_) => panic!("binary"),
+    }
+}
+
+async fn create(service: &SecretService, name: &str, value: &str) {
+    service
+        .create(
+            &root(),
+            CreateSecret {
+                name: name.into(),
+                region: "us-east-1".into(),
+                value: Some(SecretValue::string(value.into()).unwrap()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+}
+
+fn every(days: i64) -> Option<RotationRules> {
+    Some(RotationRules {
+        automatically_after_days: Some(days),
+        ..Default::default()
+    })
+}
+
+/// Polls until the latest rotation of `name` is no longer running.
+async fn settled(w: &World, name: &str) -> rotor_core::model::RotationRecord {
+    for _ in 0..500 {
+        let view = w.rotations.view(&root(), name).await.unwrap();
+        if let Some(r) = view.latest
+            && r.status != RotationStatus::Running
+        {
+            // The runner may still be between its commit and its cache update.
+            w.rotations.idle().await;
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rotation of {name} did not settle");
+}
+
+#[tokio::test]
+async fn random_rotator_rotates_and_schedules_the_next_window() {
+    let w = world().await;
+    create(&w.service, "api/key", "old-key").await;
+    w.rotations
+        .create_rotator(
+            &root(),
+            "rnd",
+            "random",
+            serde_json::json!({"length": 40}),
+            false,
+        )
+        .await
+        .unwrap();
+    let done = w
+        .rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "api/key".into(),
+                rotator: Some("arn:aws:lambda:us-east-1:123456789012:function:rnd".into()),
+                rules: every(30),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let token = done.version_id.expect("a rotation started");
+    let r = settled(&w, "api/key").await;
+    assert_eq!(r.status, RotationStatus::Succeeded, "{:?}", r.error);
+    let steps: Vec<&str> = r.steps.iter().map(|s| s.step.as_str()).collect();
+    assert_eq!(
+        steps,
+        ["createSecret", "setSecret", "testSecret", "finishSecret"]
+    );
+
+    let new = text(&w.service, "api/key", AWSCURRENT).await.unwrap();
+    assert_eq!(new.len(), 40);
+    assert_eq!(
+        text(&w.service, "api/key", AWSPREVIOUS).await.unwrap(),
+        "old-key"
+    );
+    let d = w.service.describe(&root(), "api/key").await.unwrap();
+    let labels = &d
+        .versions_to_stages
+        .iter()
+        .find(|(id, _)| *id == token)
+        .unwrap()
+        .1;
+    assert_eq!(
+        labels,
+        &vec![AWSCURRENT.to_string()],
+        "AWSPENDING is taken off"
+    );
+    let rotation = &d.meta.rotation;
+    assert!(rotation.enabled);
+    let last = rotation.last_rotated.expect("last rotated");
+    let next = rotation.next_rotation.expect("next rotation");
+    assert_eq!((next.date_naive() - last.date_naive()).num_days(), 30);
+    assert!(rotation.failed.is_none());
+}
+
+#[tokio::test]
+async fn a_lambda_arn_must_name_a_registered_rotator() {
+    let w = world().await;
+    create(&w.service, "db/x", "v").await;
+    let e = w
+        .rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "db/x".into(),
+                rotator: Some("arn:aws:lambda:us-east-1:123456789012:function:nope".into()),
+                rules: every(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidRequest);
+    assert!(e.message.contains("nope"), "{}", e.message);
+    let e = w
+        .rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "db/x".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        e.message.contains("No Lambda rotation function"),
+        "{}",
+        e.message
+    );
+    let d = w.service.describe(&root(), "db/x").await.unwrap();
+    assert!(!d.meta.rotation.enabled, "nothing was configured");
+}
+
+#[tokio::test]
+async fn a_manual_put_counts_as_a_rotation() {
+    let w = world().await;
+    create(&w.service, "manual", "one").await;
+    w.rotations
+        .create_rotator(&root(), "rnd", "random", serde_json::json!({}), false)
+        .await
+        .unwrap();
+    w.rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "manual".into(),
+                rotator: Some("rnd".into()),
+                rules: every(7),
+                rotate_immediately: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let before = w
+        .service
+        .describe(&root(), "manual")
+        .await
+        .unwrap()
+        .meta
+        .rotation;
+    assert!(before.last_rotated.is_none());
+    assert!(before.next_rotation.is_some());
+    w.service
+        .put_value(
+            &root(),
+            PutValue {
+                secret_id: "manual".into(),
+                token: None,
+                value: SecretValue::string("two".into()).unwrap(),
+                stages: None,
+            },
+        )
+        .await
+        .unwrap();
+    let after = w
+        .service
+        .describe(&root(), "manual")
+        .await
+        .unwrap()
+        .meta
+        .rotation;
+    let last = after.last_rotated.expect("the put counts");
+    assert_eq!(
+        (after.next_rotation.unwrap().date_naive() - last.date_naive()).num_days(),
+        7
+    );
+}
+
+#[tokio::test]
+async fn the_scheduler_starts_due_rotations() {
+    let w = world().await;
+    w.rotations
+        .create_rotator(&root(), "rnd", "random", serde_json::json!({}), false)
+        .await
+        .unwrap();
+    for i in 0..5 {
+        let name = format!("sched/{i}");
+        create(&w.service, &name, "initial").await;
+        w.rotations
+            .rotate_secret(
+                &root(),
+                RotateRequest {
+                    secret_id: name.clone(),
+                    rotator: Some("rnd".into()),
+                    rules: every(1),
+                    rotate_immediately: Some(false),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+        let due = chrono::Utc::now() + chrono::Duration::milliseconds(100 * i);
+        w.rotations.set_due(&root(), &name, due).await.unwrap();
+    }
+    let scheduler = w.rotations.spawn();
+    for i in 0..5 {
+        let name = format!("sched/{i}");
+        let r = settled(&w, &name).await;
+        assert_eq!(r.status, RotationStatus::Succeeded);
+        assert_ne!(
+            text(&w.service, &name, AWSCURRENT).await.unwrap(),
+            "initial"
+        );
+        let meta = w
+            .service
+            .describe(&root(), &name)
+            .await
+            .unwrap()
+            .meta
+            .rotation;
+        let due = meta.due.expect("rescheduled");
+        assert!(
+            due > chrono::Utc::now() + chrono::Duration::hours(1),
+            "next due {due}"
+        );
+    }
+    scheduler.abort();
+}
+
+/// The stand-in target system and how the test receiver should behave.
+#[derive(Default)]
+struct Target {
+    /// Passwords the target accepts.
+    accepted: HashSet<String>,
+    /// Fail every call of this step.
+    fail_at: Option<Step>,
+    /// Fail only the first attempt's call of `fail_at`.
+    fail_once: bool,
+    failed: usize,
+    /// Signatures that did not verify.
+    bad_signatures: usize,
+    /// Rotation tokens that gave more than this one secret.
+    leaky_tokens: usize,
+    /// The last rotation token seen.
+    last_token: Option<String>,
+    /// Hold createSecret until released.
+    hold: Option<Arc<tokio::sync::Notify>>,
+}
+
+struct Receiver {
+    url: String,
+    target: Arc<Mutex<Target>>,
+    key: Arc<Mutex<Vec<u8>>>,
+}
+
+async fn receiver(w: &World) -> Receiver {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/rotate", listener.local_addr().unwrap());
+    let target = Arc::new(Mutex::new(Target::default()));
+    let key = Arc::new(Mutex::new(Vec::new()));
+    let (service, access) = (w.service.clone(), w.access.clone());
+    let (t, k) = (target.clone(), key.clone());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                return;
+            };
+            let (service, access, t, k) = (service.clone(), access.clone(), t.clone(), k.clone());
+            tokio::spawn(async move {
+                let (headers, body) = read_request(&mut sock).await;
+                let ok = handle(&service, &access, &t, &k, &headers, &body).await;
+                let status = if ok {
+                    "200 OK"
+                } else {
+                    "500 Internal Server Error"
+                };
+                let _ = sock
+                    .write_all(
+                        format!(
+                            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+                        )
+                        .as_bytes(),
+                    )
+                    .await;
+            });
+        }
+    });
+    Receiver { url, target, key }
+}
+
+async fn read_request(sock: &mut tokio::net::TcpStream) -> (String, Vec<u8>) {
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = sock.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "connection closed mid-request");
+        buf.extend_from_slice(&chunk[..n]);
+        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            let headers = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+            let len: usize = headers
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .map(|v| v.trim().parse().unwrap())
+                .unwrap_or(0);
+            while buf.len() < end + 4 + len {
+                let n = sock.read(&mut chunk).await.unwrap();
+                buf.extend_from_slice(&chunk[..n]);
+            }
+            return (headers, buf[end + 4..end + 4 + len].to_vec());
+        }
+    }
+}
+
+fn header<'a>(headers: &'a str, name: &str) -> &'a str {
+    headers
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .map(str::trim)
+        .unwrap_or("")
+}
+
+/// One step, as a rotation function would do it.
+async fn handle(
+    service: &SecretService,
+    access: &AccessService,
+    target: &Mutex<Target>,
+    key: &Mutex<Vec<u8>>,
+    headers: &str,
+    body: &[u8],
+) -> bool {
+    let timestamp = header(headers, "x-rotor-timestamp");
+    let mut signed = timestamp.as_bytes().to_vec();
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    let expected = format!(
+        "sha256={}",
+        hex::encode(rotor_crypto::hmac_sha256(&key.lock().unwrap(), &signed))
+    );
+    if header(headers, "x-rotor-signature") != expected {
+        target.lock().unwrap().bad_signatures += 1;
+        return false;
+    }
+    let event: serde_json::Value = serde_json::from_slice(body).unwrap();
+    let step = Step::parse(event["Step"].as_str().unwrap()).unwrap();
+    let arn = event["SecretId"].as_str().unwrap().to_string();
+    let token = event["ClientRequestToken"].as_str().unwrap().to_string();
+    // The rotation token is a credential for this secret only.
+    let me = access
+        .authenticate_token(event["RotationToken"].as_str().unwrap())
+        .unwrap();
+    if service
+        .get_value(&me, "other/secret", None, None)
+        .await
+        .is_ok()
+    {
+        target.lock().unwrap().leaky_tokens += 1;
+    }
+    target.lock().unwrap().last_token = event["RotationToken"].as_str().map(str::to_string);
+    let hold = {
+        let mut t = target.lock().unwrap();
+        if t.fail_at == Some(step) && !(t.fail_once && t.failed > 0) {
+            t.failed += 1;
+            return false;
+        }
+        t.hold.clone().filter(|_| step == Step::CreateSecret)
+    };
+    if let Some(h) = hold {
+        h.notified().await;
+    }
+    match step {
+        Step::CreateSecret => {
+            if service
+                .get_value(&me, &arn, Some(&token), None)
+                .await
+                .is_ok()
+            {
+                return true;
+            }
+            let fresh = format!("pw-{}", uuid::Uuid::new_v4());
+            service
+                .put_value(
+                    &me,
+                    PutValue {
+                        secret_id: arn,
+                        token: Some(token),
+                        value: SecretValue::string(fresh).unwrap(),
+                        stages: Some(vec![AWSPENDING.into()]),
+                    },
+                )
+                .await
+                .is_ok()
+        }
+        Step::SetSecret => {
+            let v = text_by_version(service, &me, &arn, &token).await;
+            target.lock().unwrap().accepted.insert(v);
+            true
+        }
+        Step::TestSecret => {
+            let v = text_by_version(service, &me, &arn, &token).await;
+            target.lock().unwrap().accepted.contains(&v)
+        }
+        Step::FinishSecret => {
+            let d = service.describe(&me, &arn).await.unwrap();
+            let current = d
+                .versions_to_stages
+                .iter()
+                .find(|(_, l)| l.iter().any(|l| l == AWSCURRENT))
+                .map(|(id, _)| id.clone());
+            if current.as_deref() == Some(token.as_str()) {
+                return true;
+            }
+            service
+                .update_stage(&me, &arn, AWSCURRENT, Some(token), current)
+                .await
+                .is_ok()
+        }
+    }
+}
+
+async fn text_by_version(service: &SecretService, me: &Caller, arn: &str, id: &str) -> String {
+    match service
+        .get_value(me, arn, Some(id), None)
+        .await
+        .unwrap()
+        .value
+    {
+        SecretValue::String(s) => s.expose_secret().to_string(),
+        SecretValue::Binary(_) => panic!("binary"),
+    }
+}
+
+async fn webhook_world() -> (World, Receiver) {
+    let w = world().await;
+    let r = receiver(&w).await;
+    let key = w
+        .rotations
+        .create_rotator(
+            &root(),
+            "hook",
+            "webhook",
+            serde_json::json!({"url": r.url}),
+            false,
+        )
+        .await
+        .unwrap()
+        .expect("a webhook rotator has a signing key");
+    *r.key.lock().unwrap() = key.into_bytes();
+    create(&w.service, "other/secret", "not yours").await;
+    // Retries wait out their backoff in the scheduler.
+    w.rotations.spawn();
+    (w, r)
+}
+
+async fn rotate(w: &World, name: &str) -> String {
+    w.rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: name.into(),
+                rotator: Some("hook".into()),
+                rules: every(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .version_id
+        .unwrap()
+}
+
+#[tokio::test]
+async fn webhook_rotation_succeeds_with_signed_events_and_a_scoped_token() {
+    let (w, r) = webhook_world().await;
+    create(&w.service, "svc/db", "pw-initial").await;
+    r.target
+        .lock()
+        .unwrap()
+        .accepted
+        .insert("pw-initial".into());
+    let token = rotate(&w, "svc/db").await;
+    let rec = settled(&w, "svc/db").await;
+    assert_eq!(rec.status, RotationStatus::Succeeded, "{:?}", rec.error);
+    let v = w
+        .service
+        .get_value(&root(), "svc/db", None, None)
+        .await
+        .unwrap();
+    assert_eq!(v.version_id, token);
+    let last = {
+        let t = r.target.lock().unwrap();
+        assert_eq!(t.bad_signatures, 0);
+        assert_eq!(t.leaky_tokens, 0);
+        t.last_token.clone().expect("events carry a rotation token")
+    };
+    // Once the step is over, its credential no longer works.
+    assert!(w.access.authenticate_token(&last).is_err());
+}
+
+/// The receiver fails one step every time: after the last attempt the rotation is
+/// failed, AWSCURRENT is where it was and the target still accepts it.
+#[tokio::test]
+async fn a_rotator_failing_at_each_step_leaves_awscurrent_alone() {
+    for step in Step::ALL {
+        let (w, r) = webhook_world().await;
+        let name = format!("fail/{}", step.as_str());
+        create(&w.service, &name, "pw-initial").await;
+        {
+            let mut t = r.target.lock().unwrap();
+            t.accepted.insert("pw-initial".into());
+            t.fail_at = Some(step);
+        }
+        rotate(&w, &name).await;
+        let rec = settled(&w, &name).await;
+        assert_eq!(rec.status, RotationStatus::Failed, "{step:?}");
+        assert_eq!(rec.attempt, 2, "retried once, then gave up ({step:?})");
+        let error = rec.error.clone().unwrap();
+        assert!(error.starts_with(step.as_str()), "{error}");
+        assert!(error.contains("500"), "{error}");
+        let current = text(&w.service, &name, AWSCURRENT).await.unwrap();
+        assert_eq!(current, "pw-initial", "{step:?}");
+        assert!(r.target.lock().unwrap().accepted.contains(&current));
+        let meta = w
+            .service
+            .describe(&root(), &name)
+            .await
+            .unwrap()
+            .meta
+            .rotation;
+        assert!(
+            meta.failed
+                .as_deref()
+                .is_some_and(|f| f.contains(step.as_str())),
+            "{meta:?}"
+        );
+        assert_eq!(r.target.lock().unwrap().failed, 2);
+    }
+}
+
+#[tokio::test]
+async fn a_failed_attempt_is_retried_and_then_succeeds() {
+    let (w, r) = webhook_world().await;
+    create(&w.service, "flaky", "pw-initial").await;
+    {
+        let mut t = r.target.lock().unwrap();
+        t.accepted.insert("pw-initial".into());
+        t.fail_at = Some(Step::TestSecret);
+        t.fail_once = true;
+    }
+    let token = rotate(&w, "flaky").await;
+    let rec = settled(&w, "flaky").await;
+    assert_eq!(rec.status, RotationStatus::Succeeded, "{:?}", rec.error);
+    assert_eq!(rec.attempt, 2);
+    let v = w
+        .service
+        .get_value(&root(), "flaky", None, None)
+        .await
+        .unwrap();
+    assert_eq!(v.version_id, token);
+    let meta = w
+        .service
+        .describe(&root(), "flaky")
+        .await
+        .unwrap()
+        .meta
+        .rotation;
+    assert!(meta.failed.is_none());
+}
+
+#[tokio::test]
+async fn a_running_rotation_shows_an_empty_pending_version_and_can_be_cancelled() {
+    let (w, r) = webhook_world().await;
+    create(&w.service, "held", "pw-initial").await;
+    let hold = Arc::new(tokio::sync::Notify::new());
+    r.target.lock().unwrap().hold = Some(hold.clone());
+    let token = rotate(&w, "held").await;
+
+    let d = w.service.describe(&root(), "held").await.unwrap();
+    let pending = d.versions_to_stages.iter().find(|(id, _)| *id == token);
+    assert_eq!(
+        pending.map(|(_, l)| l.clone()),
+        Some(vec![AWSPENDING.to_string()]),
+        "the new version shows AWSPENDING before it has a value"
+    );
+    let e = w
+        .service
+        .get_value(&root(), "held", Some(&token), Some(AWSPENDING))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::ResourceNotFound);
+
+    let again = w
+        .rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "held".into(),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        again.message.contains("previous rotation isn't complete"),
+        "{}",
+        again.message
+    );
+
+    let cancelled = w.rotations.cancel(&root(), "held").await.unwrap();
+    assert_eq!(cancelled.version_id.as_deref(), Some(token.as_str()));
+    hold.notify_one();
+    w.rotations.idle().await;
+    let rec = settled(&w, "held").await;
+    assert_eq!(rec.status, RotationStatus::Cancelled);
+    assert_eq!(
+        text(&w.service, "held", AWSCURRENT).await.unwrap(),
+        "pw-initial"
+    );
+    let meta = w
+        .service
+        .describe(&root(), "held")
+        .await
+        .unwrap()
+        .meta
+        .rotation;
+    assert!(!meta.enabled);
+    assert!(meta.next_rotation.is_none());
+}

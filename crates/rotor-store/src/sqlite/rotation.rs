@@ -1,0 +1,374 @@
+//! Rotation on SQLite: each secret's schedule columns, the rotation records and the
+//! registered rotators.
+
+use super::{board, db_error, meta_by_id, refuse_if_deleted, save_labels};
+use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
+use chrono::{DateTime, Utc};
+use rotor_core::label::AWSPENDING;
+use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, Step, StepRun};
+use rotor_core::{Error, Result};
+use sqlx::Row as _;
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
+    row: &'r SqliteRow,
+    column: &str,
+) -> Result<T> {
+    row.try_get(column).map_err(db_error)
+}
+
+fn time(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>> {
+    Ok(get::<Option<i64>>(row, column)?.map(from_millis))
+}
+
+/// The rotation columns of a `secrets` row.
+pub(super) fn meta_from_row(row: &SqliteRow) -> Result<RotationMeta> {
+    Ok(RotationMeta {
+        enabled: get::<i64>(row, "rotation_enabled")? != 0,
+        rotator: get(row, "rotator")?,
+        rules: get(row, "rotation_rules")?,
+        last_rotated: time(row, "last_rotated_at")?,
+        next_rotation: time(row, "next_rotation_at")?,
+        due: time(row, "rotation_due_at")?,
+        failed: get(row, "rotation_failed")?,
+    })
+}
+
+async fn save_meta(conn: &mut SqliteConnection, secret: i64, r: &RotationMeta) -> Result<()> {
+    sqlx::query(
+        "UPDATE secrets SET rotation_enabled = ?, rotator = ?, rotation_rules = ?,
+         last_rotated_at = ?, next_rotation_at = ?, rotation_due_at = ?, rotation_failed = ?
+         WHERE id = ?",
+    )
+    .bind(i64::from(r.enabled))
+    .bind(&r.rotator)
+    .bind(&r.rules)
+    .bind(r.last_rotated.map(millis))
+    .bind(r.next_rotation.map(millis))
+    .bind(r.due.map(millis))
+    .bind(&r.failed)
+    .bind(secret)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok(())
+}
+
+/// A query over rotations with their secret's name.
+macro_rules! select {
+    ($rest:literal) => {
+        concat!(
+            "SELECT r.*, s.name AS secret_name FROM rotations r JOIN secrets s ON s.id = r.secret_id ",
+            $rest
+        )
+    };
+}
+
+fn record_from_row(row: &SqliteRow) -> Result<RotationRecord> {
+    let status: String = get(row, "status")?;
+    let step: String = get(row, "step")?;
+    let steps: String = get(row, "steps")?;
+    Ok(RotationRecord {
+        secret: get(row, "secret_id")?,
+        name: get(row, "secret_name")?,
+        token: get(row, "token")?,
+        rotator: get(row, "rotator")?,
+        status: RotationStatus::parse(&status)
+            .ok_or_else(|| Error::internal("a stored rotation has an unknown status"))?,
+        step: Step::parse(&step)
+            .ok_or_else(|| Error::internal("a stored rotation has an unknown step"))?,
+        attempt: get(row, "attempt")?,
+        started: from_millis(get(row, "started_at")?),
+        updated: from_millis(get(row, "updated_at")?),
+        finished: time(row, "finished_at")?,
+        resume_at: time(row, "resume_at")?,
+        error: get(row, "error")?,
+        steps: serde_json::from_str::<Vec<StepRun>>(&steps)
+            .map_err(|_| Error::internal("a stored rotation has unreadable steps"))?,
+        epoch: get(row, "epoch")?,
+    })
+}
+
+fn steps_json(record: &RotationRecord) -> Result<String> {
+    serde_json::to_string(&record.steps).map_err(|_| Error::internal("steps could not be encoded"))
+}
+
+async fn start(
+    conn: &mut SqliteConnection,
+    r: RotationRecord,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let meta = meta_by_id(conn, r.secret).await?;
+    refuse_if_deleted(&meta)?;
+    if rotation(conn, r.secret, &r.token).await?.is_some() {
+        return Ok(Outcome::Rotation { replayed: true });
+    }
+    let running: Option<String> = sqlx::query_scalar(
+        "SELECT token FROM rotations WHERE secret_id = ? AND status = 'running' LIMIT 1",
+    )
+    .bind(r.secret)
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    if running.is_some() {
+        return Err(Error::invalid_request(
+            "A previous rotation isn't complete. That rotation will be reattempted.",
+        ));
+    }
+    // The new version takes AWSPENDING: a label left by an earlier rotation moves off.
+    let before = board(conn, r.secret, &[]).await?;
+    if let Some(holder) = before.holder(AWSPENDING).map(str::to_owned)
+        && holder != r.token
+    {
+        let mut after = before.clone();
+        after.move_label(AWSPENDING, None, Some(&holder))?;
+        save_labels(conn, &[(r.secret, &before, &after)]).await?;
+    }
+    sqlx::query(
+        "INSERT INTO rotations (secret_id, token, rotator, status, step, attempt, started_at,
+         updated_at, resume_at, steps, epoch) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.secret)
+    .bind(&r.token)
+    .bind(&r.rotator)
+    .bind(r.status.as_str())
+    .bind(r.step.as_str())
+    .bind(r.attempt)
+    .bind(millis(r.started))
+    .bind(millis(now))
+    .bind(r.resume_at.map(millis))
+    .bind(steps_json(&r)?)
+    .bind(r.epoch)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    // Started: the scheduler must not pick the secret again until it is rescheduled.
+    sqlx::query("UPDATE secrets SET rotation_due_at = NULL WHERE id = ?")
+        .bind(r.secret)
+        .execute(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    Ok(Outcome::Rotation { replayed: false })
+}
+
+async fn save(
+    conn: &mut SqliteConnection,
+    r: RotationRecord,
+    meta: Option<RotationMeta>,
+    release_pending: bool,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let changed = sqlx::query(
+        "UPDATE rotations SET status = ?, step = ?, attempt = ?, updated_at = ?, finished_at = ?,
+         resume_at = ?, error = ?, steps = ?, epoch = ? WHERE secret_id = ? AND token = ?",
+    )
+    .bind(r.status.as_str())
+    .bind(r.step.as_str())
+    .bind(r.attempt)
+    .bind(millis(now))
+    .bind(r.finished.map(millis))
+    .bind(r.resume_at.map(millis))
+    .bind(&r.error)
+    .bind(steps_json(&r)?)
+    .bind(r.epoch)
+    .bind(r.secret)
+    .bind(&r.token)
+    .execute(&mut *conn)
+    .await
+    .map_err(db_error)?
+    .rows_affected();
+    if changed == 0 {
+        return Err(Error::not_found("No rotation with this token exists"));
+    }
+    if let Some(meta) = meta {
+        save_meta(conn, r.secret, &meta).await?;
+    }
+    if release_pending {
+        let before = board(conn, r.secret, &[]).await?;
+        if before.holder(AWSPENDING) == Some(r.token.as_str()) {
+            let mut after = before.clone();
+            after.move_label(AWSPENDING, None, Some(&r.token))?;
+            save_labels(conn, &[(r.secret, &before, &after)]).await?;
+            super::touch(conn, r.secret, now).await?;
+        }
+    }
+    Ok(Outcome::Done)
+}
+
+async fn put_rotator(
+    conn: &mut SqliteConnection,
+    r: RotatorRow,
+    replace: bool,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let key = r.key.as_ref();
+    let sql = if replace {
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
+         config = excluded.config, key_ciphertext = excluded.key_ciphertext,
+         key_wrapped = excluded.key_wrapped, key_algorithm = excluded.key_algorithm,
+         key_id = excluded.key_id"
+    } else {
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+    };
+    sqlx::query(sql)
+        .bind(&r.name)
+        .bind(&r.kind)
+        .bind(&r.config)
+        .bind(key.map(|k| k.ciphertext.clone()))
+        .bind(key.map(|k| k.wrapped_key.clone()))
+        .bind(key.map(|k| k.algorithm.clone()))
+        .bind(key.map(|k| k.key_id.clone()))
+        .bind(millis(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(|e| match db_error(e) {
+            e if e.kind == rotor_core::ErrorKind::ResourceExists => {
+                Error::exists(format!("A rotator named {} already exists", r.name))
+            }
+            e => e,
+        })?;
+    Ok(Outcome::Done)
+}
+
+/// Applies a rotation mutation.
+pub(super) async fn apply(
+    conn: &mut SqliteConnection,
+    mutation: crate::Mutation,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    use crate::Mutation as M;
+    match mutation {
+        M::SetRotation { secret, rotation } => {
+            meta_by_id(conn, secret).await?;
+            save_meta(conn, secret, &rotation).await?;
+            Ok(Outcome::Done)
+        }
+        M::StartRotation { record } => start(conn, record, now).await,
+        M::SaveRotation {
+            record,
+            rotation,
+            release_pending,
+        } => save(conn, record, rotation, release_pending, now).await,
+        M::PutRotator { rotator, replace } => put_rotator(conn, rotator, replace, now).await,
+        M::DeleteRotator { name } => {
+            let gone = sqlx::query("DELETE FROM rotators WHERE name = ?")
+                .bind(&name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?
+                .rows_affected();
+            if gone == 0 {
+                return Err(Error::not_found(format!("No rotator named {name} exists")));
+            }
+            Ok(Outcome::Done)
+        }
+        _ => Err(Error::internal("not a rotation mutation")),
+    }
+}
+
+/// The rotation of `secret` with `token`.
+pub(super) async fn rotation(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    token: &str,
+) -> Result<Option<RotationRecord>> {
+    sqlx::query(select!("WHERE r.secret_id = ? AND r.token = ?"))
+        .bind(secret)
+        .bind(token)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .as_ref()
+        .map(record_from_row)
+        .transpose()
+}
+
+/// The last `limit` rotations of `secret`, newest first.
+pub(super) async fn history(
+    conn: &mut SqliteConnection,
+    secret: i64,
+    limit: i64,
+) -> Result<Vec<RotationRecord>> {
+    sqlx::query(select!("WHERE r.secret_id = ? ORDER BY r.id DESC LIMIT ?"))
+        .bind(secret)
+        .bind(limit)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(record_from_row)
+        .collect()
+}
+
+/// Every running rotation.
+pub(super) async fn running(conn: &mut SqliteConnection) -> Result<Vec<RotationRecord>> {
+    sqlx::query(select!("WHERE r.status = 'running' ORDER BY r.id"))
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(record_from_row)
+        .collect()
+}
+
+/// Secrets due for rotation at `now`, and the next due time after them.
+pub(super) async fn due(
+    conn: &mut SqliteConnection,
+    now: DateTime<Utc>,
+    limit: i64,
+) -> Result<DueRotations> {
+    let rows = sqlx::query(
+        "SELECT id, name FROM secrets WHERE rotation_due_at IS NOT NULL AND rotation_due_at <= ?
+         ORDER BY rotation_due_at LIMIT ?",
+    )
+    .bind(millis(now))
+    .bind(limit)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    let due = rows
+        .iter()
+        .map(|r| Ok((get(r, "id")?, get(r, "name")?)))
+        .collect::<Result<Vec<_>>>()?;
+    let next: Option<i64> = sqlx::query_scalar(
+        "SELECT rotation_due_at FROM secrets WHERE rotation_due_at IS NOT NULL AND rotation_due_at > ?
+         ORDER BY rotation_due_at LIMIT 1",
+    )
+    .bind(millis(now))
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_error)?;
+    Ok((due, next.map(from_millis)))
+}
+
+/// Every rotator.
+pub(super) async fn rotators(conn: &mut SqliteConnection) -> Result<Vec<RotatorRow>> {
+    sqlx::query("SELECT * FROM rotators ORDER BY name")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|row| {
+            let ciphertext: Option<Vec<u8>> = get(row, "key_ciphertext")?;
+            let key = match ciphertext {
+                Some(ciphertext) => Some(SealedValue {
+                    ciphertext,
+                    wrapped_key: get(row, "key_wrapped")?,
+                    algorithm: get(row, "key_algorithm")?,
+                    key_id: get(row, "key_id")?,
+                    digest: Vec::new(),
+                }),
+                None => None,
+            };
+            Ok(RotatorRow {
+                name: get(row, "name")?,
+                kind: get(row, "kind")?,
+                config: get(row, "config")?,
+                key,
+                created: from_millis(get(row, "created_at")?),
+            })
+        })
+        .collect()
+}
