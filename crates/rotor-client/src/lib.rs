@@ -19,6 +19,9 @@ use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
+/// A rotation schedule, as [`Client::set_rotation`] takes it.
+pub use rotor_core::schedule::RotationRules;
+
 const NAME: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'_')
@@ -342,6 +345,78 @@ impl Client {
             .await
     }
 
+    /// Shows a secret's rotation: configuration, schedule and latest rotation.
+    pub async fn rotation(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.url("rotation", Some(name)), &[], None)
+            .await
+    }
+
+    /// Configures a secret's rotation (`RotateSecret`): the rotator (a name, or a
+    /// Lambda ARN naming one) and the schedule, each kept as it is when `None`. Rotates
+    /// at once only when `rotate_immediately`, creating version `version_id` (a UUID
+    /// when `None`).
+    pub async fn set_rotation(
+        &self,
+        name: &str,
+        rotator: Option<&str>,
+        rules: Option<&RotationRules>,
+        rotate_immediately: bool,
+        version_id: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = json!({"rotator": rotator, "rules": rules,
+                          "rotate_immediately": rotate_immediately, "version_id": version_id});
+        self.call(
+            Method::PUT,
+            self.url("rotation", Some(name)),
+            &[],
+            Some(body),
+        )
+        .await
+    }
+
+    /// Rotates a secret now with its configured rotator, creating version `version_id`
+    /// (a UUID when `None`).
+    pub async fn rotate(&self, name: &str, version_id: Option<&str>) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.url("rotate", Some(name)),
+            &[],
+            Some(json!({"version_id": version_id})),
+        )
+        .await
+    }
+
+    /// Lists a secret's last `limit` rotations (default 20), newest first.
+    pub async fn rotation_history(
+        &self,
+        name: &str,
+        limit: Option<i64>,
+    ) -> Result<Value, ClientError> {
+        let q: Vec<_> = limit
+            .map(|l| ("limit", l.to_string()))
+            .into_iter()
+            .collect();
+        self.call(
+            Method::GET,
+            self.url("rotation-history", Some(name)),
+            &q,
+            None,
+        )
+        .await
+    }
+
+    /// Turns a secret's scheduled rotation off and stops a running rotation
+    /// (`CancelRotateSecret`).
+    pub async fn cancel_rotation(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::POST,
+            self.url("cancel-rotation", Some(name)),
+            &[],
+            None,
+        )
+        .await
+    }
+
     fn sys_url(&self, path: &str) -> String {
         format!("{}/v1/sys/{path}", self.addr)
     }
@@ -483,6 +558,48 @@ impl Client {
         self.call(
             Method::DELETE,
             self.sys_url(&format!("access-keys/{}", Self::enc(id))),
+            &[],
+            None,
+        )
+        .await
+    }
+    /// Registers a rotator of `kind` (`webhook`, `exec`, `lambda`, `postgres`, `mysql`,
+    /// `random`) with its settings; `replace` overwrites one of the same name. A
+    /// webhook's answer holds its `signing_key`, shown only this once.
+    pub async fn create_rotator(
+        &self,
+        name: &str,
+        kind: &str,
+        config: Value,
+        replace: bool,
+    ) -> Result<Value, ClientError> {
+        let body = json!({"name": name, "type": kind, "config": config, "replace": replace});
+        self.call(Method::POST, self.sys_url("rotators"), &[], Some(body))
+            .await
+    }
+
+    /// Lists rotators.
+    pub async fn list_rotators(&self) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.sys_url("rotators"), &[], None)
+            .await
+    }
+
+    /// Shows a rotator (never its signing key).
+    pub async fn rotator(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::GET,
+            self.sys_url(&format!("rotators/{}", Self::enc(name))),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Deletes a rotator.
+    pub async fn delete_rotator(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.sys_url(&format!("rotators/{}", Self::enc(name))),
             &[],
             None,
         )

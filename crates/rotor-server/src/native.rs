@@ -3,6 +3,11 @@
 //! (`/v1/secrets/%2Fdba%2Fmongo%2Fpassword`), though unencoded slashes work too.
 //! Labels accept the aliases `current`, `previous`, `pending`, `ACSCurrent` and
 //! `ACSPrevious`. The routes are described by `/v1/openapi.json`.
+//!
+//! Rotation has its own resources beside the secret's, since a name may end in
+//! anything (`/app/rotation` is a valid secret name): `/v1/rotation/NAME` (the
+//! configuration and latest rotation; `PUT` configures it), `/v1/rotation-history/NAME`,
+//! `/v1/cancel-rotation/NAME` and `/v1/rotate/NAME` (rotate now).
 
 use crate::audit::AuditNote;
 use crate::error::NativeError;
@@ -19,9 +24,11 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use rotor_core::label::resolve_alias;
-use rotor_core::model::{SecretMeta, Tag};
+use rotor_core::model::{RotationRecord, SecretMeta, Tag};
 use rotor_core::password::PasswordSpec;
+use rotor_core::schedule::RotationRules;
 use rotor_core::value::SecretValue;
+use rotor_engine::rotation::{RotateRequest, Rotated, RotationView};
 use rotor_engine::{Caller, CreateSecret, ListSecrets, PutValue, SortOrder};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
@@ -35,6 +42,12 @@ type Result<T> = std::result::Result<T, NativeError>;
 /// A JSON body, or a typed 400 saying what is wrong with it.
 fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
     b.map(|Json(v)| v)
+        .map_err(|e| NativeError::bad_request(e.body_text()))
+}
+
+/// An optional JSON body: none when the request has no `Content-Type`.
+fn optional_body<T: Default>(b: std::result::Result<Option<Json<T>>, JsonRejection>) -> Result<T> {
+    b.map(|b| b.map(|Json(v)| v).unwrap_or_default())
         .map_err(|e| NativeError::bad_request(e.body_text()))
 }
 
@@ -57,6 +70,10 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/v1/versions/{*name}", get(versions))
         .route("/v1/stages/{*name}", post(move_stage))
         .route("/v1/tags/{*name}", post(tag).delete(untag))
+        .route("/v1/rotation/{*name}", get(rotation).put(set_rotation))
+        .route("/v1/rotation-history/{*name}", get(rotation_history))
+        .route("/v1/cancel-rotation/{*name}", post(cancel_rotation))
+        .route("/v1/rotate/{*name}", post(rotate))
         .route("/v1/password", post(password))
         .layer(axum::middleware::from_fn_with_state(app, authenticate))
 }
@@ -132,6 +149,14 @@ fn operation(req: &Request) -> &'static str {
         ("POST", "tags") => "TagResource",
         ("DELETE", "tags") => "UntagResource",
         ("POST", "password") => "GetRandomPassword",
+        ("GET", "rotation") => "DescribeRotation",
+        ("PUT", "rotation") | ("POST", "rotate") => "RotateSecret",
+        ("GET", "rotation-history") => "ListRotations",
+        ("POST", "cancel-rotation") => "CancelRotateSecret",
+        ("POST", "sys") if path.starts_with("/v1/sys/rotators") => "CreateRotator",
+        ("GET", "sys") if path.starts_with("/v1/sys/rotators/") => "DescribeRotator",
+        ("GET", "sys") if path.starts_with("/v1/sys/rotators") => "ListRotators",
+        ("DELETE", "sys") if path.starts_with("/v1/sys/rotators") => "DeleteRotator",
         ("POST", "sys") if path.starts_with("/v1/sys/principals") => "CreatePrincipal",
         ("GET", "sys") if path.starts_with("/v1/sys/principals") => "ListPrincipals",
         ("DELETE", "sys")
@@ -572,4 +597,152 @@ async fn password(
     Ok(Json(
         json!({"password": app.service.random_password(&spec)?}),
     ))
+}
+
+/// How a rotation is shown: by the version it creates, never by a value.
+fn rotation_json(r: &RotationRecord) -> Value {
+    let steps: Vec<Value> = r
+        .steps
+        .iter()
+        .map(|s| json!({"step": s.step, "attempt": s.attempt, "started": rfc3339(s.started), "millis": s.millis}))
+        .collect();
+    json!({
+        "version_id": r.token,
+        "rotator": r.rotator,
+        "status": r.status.as_str(),
+        "step": r.step.as_str(),
+        "attempt": r.attempt,
+        "started": rfc3339(r.started),
+        "updated": rfc3339(r.updated),
+        "finished": r.finished.map(rfc3339),
+        "resume_at": r.resume_at.map(rfc3339),
+        "error": r.error,
+        "steps": steps,
+    })
+}
+
+fn rotation_view_json(v: &RotationView) -> Value {
+    let m = &v.meta;
+    // Stored rules were validated when set; an unreadable one shows as its text.
+    let rules = m
+        .rules
+        .as_deref()
+        .map(|r| serde_json::from_str::<Value>(r).unwrap_or_else(|_| json!(r)));
+    json!({
+        "name": v.name,
+        "arn": v.arn,
+        "enabled": m.enabled,
+        "rotator": m.rotator,
+        "rules": rules,
+        "last_rotated": m.last_rotated.map(rfc3339),
+        "next_rotation": m.next_rotation.filter(|_| m.enabled).map(rfc3339),
+        "failed": m.failed,
+        "latest": v.latest.as_ref().map(rotation_json),
+    })
+}
+
+fn rotated_json(r: Rotated) -> Json<Value> {
+    Json(json!({"name": r.name, "arn": r.arn, "version_id": r.version_id}))
+}
+
+async fn rotation(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    let view = app.rotations.view(&caller, &name).await?;
+    Ok(Json(rotation_view_json(&view)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotationIn {
+    /// A rotator's name, or a Lambda ARN naming one.
+    rotator: Option<String>,
+    rules: Option<RotationRules>,
+    /// Unlike the AWS API, configuring rotation here does not rotate unless asked.
+    #[serde(default)]
+    rotate_immediately: bool,
+    /// The new version's id (`ClientRequestToken`).
+    version_id: Option<String>,
+}
+
+async fn set_rotation(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    req: std::result::Result<Json<RotationIn>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let req = body(req)?;
+    let done = app
+        .rotations
+        .rotate_secret(
+            &caller,
+            RotateRequest {
+                secret_id: name,
+                token: req.version_id,
+                rotator: req.rotator,
+                rules: req.rules,
+                rotate_immediately: Some(req.rotate_immediately),
+            },
+        )
+        .await?;
+    Ok(rotated_json(done))
+}
+
+#[derive(Deserialize)]
+struct HistoryIn {
+    limit: Option<i64>,
+}
+
+async fn rotation_history(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    q: std::result::Result<Query<HistoryIn>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let all = app
+        .rotations
+        .history(&caller, &name, q.limit.unwrap_or(20))
+        .await?;
+    let rotations: Vec<Value> = all.iter().map(rotation_json).collect();
+    Ok(Json(json!({"rotations": rotations})))
+}
+
+async fn cancel_rotation(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    Ok(rotated_json(app.rotations.cancel(&caller, &name).await?))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RotateIn {
+    /// The new version's id (`ClientRequestToken`).
+    version_id: Option<String>,
+}
+
+async fn rotate(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    req: std::result::Result<Option<Json<RotateIn>>, JsonRejection>,
+) -> Result<Json<Value>> {
+    let req = optional_body(req)?;
+    let done = app
+        .rotations
+        .rotate_secret(
+            &caller,
+            RotateRequest {
+                secret_id: name,
+                token: req.version_id,
+                rotate_immediately: Some(true),
+                ..Default::default()
+            },
+        )
+        .await?;
+    Ok(rotated_json(done))
 }

@@ -53,6 +53,20 @@ pub(crate) async fn document() -> Json<Value> {
     create_props["tags"] = json!({"type": "object", "additionalProperties": {"type": "string"}});
     let mut put_props = value_props;
     put_props["stages"] = json!({"type": "array", "items": {"type": "string"}});
+    let rules = obj(
+        json!({
+            "AutomaticallyAfterDays": {"type": "integer", "minimum": 1, "maximum": 1000},
+            "ScheduleExpression": {"type": "string", "description": "rate(N hours|days) or cron(0 H DOM MON DOW *), UTC"},
+            "Duration": {"type": "string", "description": "Window length, 1h-24h"},
+        }),
+        &[],
+    );
+    let rotation_props = json!({
+        "rotator": {"type": "string", "description": "Rotator name, or arn:aws:lambda:REGION:ACCOUNT:function:NAME"},
+        "rules": rules,
+        "rotate_immediately": {"type": "boolean", "default": false},
+        "version_id": {"type": "string", "description": "Id of the version the rotation creates (ClientRequestToken)"},
+    });
     Json(json!({
         "openapi": "3.0.3",
         "info": {"title": "Rotor native API", "version": env!("CARGO_PKG_VERSION")},
@@ -84,6 +98,14 @@ pub(crate) async fn document() -> Json<Value> {
                 "post": op("Add tags", vec![name_param()], Some(obj(json!({"tags": {"type": "object", "additionalProperties": {"type": "string"}}}), &["tags"])), "200"),
                 "delete": op("Remove tags", vec![name_param(), json!({"name": "keys", "in": "query", "required": true, "schema": {"type": "string"}, "description": "Comma-separated keys"})], None, "200"),
             },
+            "/v1/rotation/{name}": {
+                "get": op("Show rotation: configuration, schedule and the latest rotation with its steps", vec![name_param()], None, "200"),
+                "put": op("Configure rotation (RotateSecret); rotates now only with rotate_immediately", vec![name_param()], Some(obj(rotation_props, &[])), "200"),
+            },
+            "/v1/rotation-history/{name}": {"get": op("List rotations, newest first", vec![name_param(), q("limit", "integer", "How many (1-1000, default 20)")], None, "200")},
+            "/v1/cancel-rotation/{name}": {"post": op("Turn scheduled rotation off and stop a running rotation (CancelRotateSecret)", vec![name_param()], None, "200")},
+            "/v1/rotate/{name}": {"post": op("Rotate now with the configured rotator", vec![name_param()],
+                Some(obj(json!({"version_id": {"type": "string", "description": "Id of the new version (ClientRequestToken)"}}), &[])), "200")},
             "/v1/sys/principals": {
                 "post": op("Create a principal (admin on sys/principals/NAME)", vec![],
                     Some(obj(json!({"name": {"type": "string"}, "kind": {"type": "string", "enum": ["service", "person"]}}), &["name"])), "201"),
@@ -112,6 +134,16 @@ pub(crate) async fn document() -> Json<Value> {
             "/v1/sys/access-keys": {"post": op("Create an access key pair; the secret key is in this answer only", vec![],
                 Some(obj(json!({"principal": {"type": "string"}}), &["principal"])), "201")},
             "/v1/sys/access-keys/{id}": {"delete": op("Delete an access key pair", vec![sys_param("id")], None, "200")},
+            "/v1/sys/rotators": {
+                "post": op("Register a rotator (admin on sys/rotators/NAME); a webhook's signing_key is in this answer only", vec![],
+                    Some(obj(json!({"name": {"type": "string"}, "type": {"type": "string", "enum": rotor_engine::rotation::KINDS},
+                        "config": {"type": "object", "description": "The type's settings"}, "replace": {"type": "boolean"}}), &["name", "type"])), "201"),
+                "get": op("List rotators", vec![], None, "200"),
+            },
+            "/v1/sys/rotators/{name}": {
+                "get": op("Show a rotator (never its signing key)", vec![sys_param("name")], None, "200"),
+                "delete": op("Delete a rotator", vec![sys_param("name")], None, "200"),
+            },
             "/v1/password": {"post": op("Generate a random password", vec![], Some(obj(json!({
                 "length": {"type": "integer"}, "exclude_characters": {"type": "string"}, "exclude_numbers": {"type": "boolean"},
                 "exclude_punctuation": {"type": "boolean"}, "exclude_uppercase": {"type": "boolean"}, "exclude_lowercase": {"type": "boolean"},

@@ -1,7 +1,7 @@
-//! `/v1/sys/...`: principals, policies, tokens and access keys. Every route needs the
-//! `admin` capability on the matching `sys/...` path, except a token's lookup of
-//! itself. Secrets (tokens, secret access keys) appear once, in the answer that
-//! creates them.
+//! `/v1/sys/...`: principals, policies, tokens, access keys and rotators. Every route
+//! needs the `admin` capability on the matching `sys/...` path, except a token's lookup
+//! of itself. Secrets (tokens, secret access keys, webhook signing keys) appear once,
+//! in the answer that creates them.
 
 use crate::App;
 use crate::error::NativeError;
@@ -13,6 +13,7 @@ use axum::routing::{delete, get, post, put};
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Duration, Utc};
 use rotor_core::policy::{Policy, Statement};
+use rotor_engine::rotation::RotatorInfo;
 use rotor_engine::{Caller, PrincipalInfo, TokenInfo};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -48,6 +49,11 @@ pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/v1/sys/tokens/revoke", post(revoke_token))
         .route("/v1/sys/access-keys", post(create_access_key))
         .route("/v1/sys/access-keys/{id}", delete(delete_access_key))
+        .route("/v1/sys/rotators", post(create_rotator).get(list_rotators))
+        .route(
+            "/v1/sys/rotators/{name}",
+            get(get_rotator).delete(delete_rotator),
+        )
         .layer(axum::middleware::from_fn_with_state(
             app,
             crate::native::authenticate,
@@ -269,4 +275,71 @@ async fn delete_access_key(
 ) -> Result<Json<Value>> {
     app.access.delete_access_key(&caller, &id).await?;
     Ok(Json(json!({"deleted": id})))
+}
+
+fn rotator_json(r: &RotatorInfo) -> Value {
+    json!({"name": r.name, "type": r.kind, "config": r.config, "created": time(r.created)})
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RotatorIn {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default = "empty_object")]
+    config: Value,
+    #[serde(default)]
+    replace: bool,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+async fn create_rotator(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    req: std::result::Result<Json<RotatorIn>, JsonRejection>,
+) -> Result<impl IntoResponse> {
+    let req = body(req)?;
+    let key = app
+        .rotations
+        .create_rotator(&caller, &req.name, &req.kind, req.config, req.replace)
+        .await?;
+    // Answer with the settings as stored (validated, defaults filled in).
+    let mut out = rotator_json(&app.rotations.rotator(&caller, &req.name).await?);
+    if let Some(key) = key {
+        out["signing_key"] = json!(key);
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn list_rotators(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>> {
+    let all = app.rotations.rotators(&caller).await?;
+    Ok(Json(
+        json!({"rotators": all.iter().map(rotator_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_rotator(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    Ok(Json(rotator_json(
+        &app.rotations.rotator(&caller, &name).await?,
+    )))
+}
+
+async fn delete_rotator(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    app.rotations.delete_rotator(&caller, &name).await?;
+    Ok(Json(json!({"deleted": name})))
 }

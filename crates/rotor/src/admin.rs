@@ -11,7 +11,12 @@ use serde_json::Value;
 use std::io::Read as _;
 use std::process::ExitCode;
 
-fn finish(global: &Global, doc: &Value, human: impl FnOnce(&Value)) -> anyhow::Result<ExitCode> {
+/// Prints a command's answer: as JSON with `--output json`, else with `human`.
+pub fn finish(
+    global: &Global,
+    doc: &Value,
+    human: impl FnOnce(&Value),
+) -> anyhow::Result<ExitCode> {
     if global.output == Output::Json {
         println!("{}", serde_json::to_string_pretty(doc)?);
     } else {

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod commands;
 mod output;
+mod rotation;
 mod server;
 
 use std::process::ExitCode;
@@ -36,6 +37,11 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::AccessKey(cmd) => admin::access_key(&cli.global, cmd).await,
             cli::Command::Policy(cmd) => admin::policy(&cli.global, cmd).await,
             cli::Command::Audit(cmd) => admin::audit(cmd),
+            cli::Command::Rotator(cmd) => rotation::rotator(&cli.global, cmd).await,
+            cli::Command::Rotation(cmd) => rotation::rotation(&cli.global, cmd).await,
+            cli::Command::Rotate { name, version_id } => {
+                rotation::rotate(&cli.global, &name, version_id.as_deref()).await
+            }
         }
     })
 }

@@ -108,3 +108,142 @@ pub fn print_versions(doc: &Value) {
         );
     }
 }
+
+/// A rotation schedule (`RotationRules`) in words.
+pub fn schedule(rules: &Value) -> String {
+    let base = match (
+        rules["AutomaticallyAfterDays"].as_i64(),
+        rules["ScheduleExpression"].as_str(),
+    ) {
+        (Some(1), _) => "every day".to_string(),
+        (Some(n), _) => format!("every {n} days"),
+        (None, Some(expr)) => expr.to_string(),
+        (None, None) => return "no schedule".into(),
+    };
+    match rules["Duration"].as_str() {
+        Some(d) => format!("{base}, in a {d} window"),
+        None => base,
+    }
+}
+
+pub fn print_rotators(doc: &Value) {
+    let rotators = doc["rotators"].as_array().cloned().unwrap_or_default();
+    if rotators.is_empty() {
+        println!("No rotators.");
+        return;
+    }
+    let width = rotators
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    println!("{:<width$}  {:<8}  CREATED", "NAME", "TYPE");
+    for r in rotators {
+        println!(
+            "{:<width$}  {:<8}  {}",
+            r["name"].as_str().unwrap_or(""),
+            r["type"].as_str().unwrap_or(""),
+            r["created"].as_str().unwrap_or("")
+        );
+    }
+}
+
+pub fn print_rotator(d: &Value) {
+    println!("Name:     {}", d["name"].as_str().unwrap_or(""));
+    println!("Type:     {}", d["type"].as_str().unwrap_or(""));
+    println!("Created:  {}", d["created"].as_str().unwrap_or(""));
+    println!("Settings:");
+    if let Some(config) = d["config"].as_object() {
+        for (k, v) in config {
+            println!("  {k}: {v}");
+        }
+    }
+}
+
+/// Prints a secret's rotation: its configuration, then the latest rotation step by step.
+pub fn print_rotation(d: &Value) {
+    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    println!("Name:          {}", s(&d["name"]));
+    let state = if d["enabled"].as_bool() == Some(true) {
+        "on"
+    } else {
+        "off"
+    };
+    println!("Rotation:      {state}");
+    println!("Rotator:       {}", s(&d["rotator"]));
+    println!("Schedule:      {}", schedule(&d["rules"]));
+    println!("Last rotated:  {}", s(&d["last_rotated"]));
+    println!("Next rotation: {}", s(&d["next_rotation"]));
+    if let Some(f) = d["failed"].as_str() {
+        println!("Last failure:  {f}");
+    }
+    let r = &d["latest"];
+    if r.is_null() {
+        println!("No rotation yet.");
+        return;
+    }
+    println!("Latest rotation:");
+    println!("  Version:   {}", s(&r["version_id"]));
+    println!(
+        "  Status:    {} (attempt {})",
+        s(&r["status"]),
+        r["attempt"].as_i64().unwrap_or(0)
+    );
+    println!("  Step:      {}", s(&r["step"]));
+    println!("  Started:   {}", s(&r["started"]));
+    if let Some(f) = r["finished"].as_str() {
+        println!("  Finished:  {f}");
+    }
+    if let Some(at) = r["resume_at"].as_str() {
+        println!("  Retry at:  {at}");
+    }
+    if let Some(e) = r["error"].as_str() {
+        println!("  Error:     {e}");
+    }
+    let steps = r["steps"].as_array().cloned().unwrap_or_default();
+    if !steps.is_empty() {
+        println!("  Steps:");
+    }
+    for step in steps {
+        println!(
+            "    {:<13} attempt {}  {}  {} ms",
+            s(&step["step"]),
+            step["attempt"].as_i64().unwrap_or(0),
+            s(&step["started"]),
+            step["millis"].as_i64().unwrap_or(0)
+        );
+    }
+}
+
+pub fn print_rotation_history(doc: &Value) {
+    let rotations = doc["rotations"].as_array().cloned().unwrap_or_default();
+    if rotations.is_empty() {
+        println!("No rotations.");
+        return;
+    }
+    let width = rotations
+        .iter()
+        .filter_map(|r| r["version_id"].as_str())
+        .map(str::len)
+        .max()
+        .unwrap_or(7)
+        .max(7);
+    println!(
+        "{:<width$}  {:<9}  {:<12}  {:<7}  {:<24}  ERROR",
+        "VERSION", "STATUS", "STEP", "ATTEMPT", "STARTED"
+    );
+    for r in rotations {
+        let line = format!(
+            "{:<width$}  {:<9}  {:<12}  {:<7}  {:<24}  {}",
+            r["version_id"].as_str().unwrap_or(""),
+            r["status"].as_str().unwrap_or(""),
+            r["step"].as_str().unwrap_or(""),
+            r["attempt"].as_i64().unwrap_or(0),
+            r["started"].as_str().unwrap_or(""),
+            r["error"].as_str().unwrap_or("")
+        );
+        println!("{}", line.trim_end());
+    }
+}

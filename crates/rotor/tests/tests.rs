@@ -10,4 +10,6 @@ mod harness;
 mod hygiene;
 mod lifecycle;
 mod native;
+mod rotation;
+mod rotation_db;
 mod tls;

@@ -1,0 +1,184 @@
+//! `rotor rotator|rotation|rotate`: registering rotators, configuring and following
+//! a secret's rotation.
+
+use crate::admin::finish;
+use crate::cli::{Global, RotationCommand, RotatorArgs, RotatorCommand};
+use crate::commands::client;
+use crate::output;
+use anyhow::{Context, bail};
+use rotor_client::RotationRules;
+use serde_json::{Map, Value, json};
+use std::process::ExitCode;
+
+/// The rotator's settings: `--config`, with each option's field set on top. An
+/// option that the type has no field for is refused here, naming the option.
+fn rotator_config(args: &RotatorArgs) -> anyhow::Result<Value> {
+    let mut config: Map<String, Value> = match &args.config {
+        Some(text) => match serde_json::from_str(text).context("--config is not JSON")? {
+            Value::Object(m) => m,
+            _ => bail!("--config must be a JSON object"),
+        },
+        None => Map::new(),
+    };
+    let kind = args.kind.as_str();
+    let mut set = |option: &str, kinds: &[&str], field: &str, value: Value| {
+        if !kinds.contains(&kind) {
+            bail!(
+                "{option} does not apply to {kind} rotators (only to {})",
+                kinds.join(", ")
+            );
+        }
+        config.insert(field.to_string(), value);
+        Ok(())
+    };
+    if let Some(url) = &args.url {
+        set("--url", &["webhook"], "url", json!(url))?;
+    }
+    if !args.command.is_empty() {
+        set("--command", &["exec"], "command", json!(args.command))?;
+    }
+    if let Some(handler) = &args.handler {
+        set("--handler", &["lambda"], "handler", json!(handler))?;
+    }
+    if let Some(dir) = &args.code_dir {
+        let dir =
+            std::path::absolute(dir).with_context(|| format!("resolving {}", dir.display()))?;
+        set("--code-dir", &["lambda"], "code_dir", json!(dir))?;
+    }
+    if let Some(strategy) = &args.strategy {
+        set(
+            "--strategy",
+            &["postgres", "mysql"],
+            "strategy",
+            json!(strategy),
+        )?;
+    }
+    if let Some(length) = args.length {
+        let field = if kind == "random" {
+            "length"
+        } else {
+            "password_length"
+        };
+        set(
+            "--length",
+            &["random", "postgres", "mysql"],
+            field,
+            json!(length),
+        )?;
+    }
+    if let Some(field) = &args.field {
+        set("--field", &["random"], "field", json!(field))?;
+    }
+    if let Some(ms) = args.timeout_ms {
+        set(
+            "--timeout-ms",
+            &["webhook", "exec", "lambda"],
+            "timeout_ms",
+            json!(ms),
+        )?;
+    }
+    Ok(Value::Object(config))
+}
+
+pub async fn rotator(global: &Global, cmd: RotatorCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        RotatorCommand::Create(args) => {
+            let config = rotator_config(&args)?;
+            let doc = c
+                .create_rotator(&args.name, &args.kind, config, args.replace)
+                .await?;
+            finish(global, &doc, |d| {
+                println!(
+                    "Registered {} rotator {}",
+                    d["type"].as_str().unwrap_or(&args.kind),
+                    args.name
+                );
+                if let Some(key) = d["signing_key"].as_str() {
+                    println!("Signing key: {key}");
+                    println!(
+                        "(The signing key is shown only this once. Check each request's X-Rotor-Signature with it.)"
+                    );
+                }
+            })
+        }
+        RotatorCommand::List => {
+            let doc = c.list_rotators().await?;
+            finish(global, &doc, output::print_rotators)
+        }
+        RotatorCommand::Show { name } => {
+            let doc = c.rotator(&name).await?;
+            finish(global, &doc, output::print_rotator)
+        }
+        RotatorCommand::Delete { name } => {
+            let doc = c.delete_rotator(&name).await?;
+            finish(global, &doc, |_| println!("Deleted rotator {name}"))
+        }
+    }
+}
+
+pub async fn rotation(global: &Global, cmd: RotationCommand) -> anyhow::Result<ExitCode> {
+    let c = client(global)?;
+    match cmd {
+        RotationCommand::Set {
+            name,
+            rotator,
+            every_days,
+            schedule,
+            window,
+            now,
+        } => {
+            let rules = RotationRules {
+                automatically_after_days: every_days,
+                schedule_expression: schedule,
+                duration: window,
+            };
+            let doc = c
+                .set_rotation(&name, Some(&rotator), Some(&rules), now, None)
+                .await?;
+            finish(global, &doc, |d| {
+                println!(
+                    "{} rotates with {rotator}, {}",
+                    d["name"].as_str().unwrap_or(&name),
+                    output::schedule(&json!(rules))
+                );
+                if let Some(v) = d["version_id"].as_str() {
+                    println!("Rotating now: the new version is {v}");
+                }
+            })
+        }
+        RotationCommand::Show { name } => {
+            let doc = c.rotation(&name).await?;
+            finish(global, &doc, output::print_rotation)
+        }
+        RotationCommand::History { name, limit } => {
+            let doc = c.rotation_history(&name, Some(limit)).await?;
+            finish(global, &doc, output::print_rotation_history)
+        }
+        RotationCommand::Cancel { name } => {
+            let doc = c.cancel_rotation(&name).await?;
+            finish(global, &doc, |d| {
+                println!("Rotation of {} is off", d["name"].as_str().unwrap_or(&name));
+                if let Some(v) = d["version_id"].as_str() {
+                    println!("Stopped the rotation to version {v} (it keeps AWSPENDING)");
+                }
+            })
+        }
+    }
+}
+
+pub async fn rotate(
+    global: &Global,
+    name: &str,
+    version_id: Option<&str>,
+) -> anyhow::Result<ExitCode> {
+    let doc = client(global)?.rotate(name, version_id).await?;
+    finish(global, &doc, |d| {
+        let name = d["name"].as_str().unwrap_or(name);
+        println!(
+            "Rotating {name}: the new version is {}",
+            d["version_id"].as_str().unwrap_or("")
+        );
+        println!("(Follow it with `rotor rotation show {name}`.)");
+    })
+}
