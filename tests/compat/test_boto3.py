@@ -756,20 +756,6 @@ def test_random_password_everything_excluded(sm):
                  ExcludeCharacters=string.ascii_lowercase)
 
 
-# --------------------------------------------------------------------------- rotation (unsupported)
-
-
-def test_rotate_secret_is_refused(sm, prefix):
-    name, value = f"{prefix}/rot", secret_value()
-    sm.create_secret(Name=name, SecretString=value)
-    expect_4xx(sm.rotate_secret, SecretId=name,
-               RotationLambdaARN="arn:aws:lambda:us-east-1:123456789012:function:rot",
-               RotationRules={"AutomaticallyAfterDays": 30})
-    expect_4xx(sm.cancel_rotate_secret, SecretId=name)
-    assert sm.get_secret_value(SecretId=name)["SecretString"] == value
-    assert list(stages_by_version(sm, name, True).values()) == [["AWSCURRENT"]]
-
-
 # --------------------------------------------------------------------------- authentication
 
 
