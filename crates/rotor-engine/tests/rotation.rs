@@ -703,3 +703,88 @@ async fn a_running_rotation_shows_an_empty_pending_version_and_can_be_cancelled(
     assert!(!meta.enabled);
     assert!(meta.next_rotation.is_none());
 }
+
+/// An `exec` rotator gets the event on stdin and scoped credentials in its
+/// environment; a non-zero exit fails the step without its output in the error.
+#[tokio::test]
+async fn exec_rotator_gets_the_event_and_credentials() {
+    let w = world().await;
+    w.rotations.set_endpoint("http://127.0.0.1:9");
+    let out = tempfile::tempdir().unwrap();
+    let script = format!(
+        "cat > {dir}/event.json; env > {dir}/env.txt; echo 'secret-looking output' >&2; exit 3",
+        dir = out.path().display()
+    );
+    w.rotations
+        .create_rotator(
+            &root(),
+            "cmd",
+            "exec",
+            serde_json::json!({"command": ["sh", "-c", script], "env": {"EXTRA": "yes"}}),
+            false,
+        )
+        .await
+        .unwrap();
+    create(&w.service, "exec/secret", "v1").await;
+    let token = w
+        .rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "exec/secret".into(),
+                rotator: Some("cmd".into()),
+                rules: every(1),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .version_id
+        .unwrap();
+    w.rotations.idle().await;
+    let view = w.rotations.view(&root(), "exec/secret").await.unwrap();
+    let r = view.latest.unwrap();
+    assert_eq!(
+        r.error.as_deref(),
+        Some("createSecret: the command exited with status 3")
+    );
+    let event: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("event.json")).unwrap())
+            .unwrap();
+    assert_eq!(event["Step"], "createSecret");
+    assert_eq!(event["ClientRequestToken"], token.as_str());
+    assert!(
+        event["SecretId"]
+            .as_str()
+            .unwrap()
+            .starts_with("arn:aws:secretsmanager:")
+    );
+    let env = std::fs::read_to_string(out.path().join("env.txt")).unwrap();
+    for var in [
+        "ROTOR_ADDR=http://127.0.0.1:9",
+        "SECRETS_MANAGER_ENDPOINT=http://127.0.0.1:9",
+        "AWS_REGION=us-east-1",
+        "EXTRA=yes",
+    ] {
+        assert!(env.lines().any(|l| l == var), "{var} missing");
+    }
+    let token_line = env
+        .lines()
+        .find_map(|l| l.strip_prefix("ROTOR_TOKEN="))
+        .unwrap();
+    assert!(
+        w.access.authenticate_token(token_line).is_err(),
+        "revoked after the step"
+    );
+    for var in [
+        "AWS_ACCESS_KEY_ID=",
+        "AWS_SECRET_ACCESS_KEY=",
+        "AWS_SESSION_TOKEN=",
+    ] {
+        assert!(
+            env.lines()
+                .any(|l| l.starts_with(var) && l.len() > var.len() + 8),
+            "{var}"
+        );
+    }
+}
