@@ -417,6 +417,50 @@ impl Client {
         .await
     }
 
+    /// Adds a replication rule (`copy` from `source`, or `merge` with `template`).
+    pub async fn add_replication(
+        &self,
+        name: &str,
+        kind: &str,
+        source: Option<&str>,
+        destination: &str,
+        template: Option<&str>,
+    ) -> Result<Value, ClientError> {
+        let body = json!({"name": name, "kind": kind, "source": source,
+                          "destination": destination, "template": template});
+        self.call(Method::POST, self.url("replication", None), &[], Some(body))
+            .await
+    }
+
+    /// Lists replication rules.
+    pub async fn list_replication(&self) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.url("replication", None), &[], None)
+            .await
+    }
+
+    /// Shows a replication rule.
+    pub async fn replication(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(Method::GET, self.url("replication", Some(name)), &[], None)
+            .await
+    }
+
+    /// Removes a replication rule (its destinations stay).
+    pub async fn remove_replication(&self, name: &str) -> Result<Value, ClientError> {
+        self.call(
+            Method::DELETE,
+            self.url("replication", Some(name)),
+            &[],
+            None,
+        )
+        .await
+    }
+
+    /// Repairs destinations that drifted from their sources.
+    pub async fn sync_replication(&self) -> Result<Value, ClientError> {
+        self.call(Method::POST, self.url("replication-sync", None), &[], None)
+            .await
+    }
+
     fn sys_url(&self, path: &str) -> String {
         format!("{}/v1/sys/{path}", self.addr)
     }

@@ -156,6 +156,8 @@ mod tests {
             deletion_date: None,
             deleted_date: None,
             rotation: Default::default(),
+            replica_of: None,
+            source_deleted: false,
         }
     }
 

@@ -62,6 +62,10 @@ pub struct SecretMeta {
     pub deleted_date: Option<DateTime<Utc>>,
     /// Rotation configuration and state.
     pub rotation: RotationMeta,
+    /// The replication rule that owns this secret, when it is a destination.
+    pub replica_of: Option<String>,
+    /// Whether a source of this destination was deleted.
+    pub source_deleted: bool,
 }
 
 /// A secret's rotation configuration and where its schedule stands.
@@ -99,6 +103,8 @@ pub struct VersionMeta {
     pub labels: Vec<String>,
     /// When it was created.
     pub created: DateTime<Utc>,
+    /// Where a replicated version came from (JSON list of `{secret, version}`).
+    pub source: Option<String>,
 }
 
 /// Where a rotation stands.

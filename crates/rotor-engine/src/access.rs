@@ -240,6 +240,17 @@ impl AccessService {
             .map(|p| Caller::new(&p.name, p.policies.clone()))
     }
 
+    /// Principal `name` as a caller with its current policies, for work done on its
+    /// behalf without a request (an event subscription's deliveries); `None` when no
+    /// principal has that name.
+    pub fn principal(&self, name: &str) -> Option<Caller> {
+        self.state()
+            .principals
+            .values()
+            .find(|p| p.name == name)
+            .map(|p| Caller::new(&p.name, p.policies.clone()))
+    }
+
     /// The caller a bearer token stands for; `Unauthenticated` when it is unknown,
     /// expired or revoked.
     pub fn authenticate_token(&self, token: &str) -> Result<Caller> {

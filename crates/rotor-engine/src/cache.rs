@@ -60,6 +60,8 @@ pub(crate) struct Identity {
     pub(crate) id: i64,
     pub(crate) name: String,
     pub(crate) arn: String,
+    /// The replication rule that owns the secret, when it is a destination.
+    pub(crate) replica_of: Option<String>,
 }
 
 /// `SecretId` as a client wrote it → the secret's identity. Writes use it to skip
@@ -93,5 +95,14 @@ impl IdentityCache {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+    }
+}
+
+impl ReadCache {
+    /// Forgets everything (after a change that touches secrets it cannot name).
+    pub(crate) fn clear(&self) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.epoch += 1;
+        inner.entries.clear();
     }
 }

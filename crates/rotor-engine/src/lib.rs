@@ -30,6 +30,9 @@ mod access;
 pub mod audit;
 mod cache;
 mod caller;
+pub mod events;
+mod hooks;
+pub mod replication;
 pub mod rotation;
 mod service;
 

@@ -168,8 +168,10 @@ pub struct SecretService {
     envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     account_id: String,
-    cache: ReadCache,
-    identities: IdentityCache,
+    pub(crate) cache: ReadCache,
+    pub(crate) identities: IdentityCache,
+    /// Replication rules, loaded on first use and after each change through here.
+    pub(crate) rules: std::sync::RwLock<Option<Arc<Vec<crate::replication::Rule>>>>,
     // Keeps an ephemeral store's directory alive as long as the service.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -208,6 +210,7 @@ impl SecretService {
             account_id: account_id.to_string(),
             cache: ReadCache::default(),
             identities: IdentityCache::default(),
+            rules: Default::default(),
             _scratch: None,
         }
     }
@@ -374,6 +377,7 @@ impl SecretService {
             id: record.meta.id,
             name: record.meta.name.clone(),
             arn: record.meta.arn.clone(),
+            replica_of: record.meta.replica_of.clone(),
         };
         self.identities.insert(secret_id, identity.clone());
         caller.authorize(capability, &identity.name)?;
@@ -385,17 +389,33 @@ impl SecretService {
             .await
     }
 
-    async fn apply(&self, name: &str, arn: &str, mutation: Mutation) -> Result<Outcome> {
-        let purge = matches!(mutation, Mutation::Purge { .. });
+    pub(crate) async fn apply(&self, name: &str, arn: &str, mutation: Mutation) -> Result<Outcome> {
+        let purge = |m: &Mutation| matches!(m, Mutation::Purge { .. });
+        let (purges, wide) = match &mutation {
+            Mutation::Atomic(all) => (
+                all.iter().any(purge),
+                // Replicas and marks touch other secrets too.
+                all.iter().any(|m| {
+                    matches!(
+                        m,
+                        Mutation::MarkSourceDeleted { .. } | Mutation::MarkReplica { .. }
+                    )
+                }),
+            ),
+            m => (purge(m), false),
+        };
         let result = self.store.apply(mutation, self.clock.now()).await;
         self.cache.invalidate(name, arn);
-        if purge {
+        if wide {
+            self.cache.clear();
+        }
+        if purges {
             self.identities.clear();
         }
         result
     }
 
-    fn new_version(
+    pub(crate) fn new_version(
         &self,
         arn: &str,
         token: Option<String>,
@@ -410,6 +430,7 @@ impl SecretService {
             .seal(arn, &id, &plain)
             .map_err(|_| Error::internal("encryption failed"))?;
         Ok(NewVersion {
+            source: None,
             id,
             stages,
             sealed: SealedValue {
@@ -447,7 +468,11 @@ impl SecretService {
             None => None,
         };
         let version_id = first_version.as_ref().map(|v| v.id.clone());
-        let mutation = Mutation::CreateSecret {
+        let replicas = match (&req.value, &version_id) {
+            (Some(value), Some(id)) => self.replicas(&req.name, &arn, id, value).await?,
+            _ => crate::replication::Replicas::default(),
+        };
+        let mut mutation = Mutation::CreateSecret {
             name: req.name.clone(),
             arn,
             description: req.description,
@@ -455,8 +480,17 @@ impl SecretService {
             tags: req.tags,
             first_version,
         };
+        if !replicas.mutations.is_empty() {
+            let mut all = vec![mutation];
+            all.extend(replicas.mutations);
+            mutation = Mutation::Atomic(all);
+        }
         let out = self.store.apply(mutation, self.clock.now()).await;
-        let out = out?;
+        self.forget_replicas(&replicas.touched);
+        let out = match out? {
+            Outcome::All(mut all) if !all.is_empty() => all.swap_remove(0),
+            other => other,
+        };
         let Outcome::Created { arn, .. } = out else {
             return Err(Error::internal(
                 "store answered a create with something else",
@@ -482,13 +516,31 @@ impl SecretService {
             Some(s) => s,
             None => vec![AWSCURRENT.to_string()],
         };
+        crate::replication::refuse_replica(&secret.name, secret.replica_of.as_deref())?;
+        let current = stages.iter().any(|s| s == AWSCURRENT);
         let version = self.new_version(&secret.arn, req.token, &req.value, stages)?;
         let version_id = version.id.clone();
-        let mutation = Mutation::PutVersion {
+        let mut mutation = Mutation::PutVersion {
             secret: secret.id,
             version,
         };
-        let out = self.apply(&secret.name, &secret.arn, mutation).await?;
+        let replicas = if current {
+            self.replicas(&secret.name, &secret.arn, &version_id, &req.value)
+                .await?
+        } else {
+            crate::replication::Replicas::default()
+        };
+        if !replicas.mutations.is_empty() {
+            let mut all = vec![mutation];
+            all.extend(replicas.mutations);
+            mutation = Mutation::Atomic(all);
+        }
+        let out = self.apply(&secret.name, &secret.arn, mutation).await;
+        self.forget_replicas(&replicas.touched);
+        let out = match out? {
+            Outcome::All(mut all) if !all.is_empty() => all.swap_remove(0),
+            other => other,
+        };
         let stages = match out {
             Outcome::Version { labels, replayed } => {
                 if !replayed && labels.iter().any(|l| l == AWSCURRENT) {
@@ -613,6 +665,12 @@ impl SecretService {
         let record = self
             .authorized_live(caller, Capability::Write, secret_id)
             .await?;
+        if value.is_some() {
+            crate::replication::refuse_replica(
+                &record.meta.name,
+                record.meta.replica_of.as_deref(),
+            )?;
+        }
         if description.as_ref().is_some_and(|d| d.len() > 2048) {
             return Err(Error::validation(
                 "Description must be at most 2048 characters long",
@@ -666,16 +724,25 @@ impl SecretService {
         for id in [&move_to, &remove_from].into_iter().flatten() {
             name::validate_version_id(id)?;
         }
-        self.apply_to(
-            &record,
-            Mutation::MoveLabel {
-                secret: record.meta.id,
-                label: stage.to_string(),
-                move_to,
-                remove_from,
-            },
-        )
-        .await?;
+        crate::replication::refuse_replica(&record.meta.name, record.meta.replica_of.as_deref())?;
+        let replicas = match (&move_to, stage == AWSCURRENT) {
+            (Some(to), true) => self.replicas_of_version(&record, to).await?,
+            _ => crate::replication::Replicas::default(),
+        };
+        let mut mutation = Mutation::MoveLabel {
+            secret: record.meta.id,
+            label: stage.to_string(),
+            move_to,
+            remove_from,
+        };
+        if !replicas.mutations.is_empty() {
+            let mut all = vec![mutation];
+            all.extend(replicas.mutations);
+            mutation = Mutation::Atomic(all);
+        }
+        let out = self.apply_to(&record, mutation).await;
+        self.forget_replicas(&replicas.touched);
+        out?;
         Ok((record.meta.arn.clone(), record.meta.name.clone()))
     }
 
@@ -702,6 +769,7 @@ impl SecretService {
             versions.insert(
                 0,
                 VersionMeta {
+                    source: None,
                     id: token,
                     labels: vec![label::AWSPENDING.to_string()],
                     created: record.meta.last_changed,
@@ -778,13 +846,20 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Delete, secret_id)
             .await?;
+        crate::replication::refuse_replica(&record.meta.name, record.meta.replica_of.as_deref())?;
+        // Destinations are never deleted with their source: they are marked.
+        let marks = self.source_marks(&record.meta.name, true).await?;
+        let with_marks = |m: Mutation| match &marks {
+            Some(mark) => Mutation::Atomic(vec![m, mark.clone()]),
+            None => m,
+        };
         let now = self.clock.now();
         let deletion_date = if force {
             self.apply_to(
                 &record,
-                Mutation::Purge {
+                with_marks(Mutation::Purge {
                     secret: record.meta.id,
-                },
+                }),
             )
             .await?;
             now
@@ -797,10 +872,10 @@ impl SecretService {
             let date = now + Duration::days(days);
             self.apply_to(
                 &record,
-                Mutation::ScheduleDeletion {
+                with_marks(Mutation::ScheduleDeletion {
                     secret: record.meta.id,
                     deletion_date: date,
-                },
+                }),
             )
             .await?;
             date
@@ -817,13 +892,14 @@ impl SecretService {
         let record = self
             .authorized(caller, Capability::Delete, secret_id)
             .await?;
-        self.apply_to(
-            &record,
-            Mutation::Restore {
-                secret: record.meta.id,
-            },
-        )
-        .await?;
+        let restore = Mutation::Restore {
+            secret: record.meta.id,
+        };
+        let mutation = match self.source_marks(&record.meta.name, false).await? {
+            Some(mark) => Mutation::Atomic(vec![restore, mark]),
+            None => restore,
+        };
+        self.apply_to(&record, mutation).await?;
         Ok((record.meta.arn.clone(), record.meta.name.clone()))
     }
 

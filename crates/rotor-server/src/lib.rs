@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod native;
 mod openapi;
 pub mod pagination;
+pub mod replication;
 pub mod serve;
 pub mod sigv4;
 mod sys;
@@ -120,6 +121,7 @@ impl App {
             .route("/v1/openapi.json", get(openapi::document))
             .merge(native::router(self.clone()))
             .merge(sys::router(self.clone()))
+            .merge(replication::router(self.clone()))
             .fallback(not_found)
             .with_state(self.clone())
     }

@@ -153,6 +153,13 @@ fn operation(req: &Request) -> &'static str {
         ("PUT", "rotation") | ("POST", "rotate") => "RotateSecret",
         ("GET", "rotation-history") => "ListRotations",
         ("POST", "cancel-rotation") => "CancelRotateSecret",
+        ("POST", "replication") => "AddReplicationRule",
+        ("GET", "replication") if path.len() > "/v1/replication/".len() => {
+            "DescribeReplicationRule"
+        }
+        ("GET", "replication") => "ListReplicationRules",
+        ("DELETE", "replication") => "RemoveReplicationRule",
+        ("POST", "replication-sync") => "SyncReplicas",
         ("POST", "sys") if path.starts_with("/v1/sys/rotators") => "CreateRotator",
         ("GET", "sys") if path.starts_with("/v1/sys/rotators/") => "DescribeRotator",
         ("GET", "sys") if path.starts_with("/v1/sys/rotators") => "ListRotators",

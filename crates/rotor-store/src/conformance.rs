@@ -31,6 +31,7 @@ fn sealed(value: &str) -> SealedValue {
 
 fn version(id: &str, value: &str, stages: &[&str]) -> NewVersion {
     NewVersion {
+        source: None,
         id: id.into(),
         stages: stages.iter().map(|s| s.to_string()).collect(),
         sealed: sealed(value),
@@ -719,6 +720,237 @@ pub async fn audit_entries_append_in_order(store: Arc<dyn Store>) {
     );
 }
 
+/// Every change appends events in its own transaction, numbered without gaps; a
+/// refused change leaves none, and the event feed follows the last one.
+pub async fn events_are_gap_free_and_transactional(store: Arc<dyn Store>) {
+    let feed = store.event_feed();
+    let id = create(&*store, "ev/a", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    put(&*store, id, version("v2", "two", &[AWSCURRENT]))
+        .await
+        .unwrap();
+    let refused = put(&*store, id, version("v2", "other", &[AWSCURRENT])).await;
+    assert!(
+        refused.is_err(),
+        "a token reused with another value is refused"
+    );
+    let jobs: Vec<_> = (0..20)
+        .map(|i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                put(
+                    &*store,
+                    id,
+                    version(&format!("c{i}"), &format!("c{i}"), &[AWSCURRENT]),
+                )
+                .await
+            })
+        })
+        .collect();
+    for j in jobs {
+        j.await.unwrap().unwrap();
+    }
+    let events = store.events(0, 1000).await.unwrap();
+    let seqs: Vec<i64> = events.iter().map(|e| e.seq).collect();
+    let expected: Vec<i64> = (1..=seqs.len() as i64).collect();
+    assert_eq!(seqs, expected, "sequence numbers have no gaps");
+    let kinds: Vec<&str> = events.iter().map(|e| e.kind.as_str()).collect();
+    assert_eq!(kinds[..3], ["secret.created", "version.put", "version.put"]);
+    assert_eq!(events.len(), 23, "the refused put left no event: {kinds:?}");
+    assert!(events.iter().all(|e| e.secret.as_deref() == Some("ev/a")));
+    let v2: serde_json::Value = serde_json::from_str(&events[2].detail).unwrap();
+    assert_eq!(v2["version"], "v2");
+    assert_eq!(v2["labels"], serde_json::json!([AWSCURRENT]));
+    assert_eq!(store.events(21, 10).await.unwrap().len(), 2);
+    assert_eq!(
+        *feed.borrow(),
+        23,
+        "the feed follows the last committed event"
+    );
+}
+
+/// `Atomic` applies all of its mutations or none of them.
+pub async fn atomic_changes_are_all_or_nothing(store: Arc<dyn Store>) {
+    let a = create(&*store, "at/a", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    let b = create(&*store, "at/b", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    let before = store.events(0, 1000).await.unwrap().len();
+    let refused = store
+        .apply(
+            Mutation::Atomic(vec![
+                Mutation::PutVersion {
+                    secret: a,
+                    version: version("v2", "two", &[AWSCURRENT]),
+                },
+                Mutation::PutVersion {
+                    secret: b,
+                    version: version("v1", "not one", &[AWSCURRENT]),
+                },
+            ]),
+            t0(),
+        )
+        .await;
+    assert!(refused.is_err());
+    assert_eq!(
+        holder(&load(&*store, "at/a").await, AWSCURRENT),
+        Some("v1"),
+        "rolled back"
+    );
+    assert_eq!(
+        store.events(0, 1000).await.unwrap().len(),
+        before,
+        "no events either"
+    );
+    let mut replica = version("v2", "two", &[AWSCURRENT]);
+    replica.source = Some(r#"[{"secret":"at/a","version":"v2"}]"#.into());
+    let done = store
+        .apply(
+            Mutation::Atomic(vec![
+                Mutation::PutVersion {
+                    secret: a,
+                    version: version("v2", "two", &[AWSCURRENT]),
+                },
+                Mutation::PutVersion {
+                    secret: b,
+                    version: replica,
+                },
+                Mutation::MarkReplica {
+                    name: "at/b".into(),
+                    rule: Some("r".into()),
+                },
+            ]),
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(done, Outcome::All(ref all) if all.len() == 3),
+        "{done:?}"
+    );
+    let b_now = load(&*store, "at/b").await;
+    assert_eq!(holder(&b_now, AWSCURRENT), Some("v2"));
+    assert_eq!(holder(&b_now, AWSPREVIOUS), Some("v1"));
+    assert_eq!(b_now.meta.replica_of.as_deref(), Some("r"));
+    let versions = store.list_versions(b).await.unwrap();
+    assert!(
+        versions
+            .iter()
+            .any(|v| v.id == "v2" && v.source.as_deref().is_some_and(|s| s.contains("at/a")))
+    );
+    let kinds: Vec<String> = store.events(0, 1000).await.unwrap()[before..]
+        .iter()
+        .map(|e| e.kind.clone())
+        .collect();
+    assert_eq!(kinds, ["version.put", "version.put", "replication.applied"]);
+}
+
+/// Rotation records: one running rotation per secret, progress saved, the due index.
+pub async fn rotation_records(store: Arc<dyn Store>) {
+    use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, Step};
+    let id = create(&*store, "rot/a", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    let record = |token: &str| RotationRecord {
+        secret: id,
+        name: "rot/a".into(),
+        token: token.into(),
+        rotator: "r".into(),
+        status: RotationStatus::Running,
+        step: Step::CreateSecret,
+        attempt: 1,
+        started: t0(),
+        updated: t0(),
+        finished: None,
+        resume_at: None,
+        error: None,
+        steps: Vec::new(),
+        epoch: 0,
+    };
+    let due = t0() + Duration::hours(1);
+    store
+        .apply(
+            Mutation::SetRotation {
+                secret: id,
+                rotation: RotationMeta {
+                    enabled: true,
+                    rotator: Some("r".into()),
+                    due: Some(due),
+                    ..Default::default()
+                },
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let (none, next) = store.due_rotations(t0(), 10).await.unwrap();
+    assert!(none.is_empty());
+    assert_eq!(next, Some(due));
+    let (found, _) = store.due_rotations(due, 10).await.unwrap();
+    assert_eq!(found, vec![(id, "rot/a".to_string())]);
+    store
+        .apply(
+            Mutation::StartRotation {
+                record: record("t1"),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        store.due_rotations(due, 10).await.unwrap().0.is_empty(),
+        "started: not due"
+    );
+    let again = store
+        .apply(
+            Mutation::StartRotation {
+                record: record("t1"),
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, Outcome::Rotation { replayed: true });
+    let other = store
+        .apply(
+            Mutation::StartRotation {
+                record: record("t2"),
+            },
+            t0(),
+        )
+        .await;
+    assert_eq!(other.unwrap_err().kind, ErrorKind::InvalidRequest);
+    let mut r = store.rotation(id, "t1").await.unwrap().unwrap();
+    assert_eq!(r.name, "rot/a");
+    r.step = Step::SetSecret;
+    store
+        .apply(
+            Mutation::SaveRotation {
+                record: r.clone(),
+                rotation: None,
+                release_pending: false,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    let running = store.running_rotations().await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!(running[0].step, Step::SetSecret);
+    r.status = RotationStatus::Succeeded;
+    store
+        .apply(
+            Mutation::SaveRotation {
+                record: r,
+                rotation: None,
+                release_pending: true,
+            },
+            t0(),
+        )
+        .await
+        .unwrap();
+    assert!(store.running_rotations().await.unwrap().is_empty());
+    assert_eq!(
+        store.rotations(id, 5).await.unwrap()[0].status,
+        RotationStatus::Succeeded
+    );
+}
+
 /// Every check, by name, for backends' test files.
 pub const ALL: &[&str] = &[
     "create_and_load",
@@ -735,4 +967,7 @@ pub const ALL: &[&str] = &[
     "master_keys_are_recorded",
     "access_configuration",
     "audit_entries_append_in_order",
+    "events_are_gap_free_and_transactional",
+    "atomic_changes_are_all_or_nothing",
+    "rotation_records",
 ];

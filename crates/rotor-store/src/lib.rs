@@ -99,6 +99,8 @@ pub struct SecretSummary {
 /// A version to add.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
+    /// Where a replicated version came from (JSON list of `{secret, version}`).
+    pub source: Option<String>,
     /// Its id (the client request token, or an id the caller chose).
     pub id: String,
     /// Labels to move onto it.
@@ -229,6 +231,68 @@ pub enum Mutation {
         /// Its name.
         name: String,
     },
+    /// Several mutations applied together or not at all (a source change and its
+    /// replicas).
+    Atomic(Vec<Mutation>),
+    /// Add a replication rule (`ResourceExists` if the name is taken).
+    PutRule {
+        /// The rule.
+        rule: RuleRow,
+    },
+    /// Remove a replication rule; its destinations stay, no longer owned.
+    DeleteRule {
+        /// Its name.
+        name: String,
+    },
+    /// Mark secret `name` as owned by replication rule `rule` (or by none).
+    MarkReplica {
+        /// The destination's name.
+        name: String,
+        /// The owning rule.
+        rule: Option<String>,
+    },
+    /// Mark destinations whose source was deleted (or restored).
+    MarkSourceDeleted {
+        /// The destinations' names.
+        names: Vec<String>,
+        /// Deleted or restored.
+        deleted: bool,
+    },
+    /// Append an event that no other mutation records.
+    AppendEvent {
+        /// Its kind.
+        kind: String,
+        /// The secret it is about.
+        secret: Option<String>,
+        /// Details as JSON, never a secret value.
+        detail: String,
+    },
+    /// Add a subscription to events (`ResourceExists` if the name is taken).
+    PutSubscription {
+        /// The subscription.
+        subscription: SubscriptionRow,
+    },
+    /// Remove a subscription and its delivery log.
+    DeleteSubscription {
+        /// Its name.
+        name: String,
+    },
+    /// Record a delivery attempt; with `advance`, the subscription's cursor moves to
+    /// `seq` (delivered, or given up on).
+    RecordDelivery {
+        /// The subscription.
+        subscription: String,
+        /// The event.
+        seq: i64,
+        /// Which attempt, from 1.
+        attempt: i64,
+        /// `delivered`, `failed` or `dead`.
+        status: String,
+        /// What went wrong.
+        error: Option<String>,
+        /// Move the cursor to `seq`.
+        advance: bool,
+    },
     /// Append consecutive audit entries `first..=last` (one JSON line each, in
     /// `lines`) to the audit log's store sink.
     AppendAudit {
@@ -318,6 +382,82 @@ pub enum AccessMutation {
 /// Secrets due for rotation, as `(store id, name)`, and when the next one after
 /// them falls due.
 pub type DueRotations = (Vec<(i64, String)>, Option<DateTime<Utc>>);
+
+/// A change event from the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// Gap-free sequence number.
+    pub seq: i64,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// `secret.created`, `version.put`, `label.moved`, `rotation.succeeded`, ...
+    pub kind: String,
+    /// The secret's name, when it is about one.
+    pub secret: Option<String>,
+    /// Details as JSON; never a secret value.
+    pub detail: String,
+}
+
+/// A replication rule.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRow {
+    /// Its name.
+    pub name: String,
+    /// `copy` or `merge`.
+    pub kind: String,
+    /// `copy`: a secret name, or a prefix ending in `/`.
+    pub source: String,
+    /// `copy`: a name, or a prefix for a prefix source; `merge`: the destination.
+    pub destination: String,
+    /// `merge`: the template.
+    pub template: Option<String>,
+    /// When it was added.
+    pub created: DateTime<Utc>,
+    /// Who added it.
+    pub created_by: String,
+}
+
+/// A subscription to events.
+#[derive(Debug, Clone)]
+pub struct SubscriptionRow {
+    /// Its name.
+    pub name: String,
+    /// Secrets whose name starts with this.
+    pub prefix: String,
+    /// Event kinds; empty for all.
+    pub kinds: Vec<String>,
+    /// `webhook` or `exec`.
+    pub target_kind: String,
+    /// JSON: `{"url": ...}` or `{"command": [...]}`.
+    pub target: String,
+    /// The signing key, sealed (`digest` unused).
+    pub key: Option<SealedValue>,
+    /// Every event up to this one has been handled.
+    pub cursor: i64,
+    /// When it was added.
+    pub created: DateTime<Utc>,
+    /// Who added it.
+    pub created_by: String,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRow {
+    /// Its id.
+    pub id: i64,
+    /// The subscription.
+    pub subscription: String,
+    /// The event.
+    pub seq: i64,
+    /// Which attempt.
+    pub attempt: i64,
+    /// `delivered`, `failed` or `dead`.
+    pub status: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// What went wrong.
+    pub error: Option<String>,
+}
 
 /// A registered rotator.
 #[derive(Debug, Clone)]
@@ -418,6 +558,8 @@ pub enum Outcome {
         /// Whether this was an idempotent replay.
         replayed: bool,
     },
+    /// What each mutation of an [`Mutation::Atomic`] did.
+    All(Vec<Outcome>),
     /// Anything else succeeded.
     Done,
 }
@@ -457,6 +599,21 @@ pub trait Store: Send + Sync + 'static {
     fn due_rotations(&self, now: DateTime<Utc>, limit: i64) -> BoxFuture<'_, Result<DueRotations>>;
     /// Every registered rotator, by name.
     fn rotators(&self) -> BoxFuture<'_, Result<Vec<RotatorRow>>>;
+    /// Up to `limit` events with a sequence number above `after`, in order.
+    fn events(&self, after: i64, limit: i64) -> BoxFuture<'_, Result<Vec<Event>>>;
+    /// The sequence number of the last committed event, kept current: watchers wait
+    /// on it instead of polling.
+    fn event_feed(&self) -> tokio::sync::watch::Receiver<i64>;
+    /// Every replication rule, by name.
+    fn rules(&self) -> BoxFuture<'_, Result<Vec<RuleRow>>>;
+    /// Every subscription, by name.
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRow>>>;
+    /// The last `limit` delivery attempts (of one subscription, or of all), newest first.
+    fn deliveries<'a>(
+        &'a self,
+        subscription: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRow>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.
     fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>>;
     /// Commits every write already accepted, then stops accepting writes.

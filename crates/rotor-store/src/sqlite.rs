@@ -8,8 +8,9 @@
 //! failed mutation rolls back to its savepoint without touching the others.
 
 use crate::{
-    AccessSnapshot, BoxFuture, DueRotations, Lookup, Mutation, NewVersion, Outcome, RotatorRow,
-    SealedValue, SecretRecord, SecretSummary, Store, StoredVersion, from_millis, millis,
+    AccessSnapshot, BoxFuture, DeliveryRow, DueRotations, Event, Lookup, Mutation, NewVersion,
+    Outcome, RotatorRow, RuleRow, SealedValue, SecretRecord, SecretSummary, Store, StoredVersion,
+    SubscriptionRow, from_millis, millis,
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
@@ -26,6 +27,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 
 mod access;
+mod events;
 mod puts;
 mod rotation;
 
@@ -46,6 +48,7 @@ enum Job {
 pub struct SqliteStore {
     readers: SqlitePool,
     writer: mpsc::Sender<Job>,
+    feed: tokio::sync::watch::Receiver<i64>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -81,21 +84,29 @@ impl SqliteStore {
             })
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(10));
-        let writer = spawn_writer(options.clone()).await?;
+        let (feed_tx, feed) = tokio::sync::watch::channel(0);
+        let writer = spawn_writer(options.clone(), feed_tx).await?;
         let readers = SqlitePoolOptions::new()
             .max_connections(4)
             .min_connections(1)
             .connect_with(options.read_only(true))
             .await
             .map_err(db_error)?;
-        Ok(SqliteStore { readers, writer })
+        Ok(SqliteStore {
+            readers,
+            writer,
+            feed,
+        })
     }
 }
 
 /// Starts the writer on a thread of its own with a single-threaded runtime: its many
 /// short waits on SQLite then do not queue behind the server's request tasks.
 /// Returns once the connection is open and migrated.
-async fn spawn_writer(options: SqliteConnectOptions) -> Result<mpsc::Sender<Job>> {
+async fn spawn_writer(
+    options: SqliteConnectOptions,
+    feed: tokio::sync::watch::Sender<i64>,
+) -> Result<mpsc::Sender<Job>> {
     let (tx, rx) = mpsc::channel(4096);
     let (ready_tx, ready_rx) = oneshot::channel();
     std::thread::Builder::new()
@@ -124,7 +135,7 @@ async fn spawn_writer(options: SqliteConnectOptions) -> Result<mpsc::Sender<Job>
                 match opened {
                     Ok(conn) => {
                         let _ = ready_tx.send(Ok(()));
-                        writer_loop(conn, rx).await;
+                        writer_loop(conn, rx, feed).await;
                     }
                     Err(e) => {
                         let _ = ready_tx.send(Err(e));
@@ -173,7 +184,14 @@ async fn migrate(conn: &mut SqliteConnection) -> Result<()> {
     Ok(())
 }
 
-async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
+async fn writer_loop(
+    mut conn: SqliteConnection,
+    mut rx: mpsc::Receiver<Job>,
+    feed: tokio::sync::watch::Sender<i64>,
+) {
+    if let Ok(seq) = events::last(&mut conn).await {
+        feed.send_replace(seq);
+    }
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::new();
         let mut close = None;
@@ -196,6 +214,14 @@ async fn writer_loop(mut conn: SqliteConnection, mut rx: mpsc::Receiver<Job>) {
         }
         if !batch.is_empty() {
             run_batch(&mut conn, batch).await;
+            // Watchers wait on the last committed event.
+            if let Ok(seq) = events::last(&mut conn).await {
+                feed.send_if_modified(|last| {
+                    let newer = seq != *last;
+                    *last = seq;
+                    newer
+                });
+            }
         }
         if let Some(done) = close {
             let _ = conn.close().await;
@@ -327,6 +353,8 @@ fn meta_from_row(row: &SqliteRow) -> Result<SecretMeta> {
             .map_err(get_err)?
             .map(from_millis),
         rotation: rotation::meta_from_row(row)?,
+        replica_of: row.try_get("replica_of").map_err(get_err)?,
+        source_deleted: row.try_get::<i64, _>("source_deleted").map_err(get_err)? != 0,
     })
 }
 
@@ -562,6 +590,14 @@ async fn apply(
             .fetch_one(&mut *conn)
             .await
             .map_err(db_error)?;
+            events::emit(
+                conn,
+                now,
+                "secret.created",
+                Some(&name),
+                serde_json::json!({"arn": arn}),
+            )
+            .await?;
             if let Some(version) = first_version {
                 put_one(conn, id, version, now).await?;
             }
@@ -590,6 +626,14 @@ async fn apply(
             .execute(&mut *conn)
             .await
             .map_err(db_error)?;
+            events::emit(
+                conn,
+                now,
+                "secret.updated",
+                Some(&meta.name),
+                serde_json::json!({}),
+            )
+            .await?;
             Ok(Outcome::Done)
         }
         Mutation::MoveLabel {
@@ -609,6 +653,14 @@ async fn apply(
             after.move_label(&label, move_to.as_deref(), remove_from.as_deref())?;
             save_labels(conn, &[(secret, &before, &after)]).await?;
             touch(conn, secret, now).await?;
+            events::emit(
+                conn,
+                now,
+                "label.moved",
+                Some(&meta.name),
+                serde_json::json!({"label": label, "to": move_to, "from": remove_from}),
+            )
+            .await?;
             Ok(Outcome::Done)
         }
         Mutation::Tag { secret, tags } => {
@@ -648,10 +700,26 @@ async fn apply(
                 .execute(&mut *conn)
                 .await
                 .map_err(db_error)?;
+            events::emit(
+                conn,
+                now,
+                "secret.deleted",
+                Some(&meta.name),
+                serde_json::json!({"deletion_date": deletion_date}),
+            )
+            .await?;
             Ok(Outcome::Done)
         }
         Mutation::Restore { secret } => {
-            meta_by_id(conn, secret).await?;
+            let meta = meta_by_id(conn, secret).await?;
+            events::emit(
+                conn,
+                now,
+                "secret.restored",
+                Some(&meta.name),
+                serde_json::json!({}),
+            )
+            .await?;
             sqlx::query(
                 "UPDATE secrets SET deletion_date = NULL, deleted_date = NULL, last_changed_at = ? WHERE id = ?",
             )
@@ -668,6 +736,21 @@ async fn apply(
         | Mutation::SaveRotation { .. }
         | Mutation::PutRotator { .. }
         | Mutation::DeleteRotator { .. }) => rotation::apply(conn, m, now).await,
+        Mutation::Atomic(all) => {
+            let mut outcomes = Vec::with_capacity(all.len());
+            for m in all {
+                outcomes.push(Box::pin(apply(conn, m, now)).await?);
+            }
+            Ok(Outcome::All(outcomes))
+        }
+        m @ (Mutation::PutRule { .. }
+        | Mutation::DeleteRule { .. }
+        | Mutation::MarkReplica { .. }
+        | Mutation::MarkSourceDeleted { .. }
+        | Mutation::AppendEvent { .. }
+        | Mutation::PutSubscription { .. }
+        | Mutation::DeleteSubscription { .. }
+        | Mutation::RecordDelivery { .. }) => events::apply(conn, m, now).await,
         Mutation::AppendAudit { first, last, lines } => {
             access::append_audit(conn, first, last, lines).await
         }
@@ -681,7 +764,15 @@ async fn apply(
             Ok(Outcome::Done)
         }
         Mutation::Purge { secret } => {
-            meta_by_id(conn, secret).await?;
+            let meta = meta_by_id(conn, secret).await?;
+            events::emit(
+                conn,
+                now,
+                "secret.purged",
+                Some(&meta.name),
+                serde_json::json!({}),
+            )
+            .await?;
             // Labels reference versions, versions reference the secret: delete in order
             // so the result does not depend on cascade settings.
             for sql in [
@@ -715,6 +806,14 @@ async fn save_tags(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
+    events::emit(
+        conn,
+        now,
+        "secret.updated",
+        Some(&meta.name),
+        serde_json::json!({}),
+    )
+    .await?;
     Ok(Outcome::Done)
 }
 
@@ -795,7 +894,7 @@ impl SqliteStore {
     async fn all_versions(&self, secret: i64) -> Result<Vec<VersionMeta>> {
         let mut conn = self.readers.acquire().await.map_err(db_error)?;
         let rows = sqlx::query(
-            "SELECT v.version_id, v.created_at,
+            "SELECT v.version_id, v.created_at, v.source,
                     (SELECT group_concat(l.label, char(10)) FROM labels l
                       WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id) AS labels
              FROM versions v WHERE v.secret_id = ? ORDER BY v.seq",
@@ -810,6 +909,7 @@ impl SqliteStore {
                     id: r.try_get("version_id").map_err(db_error)?,
                     labels: split_labels(r.try_get("labels").map_err(db_error)?),
                     created: from_millis(r.try_get("created_at").map_err(db_error)?),
+                    source: r.try_get("source").map_err(db_error)?,
                 })
             })
             .collect()
@@ -936,6 +1036,42 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut conn = self.readers.acquire().await.map_err(db_error)?;
             rotation::rotators(&mut conn).await
+        })
+    }
+
+    fn events(&self, after: i64, limit: i64) -> BoxFuture<'_, Result<Vec<Event>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            events::events(&mut conn, after, limit).await
+        })
+    }
+
+    fn event_feed(&self) -> tokio::sync::watch::Receiver<i64> {
+        self.feed.clone()
+    }
+
+    fn rules(&self) -> BoxFuture<'_, Result<Vec<RuleRow>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            events::rules(&mut conn).await
+        })
+    }
+
+    fn subscriptions(&self) -> BoxFuture<'_, Result<Vec<SubscriptionRow>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            events::subscriptions(&mut conn).await
+        })
+    }
+
+    fn deliveries<'a>(
+        &'a self,
+        subscription: Option<&'a str>,
+        limit: i64,
+    ) -> BoxFuture<'a, Result<Vec<DeliveryRow>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            events::deliveries(&mut conn, subscription, limit).await
         })
     }
 

@@ -47,6 +47,9 @@ conformance!(
     master_keys_are_recorded,
     access_configuration,
     audit_entries_append_in_order,
+    events_are_gap_free_and_transactional,
+    atomic_changes_are_all_or_nothing,
+    rotation_records,
 );
 
 #[tokio::test]

@@ -71,6 +71,9 @@ pub enum Command {
     /// Configure, show and cancel a secret's rotation
     #[command(subcommand)]
     Rotation(RotationCommand),
+    /// Keep secrets in step across namespaces (replication rules)
+    #[command(subcommand)]
+    Replicate(ReplicateCommand),
     /// Rotate a secret now with its rotator
     Rotate {
         /// Secret name or ARN
@@ -79,6 +82,39 @@ pub enum Command {
         #[arg(long)]
         version_id: Option<String>,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ReplicateCommand {
+    /// Add a rule: `--from SOURCE --to DEST` copies (a source ending in / is a prefix,
+    /// mapped path by path), `--template T --to DEST` merges several sources
+    Add {
+        /// Rule name
+        name: String,
+        /// The source secret, or a prefix ending in /
+        #[arg(long, conflicts_with = "template")]
+        from: Option<String>,
+        /// The destination secret (a prefix for a prefix source)
+        #[arg(long)]
+        to: String,
+        /// A merge template over several sources: `${/path}`, `${/path#field}`, `|urlencode`
+        #[arg(long, required_unless_present = "from")]
+        template: Option<String>,
+    },
+    /// List rules
+    List,
+    /// Show a rule
+    Show {
+        /// Rule name
+        name: String,
+    },
+    /// Remove a rule (its destinations stay, writable again)
+    Remove {
+        /// Rule name
+        name: String,
+    },
+    /// Repair destinations that drifted from their sources
+    Sync,
 }
 
 #[derive(Subcommand, Debug)]

@@ -7,6 +7,7 @@ mod admin;
 mod cli;
 mod commands;
 mod output;
+mod replicate;
 mod rotation;
 mod server;
 
@@ -39,6 +40,7 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Audit(cmd) => admin::audit(cmd),
             cli::Command::Rotator(cmd) => rotation::rotator(&cli.global, cmd).await,
             cli::Command::Rotation(cmd) => rotation::rotation(&cli.global, cmd).await,
+            cli::Command::Replicate(cmd) => replicate::replicate(&cli.global, cmd).await,
             cli::Command::Rotate { name, version_id } => {
                 rotation::rotate(&cli.global, &name, version_id.as_deref()).await
             }

@@ -250,6 +250,19 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     rotations.set_endpoint(&format!("{scheme}://{callback_host}"));
     let scheduler = rotations.spawn();
+    // Destinations that drifted while the server was down are repaired now.
+    match service
+        .sync_replicas(&rotor_engine::Caller::system("rotor-replication"))
+        .await
+    {
+        Ok(repairs) => {
+            if !repairs.is_empty() {
+                tracing::info!(count = repairs.len(), "replicas repaired at start");
+            }
+            rotor_server::replication::audit_repairs(&app, "rotor-replication", &repairs).await;
+        }
+        Err(e) => tracing::error!(error = %e, "replica sync at start failed"),
+    }
 
     let purger = {
         let service = service.clone();

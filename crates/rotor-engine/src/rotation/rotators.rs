@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::OnceLock;
 
 /// The kinds of rotator.
 pub const KINDS: &[&str] = &["webhook", "exec", "lambda", "postgres", "mysql", "random"];
@@ -503,12 +502,8 @@ impl Rotator for Random {
     }
 }
 
-fn http() -> &'static reqwest::Client {
-    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
-}
-
-/// `webhook`: POST of the Lambda event; any 2xx answer is success.
+/// `webhook`: POST of the Lambda event, signed (see [`crate::hooks`]); any 2xx
+/// answer is success.
 struct Webhook {
     url: String,
     timeout: std::time::Duration,
@@ -520,39 +515,10 @@ impl Rotator for Webhook {
         Box::pin(async move {
             let creds = ctx.scoped().await?;
             let body = ctx.event(creds.token.expose_secret());
-            let timestamp = chrono::Utc::now().timestamp().to_string();
-            let mut signed = timestamp.as_bytes().to_vec();
-            signed.push(b'.');
-            signed.extend_from_slice(&body);
-            let signature = hex::encode(rotor_crypto::hmac_sha256(&self.key, &signed));
-            let sent = http()
-                .post(&self.url)
-                .timeout(self.timeout)
-                .header("content-type", "application/json")
-                .header("x-rotor-timestamp", &timestamp)
-                .header("x-rotor-signature", format!("sha256={signature}"))
-                .body(body)
-                .send()
-                .await;
+            let sent =
+                crate::hooks::post_signed(&self.url, &self.key, body, self.timeout, &[]).await;
             ctx.rot.access.revoke_scoped(&creds);
-            let response = sent.map_err(|e| {
-                Error::invalid_request(format!(
-                    "the webhook could not be reached: {}",
-                    if e.is_timeout() {
-                        "timed out"
-                    } else {
-                        "connection failed"
-                    }
-                ))
-            })?;
-            if response.status().is_success() {
-                Ok(())
-            } else {
-                Err(Error::invalid_request(format!(
-                    "the webhook answered {}",
-                    response.status().as_u16()
-                )))
-            }
+            sent
         })
     }
 }

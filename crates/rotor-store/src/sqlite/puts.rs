@@ -28,6 +28,7 @@ pub(crate) struct Put {
 }
 
 struct SecretState {
+    name: String,
     deletion_date: Option<i64>,
     next_seq: i64,
     count: i64,
@@ -102,6 +103,33 @@ pub(crate) async fn apply_run(
     }
 
     insert_versions(conn, &accepted).await?;
+    let mut events = Vec::new();
+    for (put, _) in &accepted {
+        let Some(state) = states.get(&put.secret) else {
+            continue;
+        };
+        let source: Option<serde_json::Value> = put
+            .version
+            .source
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let labels = state.board.labels_of(&put.version.id);
+        events.push((
+            put.now,
+            "version.put",
+            state.name.as_str(),
+            serde_json::json!({"version": put.version.id, "labels": labels, "source": source}),
+        ));
+        if let Some(source) = source {
+            events.push((
+                put.now,
+                "replication.applied",
+                state.name.as_str(),
+                serde_json::json!({"version": put.version.id, "labels": labels, "source": source}),
+            ));
+        }
+    }
+    super::events::emit_many(conn, &events).await?;
     let changed: Vec<(i64, &LabelBoard, &LabelBoard)> = states
         .iter()
         .filter(|(_, s)| s.last_changed.is_some())
@@ -140,7 +168,7 @@ async fn load_states(
     let mut states = BTreeMap::new();
     for chunk in secrets.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT s.id, s.deletion_date, s.next_seq, s.version_count,
+            "SELECT s.id, s.name, s.deletion_date, s.next_seq, s.version_count,
                     (SELECT MIN(v.created_at) FROM versions v WHERE v.secret_id = s.id) AS oldest
              FROM secrets s WHERE s.id IN ({})",
             placeholders(chunk.len(), "?")
@@ -153,6 +181,7 @@ async fn load_states(
             states.insert(
                 row.try_get("id").map_err(db_error)?,
                 SecretState {
+                    name: row.try_get("name").map_err(db_error)?,
                     deletion_date: row.try_get("deletion_date").map_err(db_error)?,
                     next_seq: row.try_get("next_seq").map_err(db_error)?,
                     count: row.try_get("version_count").map_err(db_error)?,
@@ -222,9 +251,9 @@ async fn load_digests(
 async fn insert_versions(conn: &mut SqliteConnection, accepted: &[(&Put, i64)]) -> Result<()> {
     for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest)
+            "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest, source)
              VALUES {}",
-            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?)")
+            placeholders(chunk.len(), "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
         );
         let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
         for (put, seq) in chunk {
@@ -238,7 +267,8 @@ async fn insert_versions(conn: &mut SqliteConnection, accepted: &[(&Put, i64)]) 
                 .bind(&v.sealed.wrapped_key)
                 .bind(&v.sealed.algorithm)
                 .bind(&v.sealed.key_id)
-                .bind(&v.sealed.digest);
+                .bind(&v.sealed.digest)
+                .bind(&v.source);
         }
         q.execute(&mut *conn).await.map_err(db_error)?;
     }

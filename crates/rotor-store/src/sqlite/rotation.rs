@@ -148,6 +148,14 @@ async fn start(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
+    super::events::emit(
+        conn,
+        now,
+        "rotation.started",
+        Some(&meta.name),
+        serde_json::json!({"token": r.token, "rotator": r.rotator}),
+    )
+    .await?;
     Ok(Outcome::Rotation { replayed: false })
 }
 
@@ -180,6 +188,24 @@ async fn save(
     if changed == 0 {
         return Err(Error::not_found("No rotation with this token exists"));
     }
+    let (kind, detail) = match r.status {
+        RotationStatus::Succeeded => ("rotation.succeeded", serde_json::json!({"token": r.token})),
+        RotationStatus::Failed => (
+            "rotation.failed",
+            serde_json::json!({"token": r.token, "error": r.error, "attempt": r.attempt}),
+        ),
+        RotationStatus::Cancelled => ("rotation.cancelled", serde_json::json!({"token": r.token})),
+        RotationStatus::Running if r.resume_at.is_some() => (
+            "rotation.retrying",
+            serde_json::json!({"token": r.token, "error": r.error, "attempt": r.attempt}),
+        ),
+        RotationStatus::Running => (
+            "rotation.step",
+            serde_json::json!({"token": r.token, "attempt": r.attempt,
+                               "step": r.steps.last().map(|s| s.step.clone())}),
+        ),
+    };
+    super::events::emit(conn, now, kind, Some(&r.name), detail).await?;
     if let Some(meta) = meta {
         save_meta(conn, r.secret, &meta).await?;
     }
@@ -241,8 +267,16 @@ pub(super) async fn apply(
     use crate::Mutation as M;
     match mutation {
         M::SetRotation { secret, rotation } => {
-            meta_by_id(conn, secret).await?;
+            let meta = meta_by_id(conn, secret).await?;
             save_meta(conn, secret, &rotation).await?;
+            super::events::emit(
+                conn,
+                now,
+                "rotation.configured",
+                Some(&meta.name),
+                serde_json::json!({"enabled": rotation.enabled, "next_rotation": rotation.next_rotation}),
+            )
+            .await?;
             Ok(Outcome::Done)
         }
         M::StartRotation { record } => start(conn, record, now).await,

@@ -1,0 +1,141 @@
+//! Calls Rotor makes to the outside world on behalf of rotators and event
+//! subscriptions: signed webhook POSTs and local commands.
+//!
+//! A webhook body is signed with HMAC-SHA256 under the hook's key: the
+//! `x-rotor-timestamp` header holds the Unix time in seconds, and
+//! `x-rotor-signature` is `sha256=` followed by the hex of
+//! `HMAC(key, "{timestamp}.{body}")`, so a receiver can check both the body and its
+//! age. Any 2xx answer is success.
+
+use rotor_core::{Error, Result};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+/// Variables a hook command never inherits from the server: the credentials the
+/// server was started with.
+const WITHHELD: &[&str] = &[
+    "ROTOR_TOKEN",
+    "ROTOR_ROOT_TOKEN",
+    "ROTOR_ROOT_ACCESS_KEY_ID",
+    "ROTOR_ROOT_SECRET_ACCESS_KEY",
+    "ROTOR_DEV_ROOT_TOKEN",
+    "ROTOR_DEV_ACCESS_KEY_ID",
+    "ROTOR_DEV_SECRET_ACCESS_KEY",
+];
+
+fn http() -> &'static reqwest::Client {
+    static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
+    CLIENT.get_or_init(reqwest::Client::new)
+}
+
+/// The `x-rotor-signature` value of `body` sent at `timestamp`.
+pub(crate) fn signature(key: &[u8], timestamp: &str, body: &[u8]) -> String {
+    let mut signed = Vec::with_capacity(timestamp.len() + 1 + body.len());
+    signed.extend_from_slice(timestamp.as_bytes());
+    signed.push(b'.');
+    signed.extend_from_slice(body);
+    format!(
+        "sha256={}",
+        hex::encode(rotor_crypto::hmac_sha256(key, &signed))
+    )
+}
+
+/// POSTs the JSON `body` to `url`, signed with `key`, with `headers` besides.
+/// Errors say only whether the receiver could be reached and what it answered:
+/// never its body.
+pub(crate) async fn post_signed(
+    url: &str,
+    key: &[u8],
+    body: Vec<u8>,
+    timeout: Duration,
+    headers: &[(&str, String)],
+) -> Result<()> {
+    let timestamp = chrono::Utc::now().timestamp().to_string();
+    let mut request = http()
+        .post(url)
+        .timeout(timeout)
+        .header("content-type", "application/json")
+        .header("x-rotor-signature", signature(key, &timestamp, &body))
+        .header("x-rotor-timestamp", &timestamp);
+    for (name, value) in headers {
+        request = request.header(*name, value);
+    }
+    let response = request.body(body).send().await.map_err(|e| {
+        Error::invalid_request(format!(
+            "the webhook could not be reached: {}",
+            if e.is_timeout() {
+                "timed out"
+            } else {
+                "connection failed"
+            }
+        ))
+    })?;
+    if response.status().is_success() {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "the webhook answered {}",
+            response.status().as_u16()
+        )))
+    }
+}
+
+/// Runs `argv` with `input` on its standard input and `env` added to its
+/// environment (minus the server's own credentials); success is exit status 0
+/// within `timeout`, after which the command is killed. Its output is discarded.
+pub(crate) async fn run_command(
+    argv: &[String],
+    env: &[(&str, String)],
+    input: &[u8],
+    timeout: Duration,
+) -> Result<()> {
+    use tokio::io::AsyncWriteExt;
+    let Some((program, args)) = argv.split_first() else {
+        return Err(Error::invalid_request("the hook has no command"));
+    };
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    for name in WITHHELD {
+        cmd.env_remove(name);
+    }
+    for (name, value) in env {
+        cmd.env(name, value);
+    }
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::invalid_request(format!("cannot run {program}: {}", e.kind())))?;
+    let ran = tokio::time::timeout(timeout, async {
+        if let Some(mut stdin) = child.stdin.take() {
+            // A command that does not read its input is fine.
+            let _ = stdin.write_all(input).await;
+        }
+        child.wait().await
+    })
+    .await;
+    let status = match ran {
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => {
+            return Err(Error::invalid_request(format!(
+                "waiting for the command failed: {}",
+                e.kind()
+            )));
+        }
+        Err(_) => {
+            return Err(Error::invalid_request(format!(
+                "the command took longer than {} ms and was killed",
+                timeout.as_millis()
+            )));
+        }
+    };
+    if status.success() {
+        return Ok(());
+    }
+    Err(Error::invalid_request(match status.code() {
+        Some(code) => format!("the command exited with status {code}"),
+        None => "the command was killed by a signal".to_string(),
+    }))
+}

@@ -1,0 +1,65 @@
+-- Change events, replication between namespaces, and subscriptions to events.
+
+-- The outbox: every change appends here in its own transaction. `seq` is the rowid,
+-- assigned max+1 inside the single writer's transaction, so it has no gaps (a
+-- rolled-back change takes its events with it). Events never hold secret values.
+CREATE TABLE events (
+    seq     INTEGER PRIMARY KEY,
+    at      INTEGER NOT NULL,
+    kind    TEXT    NOT NULL,
+    secret  TEXT,
+    detail  TEXT    NOT NULL
+);
+
+CREATE TABLE replication_rules (
+    name         TEXT    PRIMARY KEY,
+    -- copy | merge
+    kind         TEXT    NOT NULL,
+    -- copy: a secret name, or a prefix ending in '/'; merge: unused ('')
+    source       TEXT    NOT NULL,
+    -- copy: a name, or a prefix for a prefix source; merge: the destination name
+    destination  TEXT    NOT NULL,
+    -- merge: the template, with ${/path} references
+    template     TEXT,
+    created_at   INTEGER NOT NULL,
+    created_by   TEXT    NOT NULL
+);
+
+-- A destination is owned by its rule; writes to it go through the rule only.
+ALTER TABLE secrets ADD COLUMN replica_of TEXT;
+-- Set when a source of this destination was deleted: the destination is kept.
+ALTER TABLE secrets ADD COLUMN source_deleted INTEGER NOT NULL DEFAULT 0;
+-- Where a replicated version came from: JSON [{"secret": name, "version": id}, ...].
+ALTER TABLE versions ADD COLUMN source TEXT;
+
+CREATE TABLE subscriptions (
+    name        TEXT    PRIMARY KEY,
+    prefix      TEXT    NOT NULL,
+    -- JSON list of event kinds; empty for all
+    kinds       TEXT    NOT NULL,
+    -- webhook | exec
+    target_kind TEXT    NOT NULL,
+    -- JSON: {"url": ...} or {"command": [...]}
+    target      TEXT    NOT NULL,
+    key_ciphertext  BLOB,
+    key_wrapped     BLOB,
+    key_algorithm   TEXT,
+    key_id          TEXT,
+    -- Every event up to this one has been delivered or dead-lettered.
+    cursor      INTEGER NOT NULL,
+    created_at  INTEGER NOT NULL,
+    created_by  TEXT    NOT NULL
+);
+
+CREATE TABLE deliveries (
+    id           INTEGER PRIMARY KEY,
+    subscription TEXT    NOT NULL REFERENCES subscriptions (name) ON DELETE CASCADE,
+    seq          INTEGER NOT NULL,
+    attempt      INTEGER NOT NULL,
+    -- delivered | failed | dead
+    status       TEXT    NOT NULL,
+    at           INTEGER NOT NULL,
+    error        TEXT
+);
+
+CREATE INDEX deliveries_by_subscription ON deliveries (subscription, id);
