@@ -14,6 +14,9 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod events;
+
+pub use events::{HookTarget, NewSubscription, Watch};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use secrecy::{ExposeSecret, SecretString};

@@ -3,6 +3,8 @@
 //! - [`aws_api`]: the [AWS Secrets Manager API] (JSON 1.1, `POST /`,
 //!   `X-Amz-Target: secretsmanager.<Op>`), every request verified with [`sigv4`];
 //! - [`native`]: the `/v1` REST API with bearer tokens, described by `/v1/openapi.json`;
+//! - `/v1/watch`, `/v1/events` and `/v1/sys/subscriptions`: change events, streamed
+//!   (Server-Sent Events), long-polled, or pushed to webhooks and local commands;
 //! - `/healthz`, `/readyz`, `/metrics` (Prometheus text);
 //! - [`serve`]: the accept loop, TLS with certificates reloadable at run time, and a
 //!   graceful drain on shutdown.
@@ -38,6 +40,7 @@ pub mod replication;
 pub mod serve;
 pub mod sigv4;
 mod sys;
+mod watch;
 
 use axum::Router;
 use axum::extract::State;
@@ -46,6 +49,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use metrics_exporter_prometheus::PrometheusHandle;
 use rotor_engine::audit::AuditLog;
+use rotor_engine::events::{self, Events};
 use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, SecretService};
 use std::sync::Arc;
@@ -59,6 +63,8 @@ pub struct App {
     pub access: Arc<AccessService>,
     /// Rotation: the API operations; the server spawns its scheduler.
     pub rotations: Arc<Rotations>,
+    /// Change events: watches and subscriptions; the server spawns their dispatcher.
+    pub events: Arc<Events>,
     /// The audit log; `None` when switched off.
     pub audit: Option<Arc<AuditLog>>,
     /// Region for ARNs of secrets created over the native API.
@@ -95,10 +101,27 @@ impl App {
         rotations: Arc<Rotations>,
         audit: Option<Arc<AuditLog>>,
     ) -> Arc<Self> {
+        let events = Arc::new(Events::new(
+            service.clone(),
+            access.clone(),
+            events::Settings::default(),
+        ));
+        Self::with_events(service, access, rotations, events, audit)
+    }
+
+    /// State with rotations and event delivery configured by the caller.
+    pub fn with_events(
+        service: Arc<SecretService>,
+        access: Arc<AccessService>,
+        rotations: Arc<Rotations>,
+        events: Arc<Events>,
+        audit: Option<Arc<AuditLog>>,
+    ) -> Arc<Self> {
         Arc::new(App {
             service,
             access,
             rotations,
+            events,
             audit,
             default_region: "us-east-1".into(),
             metrics: metrics::install(),
@@ -106,9 +129,11 @@ impl App {
         })
     }
 
-    /// Marks the server as not ready (draining), so `/readyz` answers 503.
+    /// Marks the server as not ready (draining), so `/readyz` answers 503, and ends
+    /// watch streams, which would otherwise hold the drain up.
     pub fn set_draining(&self) {
         self.ready.store(false, Ordering::SeqCst);
+        self.events.close();
     }
 
     /// Every route.
@@ -121,6 +146,7 @@ impl App {
             .route("/v1/openapi.json", get(openapi::document))
             .merge(native::router(self.clone()))
             .merge(sys::router(self.clone()))
+            .merge(watch::router(self.clone()))
             .merge(replication::router(self.clone()))
             .fallback(not_found)
             .with_state(self.clone())

@@ -67,7 +67,7 @@ pub(crate) async fn document() -> Json<Value> {
         "rotate_immediately": {"type": "boolean", "default": false},
         "version_id": {"type": "string", "description": "Id of the version the rotation creates (ClientRequestToken)"},
     });
-    Json(json!({
+    let mut doc = json!({
         "openapi": "3.0.3",
         "info": {"title": "Rotor native API", "version": env!("CARGO_PKG_VERSION")},
         "components": {
@@ -149,5 +149,103 @@ pub(crate) async fn document() -> Json<Value> {
                 "exclude_punctuation": {"type": "boolean"}, "exclude_uppercase": {"type": "boolean"}, "exclude_lowercase": {"type": "boolean"},
                 "include_space": {"type": "boolean"}, "require_each_included_type": {"type": "boolean"}}), &[])), "200")},
         }
-    }))
+    });
+    for (path, item) in event_paths() {
+        doc["paths"][path] = item;
+    }
+    Json(doc)
+}
+
+/// Change events: the watch stream, the long poll, and subscriptions.
+fn event_paths() -> Vec<(&'static str, Value)> {
+    let event = obj(
+        json!({
+            "seq": {"type": "integer", "description": "Gap-free sequence number"},
+            "at": {"type": "string", "format": "date-time"},
+            "kind": {"type": "string", "enum": rotor_engine::events::KINDS},
+            "secret": {"type": "string", "nullable": true},
+            "detail": {"type": "object", "description": "Never a secret value"},
+        }),
+        &["seq", "at", "kind", "detail"],
+    );
+    let watch_params = || {
+        vec![
+            q(
+                "prefix",
+                "string",
+                "Secrets whose name starts with this (default: all)",
+            ),
+            q(
+                "after",
+                "integer",
+                "Resume after this sequence number (default: from now)",
+            ),
+        ]
+    };
+    let mut watch = op(
+        "Watch changes as Server-Sent Events (id: seq, event: kind, data: the event); resumable with after or Last-Event-ID; a keep-alive comment every 15 s",
+        watch_params(),
+        None,
+        "200",
+    );
+    watch["parameters"]
+        .as_array_mut()
+        .expect("parameters")
+        .push(json!({"name": "Last-Event-ID", "in": "header", "required": false,
+                     "schema": {"type": "integer"}, "description": "Resume after this sequence number; wins over after"}));
+    watch["responses"]["200"] = json!({"description": "The stream",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}}});
+    let mut poll_params = watch_params();
+    poll_params.push(q(
+        "wait",
+        "integer",
+        "Seconds to wait for an event when there is none yet (0-300, default 0)",
+    ));
+    let mut poll = op(
+        "Changes after a sequence number, as a long poll: {events, last_seq}; resume after last_seq",
+        poll_params,
+        None,
+        "200",
+    );
+    poll["responses"]["200"]["content"]["application/json"]["schema"] = obj(
+        json!({"events": {"type": "array", "items": event}, "last_seq": {"type": "integer"}}),
+        &["events", "last_seq"],
+    );
+    let subscription = obj(
+        json!({
+            "name": {"type": "string", "description": "1-64 letters, digits, - and _"},
+            "prefix": {"type": "string", "description": "Secrets whose name starts with this (default: all)"},
+            "kinds": {"type": "array", "items": {"type": "string"}, "description": "Event kinds, or families as rotation.* (default: all)"},
+            "url": {"type": "string", "description": "webhook: POST each event here, signed (x-rotor-signature)"},
+            "command": {"type": "array", "items": {"type": "string"}, "description": "exec: run this with the event on stdin"},
+            "timeout_ms": {"type": "integer", "description": "Longest a delivery may take (default 10000)"},
+            "from_seq": {"type": "integer", "description": "Deliver the events after this one (default: from now)"},
+        }),
+        &["name"],
+    );
+    vec![
+        ("/v1/watch", json!({"get": watch})),
+        ("/v1/events", json!({"get": poll})),
+        (
+            "/v1/sys/subscriptions",
+            json!({
+                "post": op("Subscribe a webhook (url) or a local command (command) to events (admin on sys/subscriptions/NAME); a webhook's signing_key is in this answer only",
+                    vec![], Some(subscription), "201"),
+                "get": op("List subscriptions", vec![], None, "200"),
+            }),
+        ),
+        (
+            "/v1/sys/subscriptions/{name}",
+            json!({
+                "get": op("Show a subscription and its cursor (never its signing key)", vec![sys_param("name")], None, "200"),
+                "delete": op("Delete a subscription and its delivery log", vec![sys_param("name")], None, "200"),
+            }),
+        ),
+        (
+            "/v1/sys/subscriptions/{name}/deliveries",
+            json!({"get": op("A subscription's delivery attempts, newest first",
+                vec![sys_param("name"), q("limit", "integer", "How many (1-1000, default 50)"),
+                     q("dead", "boolean", "Only dead-lettered events")], None, "200")}),
+        ),
+    ]
 }

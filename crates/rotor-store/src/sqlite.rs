@@ -129,6 +129,7 @@ async fn spawn_writer(
                         .await
                         .map_err(db_error)?;
                     migrate(&mut conn).await?;
+                    feed.send_replace(events::last(&mut conn).await?);
                     Ok::<_, Error>(conn)
                 }
                 .await;
@@ -189,9 +190,6 @@ async fn writer_loop(
     mut rx: mpsc::Receiver<Job>,
     feed: tokio::sync::watch::Sender<i64>,
 ) {
-    if let Ok(seq) = events::last(&mut conn).await {
-        feed.send_replace(seq);
-    }
     while let Some(first) = rx.recv().await {
         let mut batch = Vec::new();
         let mut close = None;
@@ -213,15 +211,7 @@ async fn writer_loop(
             }
         }
         if !batch.is_empty() {
-            run_batch(&mut conn, batch).await;
-            // Watchers wait on the last committed event.
-            if let Ok(seq) = events::last(&mut conn).await {
-                feed.send_if_modified(|last| {
-                    let newer = seq != *last;
-                    *last = seq;
-                    newer
-                });
-            }
+            run_batch(&mut conn, batch, &feed).await;
         }
         if let Some(done) = close {
             let _ = conn.close().await;
@@ -264,7 +254,11 @@ fn units(batch: Vec<Pending>) -> Vec<Unit> {
     units
 }
 
-async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
+async fn run_batch(
+    conn: &mut SqliteConnection,
+    batch: Vec<Pending>,
+    feed: &tokio::sync::watch::Sender<i64>,
+) {
     // Each unit runs in its own savepoint, so a failed one rolls back alone. The
     // statement that ends one savepoint also opens the next: one round trip each.
     let units = units(batch);
@@ -324,6 +318,15 @@ async fn run_batch(conn: &mut SqliteConnection, batch: Vec<Pending>) {
             let _ = reply.send(Err(err.clone()));
         }
         return;
+    }
+    // Watchers wait on the last committed event: moved before anyone hears back,
+    // so the feed never trails an acknowledged write.
+    if let Ok(seq) = events::last(conn).await {
+        feed.send_if_modified(|last| {
+            let newer = seq != *last;
+            *last = seq;
+            newer
+        });
     }
     for (reply, result) in done {
         let _ = reply.send(result);

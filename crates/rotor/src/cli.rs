@@ -82,6 +82,11 @@ pub enum Command {
         #[arg(long)]
         version_id: Option<String>,
     },
+    /// Print changes to secrets under a prefix as they happen, one line each
+    Watch(crate::events::WatchArgs),
+    /// Push changes to webhooks or local commands (redeploy hooks)
+    #[command(subcommand)]
+    Webhook(crate::events::WebhookCommand),
 }
 
 #[derive(Subcommand, Debug)]
@@ -406,6 +411,14 @@ pub struct ServerArgs {
     /// Rotations run at once [default: 16]
     #[arg(long, env = "ROTOR_ROTATION_CONCURRENCY")]
     pub rotation_concurrency: Option<usize>,
+    /// Attempts at delivering an event to a webhook or command before it is
+    /// dead-lettered [default: 8]
+    #[arg(long, env = "ROTOR_WEBHOOK_MAX_ATTEMPTS")]
+    pub webhook_max_attempts: Option<i64>,
+    /// Wait before an event's second delivery attempt, in milliseconds; doubled for
+    /// each later one, up to 5 minutes [default: 1000]
+    #[arg(long, env = "ROTOR_WEBHOOK_BACKOFF_MS")]
+    pub webhook_backoff_ms: Option<u64>,
 }
 
 #[derive(Args, Debug)]

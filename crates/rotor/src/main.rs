@@ -6,6 +6,7 @@
 mod admin;
 mod cli;
 mod commands;
+mod events;
 mod output;
 mod replicate;
 mod rotation;
@@ -44,6 +45,8 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Rotate { name, version_id } => {
                 rotation::rotate(&cli.global, &name, version_id.as_deref()).await
             }
+            cli::Command::Watch(args) => events::watch(&cli.global, args).await,
+            cli::Command::Webhook(cmd) => events::webhook(&cli.global, cmd).await,
         }
     })
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, bail};
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
 use rotor_engine::audit::{AuditConfig, AuditLog};
+use rotor_engine::events::{self, Events};
 use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
 use rotor_server::App;
@@ -44,6 +45,8 @@ struct FileConfig {
     rotation_backoff_ms: Option<u64>,
     rotation_step_timeout_ms: Option<u64>,
     rotation_concurrency: Option<usize>,
+    webhook_max_attempts: Option<i64>,
+    webhook_backoff_ms: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
@@ -228,7 +231,27 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         ..defaults
     };
     let rotations = Arc::new(Rotations::new(service.clone(), access.clone(), settings));
-    let app = App::with_rotations(service.clone(), access, rotations.clone(), audit.clone());
+    let delivery = events::Settings::default();
+    let delivery = events::Settings {
+        max_attempts: args
+            .webhook_max_attempts
+            .or(file.webhook_max_attempts)
+            .unwrap_or(delivery.max_attempts)
+            .max(1),
+        backoff: args
+            .webhook_backoff_ms
+            .or(file.webhook_backoff_ms)
+            .map_or(delivery.backoff, Duration::from_millis),
+        ..delivery
+    };
+    let events = Arc::new(Events::new(service.clone(), access.clone(), delivery));
+    let app = App::with_events(
+        service.clone(),
+        access,
+        rotations.clone(),
+        events.clone(),
+        audit.clone(),
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -250,6 +273,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     rotations.set_endpoint(&format!("{scheme}://{callback_host}"));
     let scheduler = rotations.spawn();
+    let dispatcher = events.spawn();
     // Destinations that drifted while the server was down are repaired now.
     match service
         .sync_replicas(&rotor_engine::Caller::system("rotor-replication"))
@@ -308,6 +332,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     rotor_server::serve::serve(listener, app.router(), tls, shutdown).await?;
     purger.abort();
     scheduler.abort();
+    dispatcher.abort();
     if let Some(r) = reloader {
         r.abort();
     }

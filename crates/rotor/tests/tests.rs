@@ -6,6 +6,8 @@ mod audit;
 mod aws_sdk;
 mod cli;
 mod durability;
+mod events;
+mod figgy;
 mod harness;
 mod hygiene;
 mod lifecycle;

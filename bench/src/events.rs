@@ -1,0 +1,365 @@
+//! Change-event benchmark against a real `rotor server` (persistent: durable
+//! SQLite, audit on):
+//!
+//! - **put → watch**: a source secret under /dba/ is replicated to /app/; a client
+//!   watches /app/ over Server-Sent Events. For each of N changes (one at a time),
+//!   the time from sending the source's PutSecretValue (native API) to the
+//!   replica's `replication.applied` event arriving at the watcher.
+//! - **webhook delivery**: a webhook subscription to a receiver in this process; M
+//!   puts from 16 writers; deliveries per second until the receiver has them all.
+//!
+//! Writes bench/results/events.{md,json}.
+
+use anyhow::{Context, Result, bail};
+use clap::Parser;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "events-bench",
+    about = "Put-to-watch latency and webhook delivery throughput"
+)]
+struct Args {
+    /// The rotor binary (build it with `cargo build --release -p rotor`).
+    #[arg(long)]
+    rotor: Option<PathBuf>,
+    /// Changes measured one at a time, put to watch.
+    #[arg(long, default_value_t = 1000)]
+    changes: usize,
+    /// Changes delivered by webhook.
+    #[arg(long, default_value_t = 2000)]
+    deliveries: usize,
+    /// Where results go.
+    #[arg(long)]
+    out_dir: Option<PathBuf>,
+}
+
+const TOKEN: &str = "bench-events-root-token";
+
+struct Server {
+    child: tokio::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+async fn start(rotor: &Path) -> Result<Server> {
+    let dir = tempfile::tempdir()?;
+    let mut child = tokio::process::Command::new(rotor)
+        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path().join("data"))
+        .env("ROTOR_ROOT_TOKEN", TOKEN)
+        .env("ROTOR_ROOT_ACCESS_KEY_ID", "AKIDBENCHEVENTS")
+        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-events-secret")
+        .env("ROTOR_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .with_context(|| format!("starting {}", rotor.display()))?;
+    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
+    let url = loop {
+        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
+            .await
+            .context("server did not start")??
+            .context("server exited")?;
+        if let Some(url) = line.strip_prefix("rotor listening on ") {
+            break url.to_string();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Server {
+        child,
+        url,
+        _dir: dir,
+    })
+}
+
+async fn call(
+    http: &reqwest::Client,
+    method: reqwest::Method,
+    url: String,
+    body: Value,
+) -> Result<Value> {
+    let r = http
+        .request(method, url)
+        .bearer_auth(TOKEN)
+        .json(&body)
+        .send()
+        .await?;
+    let status = r.status();
+    let text = r.text().await?;
+    if !status.is_success() {
+        bail!("{status}: {text}");
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+struct Latency {
+    changes: usize,
+    p50: f64,
+    p99: f64,
+    max: f64,
+}
+
+async fn put_to_watch(server: &Server, changes: usize) -> Result<Latency> {
+    let http = reqwest::Client::new();
+    let base = &server.url;
+    call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/secrets"),
+        json!({"name": "/dba/bench/password", "value": "v0"}),
+    )
+    .await?;
+    call(&http, reqwest::Method::POST, format!("{base}/v1/replication"),
+         json!({"name": "bench", "kind": "copy", "source": "/dba/bench/", "destination": "/app/bench/"})).await?;
+    let mut watch = http
+        .get(format!("{base}/v1/watch"))
+        .query(&[("prefix", "/app/bench/")])
+        .bearer_auth(TOKEN)
+        .send()
+        .await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+    tokio::spawn(async move {
+        let mut buf = String::new();
+        while let Ok(Some(bytes)) = watch.chunk().await {
+            let now = Instant::now();
+            buf.push_str(&String::from_utf8_lossy(&bytes));
+            while let Some(end) = buf.find("\n\n") {
+                let frame: String = buf.drain(..end + 2).collect();
+                let data: String = frame
+                    .lines()
+                    .filter_map(|l| l.strip_prefix("data:"))
+                    .map(str::trim_start)
+                    .collect();
+                let Ok(event) = serde_json::from_str::<Value>(&data) else {
+                    continue;
+                };
+                if event["kind"] == "replication.applied"
+                    && let Some(v) = event["detail"]["version"].as_str()
+                {
+                    let _ = tx.send((v.to_string(), now));
+                }
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut lat = Vec::with_capacity(changes);
+    for i in 0..changes {
+        let version = format!("v{}", i + 1);
+        let sent = Instant::now();
+        call(
+            &http,
+            reqwest::Method::PUT,
+            format!("{base}/v1/secrets//dba/bench/password"),
+            json!({"value": format!("value-{i}"), "version_id": version}),
+        )
+        .await?;
+        loop {
+            let (v, at) = tokio::time::timeout(Duration::from_secs(10), rx.recv())
+                .await
+                .context("no event within 10 s")?
+                .context("watch stream ended")?;
+            if v == version {
+                lat.push((at - sent).as_secs_f64() * 1000.0);
+                break;
+            }
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    Ok(Latency {
+        changes,
+        p50: percentile(&lat, 0.5),
+        p99: percentile(&lat, 0.99),
+        max: percentile(&lat, 1.0),
+    })
+}
+
+/// A receiver that answers 200 to every request and counts them.
+async fn receiver(count: Arc<AtomicU64>) -> Result<String> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}/hook", listener.local_addr()?);
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 8192];
+                loop {
+                    let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") else {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                        continue;
+                    };
+                    let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                    let len: usize = head
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .and_then(|v| v.trim().parse().ok())
+                        .unwrap_or(0);
+                    while buf.len() < end + 4 + len {
+                        match sock.read(&mut chunk).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                        }
+                    }
+                    buf.drain(..end + 4 + len);
+                    count.fetch_add(1, Ordering::Relaxed);
+                    if sock
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    Ok(url)
+}
+
+struct Delivery {
+    deliveries: usize,
+    seconds: f64,
+    per_second: f64,
+}
+
+async fn webhook_throughput(server: &Server, n: usize) -> Result<Delivery> {
+    let http = reqwest::Client::new();
+    let base = server.url.clone();
+    let count = Arc::new(AtomicU64::new(0));
+    let url = receiver(count.clone()).await?;
+    call(
+        &http,
+        reqwest::Method::POST,
+        format!("{base}/v1/sys/subscriptions"),
+        json!({"name": "bench-hook", "prefix": "/hooked/", "kinds": ["version.put"],
+                "url": url}),
+    )
+    .await?;
+    for w in 0..16 {
+        call(
+            &http,
+            reqwest::Method::POST,
+            format!("{base}/v1/secrets"),
+            json!({"name": format!("/hooked/{w}"), "value": "v0"}),
+        )
+        .await?;
+    }
+    // The 16 creations each put a first version too.
+    let expected = (n + 16) as u64;
+    let started = Instant::now();
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let (http, base) = (http.clone(), base.clone());
+        let per = n / 16 + usize::from(w < n % 16);
+        writers.spawn(async move {
+            for i in 0..per {
+                call(
+                    &http,
+                    reqwest::Method::PUT,
+                    format!("{base}/v1/secrets//hooked/{w}"),
+                    json!({"value": format!("value-{i}")}),
+                )
+                .await?;
+            }
+            anyhow::Ok(())
+        });
+    }
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while count.load(Ordering::Relaxed) < expected {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {expected} deliveries arrived",
+                count.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(Delivery {
+        deliveries: expected as usize,
+        seconds,
+        per_second: expected as f64 / seconds,
+    })
+}
+
+fn write(out_dir: &Path, l: &Latency, d: &Delivery) -> Result<()> {
+    std::fs::create_dir_all(out_dir)?;
+    let when = chrono::Utc::now().to_rfc3339();
+    let md = format!(
+        "# Change-event benchmark\n\nRun {when} on {cores} cores (shared, noisy), against `rotor server` with a durable SQLite store and the audit log on.\n\n\
+| measure | value |\n| --- | --- |\n\
+| source PutSecretValue → replica event at a watch client, {n} changes one at a time | p50 **{p50:.2} ms**, p99 **{p99:.2} ms**, max {max:.2} ms (target p99 < 100 ms) |\n\
+| webhook deliveries, {dn} events from 16 writers, one subscription | **{dps:.0} deliveries/s** ({dn} in {secs:.2} s, writes included) |\n",
+        cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
+        n = l.changes,
+        p50 = l.p50,
+        p99 = l.p99,
+        max = l.max,
+        dn = d.deliveries,
+        dps = d.per_second,
+        secs = d.seconds,
+    );
+    std::fs::write(out_dir.join("events.md"), md)?;
+    let j = json!({"run": when,
+        "put_to_watch_ms": {"changes": l.changes, "p50": l.p50, "p99": l.p99, "max": l.max},
+        "webhook": {"deliveries": d.deliveries, "seconds": d.seconds, "per_second": d.per_second}});
+    std::fs::write(
+        out_dir.join("events.json"),
+        serde_json::to_string_pretty(&j)?,
+    )?;
+    Ok(())
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace")?
+        .to_path_buf();
+    let rotor = args
+        .rotor
+        .clone()
+        .unwrap_or_else(|| root.join("target/release/rotor"));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut server = start(&rotor).await?;
+        let l = put_to_watch(&server, args.changes).await?;
+        println!(
+            "put → watch: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {}",
+            l.p50, l.p99, l.max, l.changes
+        );
+        let d = webhook_throughput(&server, args.deliveries).await?;
+        println!(
+            "webhooks: {:.0} deliveries/s ({} in {:.2} s)",
+            d.per_second, d.deliveries, d.seconds
+        );
+        let _ = server.child.kill().await;
+        let out = args
+            .out_dir
+            .clone()
+            .unwrap_or_else(|| root.join("bench/results"));
+        write(&out, &l, &d)?;
+        println!("wrote {}", out.join("events.md").display());
+        Ok(())
+    })
+}

@@ -1,0 +1,357 @@
+//! Change events over HTTP (see [`rotor_engine::events`] for who sees what):
+//!
+//! - `GET /v1/watch?prefix=P&after=SEQ`: [Server-Sent Events], one per change
+//!   (`id:` its sequence number, `event:` its kind, `data:` the event as JSON), with a
+//!   keep-alive comment every 15 s. A client resumes with `after`, or with the
+//!   `Last-Event-ID` header, which wins; without either it gets changes from now on.
+//!   The caller's policies are those of when the stream opened. The `x-rotor-after`
+//!   response header says where the stream starts.
+//! - `GET /v1/events?prefix=P&after=SEQ&wait=SECONDS`: the same as a long poll, for
+//!   clients without SSE: `{"events": [...], "last_seq": N}`, resuming after
+//!   `last_seq`.
+//! - `/v1/sys/subscriptions[/NAME[/deliveries]]`: webhooks and redeploy hooks
+//!   (`admin` on `sys/subscriptions/NAME`); a webhook's signing key is in the answer
+//!   that creates it, only.
+//!
+//! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
+
+use crate::App;
+use crate::error::NativeError;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use chrono::{DateTime, Utc};
+use rotor_engine::Caller;
+use rotor_engine::events::{self, Events, NewSubscription, SubscriptionInfo, Target};
+use rotor_store::{DeliveryRow, Event};
+use secrecy::ExposeSecret;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+type Result<T> = std::result::Result<T, NativeError>;
+
+/// How long one wait of a watch stream lasts before it looks again.
+const STREAM_WAIT: Duration = Duration::from_secs(30);
+
+/// The keep-alive comment interval of a watch stream.
+const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+/// The routes (authenticated).
+pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
+    Router::new()
+        .route("/v1/watch", get(watch))
+        .route("/v1/events", get(poll))
+        .route(
+            "/v1/sys/subscriptions",
+            get(list_subscriptions).post(create_subscription),
+        )
+        .route(
+            "/v1/sys/subscriptions/{name}",
+            get(get_subscription).delete(delete_subscription),
+        )
+        .route("/v1/sys/subscriptions/{name}/deliveries", get(deliveries))
+        .layer(axum::middleware::from_fn_with_state(
+            app,
+            crate::native::authenticate,
+        ))
+}
+
+/// The operation a request to these routes performs, for metrics and the audit log.
+pub(crate) fn operation(method: &str, path: &str) -> &'static str {
+    let subscriptions = path.starts_with("/v1/sys/subscriptions");
+    match method {
+        "GET" if path == "/v1/watch" => "Watch",
+        "GET" if path == "/v1/events" => "ListEvents",
+        "GET" if subscriptions && path.ends_with("/deliveries") => "ListDeliveries",
+        "GET" if subscriptions && path.len() > "/v1/sys/subscriptions/".len() => {
+            "DescribeSubscription"
+        }
+        "GET" if subscriptions => "ListSubscriptions",
+        "POST" if subscriptions => "CreateSubscription",
+        "DELETE" if subscriptions => "DeleteSubscription",
+        _ => "unknown",
+    }
+}
+
+fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
+    q.map(|Query(v)| v)
+        .map_err(|e| NativeError::bad_request(e.body_text()))
+}
+
+fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
+    b.map(|Json(v)| v)
+        .map_err(|e| NativeError::bad_request(e.body_text()))
+}
+
+fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WatchQuery {
+    #[serde(default)]
+    prefix: String,
+    after: Option<i64>,
+}
+
+/// Where a watch starts: `Last-Event-ID`, else `after`, else now.
+async fn start(events: &Events, headers: &HeaderMap, after: Option<i64>) -> Result<i64> {
+    let resume = match headers.get("last-event-id") {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|s| s.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    NativeError::bad_request("Last-Event-ID must be an event's sequence number")
+                })?,
+        ),
+        None => None,
+    };
+    let after = match resume.or(after) {
+        Some(a) => a,
+        None => events.last_seq().await?,
+    };
+    if after < 0 {
+        return Err(NativeError::bad_request(
+            "after must be a sequence number (0 or more)",
+        ));
+    }
+    Ok(after)
+}
+
+/// The state of one watch stream.
+struct Stream {
+    events: Arc<Events>,
+    caller: Caller,
+    prefix: String,
+    after: i64,
+    pending: VecDeque<Event>,
+    opened: bool,
+}
+
+fn sse(event: &Event) -> SseEvent {
+    SseEvent::default()
+        .id(event.seq.to_string())
+        .event(&event.kind)
+        .data(events::event_json(event).to_string())
+}
+
+async fn watch(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    q: std::result::Result<Query<WatchQuery>, QueryRejection>,
+) -> Result<Response> {
+    let q = query(q)?;
+    let after = start(&app.events, &headers, q.after).await?;
+    let state = Stream {
+        events: app.events.clone(),
+        caller,
+        prefix: q.prefix,
+        after,
+        pending: VecDeque::new(),
+        opened: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        if !s.opened {
+            // Sent at once, so the client knows the stream is open and from where.
+            s.opened = true;
+            let hello = SseEvent::default().comment(format!("watching after {}", s.after));
+            return Some((Ok::<_, std::convert::Infallible>(hello), s));
+        }
+        loop {
+            if let Some(e) = s.pending.pop_front() {
+                return Some((Ok(sse(&e)), s));
+            }
+            match s
+                .events
+                .next_batch(&s.caller, &s.prefix, s.after, STREAM_WAIT)
+                .await
+            {
+                Ok(batch) => {
+                    s.after = batch.last;
+                    s.pending.extend(batch.events);
+                    if s.pending.is_empty() && s.events.is_closed() {
+                        // The server is draining: the client resumes elsewhere.
+                        return None;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "watch stream ended");
+                    return None;
+                }
+            }
+        }
+    });
+    let mut response = Sse::new(stream)
+        .keep_alive(KeepAlive::new().interval(KEEP_ALIVE).text("keep-alive"))
+        .into_response();
+    let headers = response.headers_mut();
+    // Tells proxies such as nginx not to buffer the stream.
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    headers.insert("x-rotor-after", HeaderValue::from(after));
+    Ok(response)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PollQuery {
+    #[serde(default)]
+    prefix: String,
+    after: Option<i64>,
+    /// Seconds.
+    #[serde(default)]
+    wait: u64,
+}
+
+async fn poll(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    headers: HeaderMap,
+    q: std::result::Result<Query<PollQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let after = start(&app.events, &headers, q.after).await?;
+    let wait = Duration::from_secs(q.wait).min(events::MAX_WAIT);
+    let batch = app
+        .events
+        .next_batch(&caller, &q.prefix, after, wait)
+        .await?;
+    Ok(Json(json!({
+        "events": batch.events.iter().map(events::event_json).collect::<Vec<_>>(),
+        "last_seq": batch.last,
+    })))
+}
+
+fn subscription_json(s: &SubscriptionInfo) -> Value {
+    json!({"name": s.name, "prefix": s.prefix, "kinds": s.kinds, "type": s.target.kind(),
+           "target": s.target, "cursor": s.cursor, "created": time(s.created),
+           "created_by": s.created_by})
+}
+
+fn delivery_json(d: &DeliveryRow) -> Value {
+    json!({"id": d.id, "seq": d.seq, "attempt": d.attempt, "status": d.status,
+           "at": time(d.at), "error": d.error})
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubscriptionIn {
+    name: String,
+    #[serde(default)]
+    prefix: String,
+    #[serde(default)]
+    kinds: Vec<String>,
+    /// A webhook's URL.
+    url: Option<String>,
+    /// A command's arguments.
+    command: Option<Vec<String>>,
+    timeout_ms: Option<u64>,
+    from_seq: Option<i64>,
+}
+
+async fn create_subscription(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    req: std::result::Result<Json<SubscriptionIn>, JsonRejection>,
+) -> Result<impl IntoResponse> {
+    let req = body(req)?;
+    let timeout_ms = req.timeout_ms.unwrap_or(events::DEFAULT_TIMEOUT_MS);
+    let target = match (req.url, req.command) {
+        (Some(url), None) => Target::Webhook { url, timeout_ms },
+        (None, Some(command)) => Target::Exec {
+            command,
+            timeout_ms,
+        },
+        _ => {
+            return Err(NativeError::bad_request(
+                "Give either url (a webhook) or command (a local command), not both",
+            ));
+        }
+    };
+    let (info, key) = app
+        .events
+        .create_subscription(
+            &caller,
+            NewSubscription {
+                name: req.name,
+                prefix: req.prefix,
+                kinds: req.kinds,
+                target,
+                from_seq: req.from_seq,
+            },
+        )
+        .await?;
+    let mut out = subscription_json(&info);
+    if let Some(key) = key {
+        out["signing_key"] = json!(key.expose_secret());
+    }
+    Ok((StatusCode::CREATED, Json(out)))
+}
+
+async fn list_subscriptions(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<Value>> {
+    let all = app.events.subscriptions(&caller).await?;
+    Ok(Json(
+        json!({"subscriptions": all.iter().map(subscription_json).collect::<Vec<_>>()}),
+    ))
+}
+
+async fn get_subscription(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    Ok(Json(subscription_json(
+        &app.events.subscription(&caller, &name).await?,
+    )))
+}
+
+async fn delete_subscription(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>> {
+    app.events.delete_subscription(&caller, &name).await?;
+    Ok(Json(json!({"deleted": name})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeliveriesQuery {
+    #[serde(default = "default_limit")]
+    limit: i64,
+    #[serde(default)]
+    dead: bool,
+}
+
+fn default_limit() -> i64 {
+    50
+}
+
+async fn deliveries(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    q: std::result::Result<Query<DeliveriesQuery>, QueryRejection>,
+) -> Result<Json<Value>> {
+    let q = query(q)?;
+    let log = app
+        .events
+        .deliveries(&caller, &name, q.limit, q.dead)
+        .await?;
+    Ok(Json(json!({
+        "subscription": name,
+        "deliveries": log.iter().map(delivery_json).collect::<Vec<_>>(),
+    })))
+}
