@@ -156,3 +156,97 @@ fn figgy_story_blue_then_green_reaches_the_watcher() {
         );
     });
 }
+
+fn rotor(server: &harness::Server, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(harness::bin())
+        .args(args)
+        .env("ROTOR_ADDR", &server.url)
+        .env("ROTOR_TOKEN", harness::TOKEN)
+        .output()
+        .expect("rotor runs")
+}
+
+fn stdout_of(out: std::process::Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `rotor replicate add|list|show|sync|remove` and a merge template, through the CLI.
+#[test]
+fn replicate_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev(dir.path());
+    for (name, value) in [("/dba/db/user", "app"), ("/dba/db/password", "p@ss:1")] {
+        stdout_of(rotor(
+            &server,
+            &["secret", "create", name, "--value", value],
+        ));
+    }
+    let added = stdout_of(rotor(
+        &server,
+        &[
+            "replicate",
+            "add",
+            "db-url",
+            "--to",
+            "/app/svc/db-url",
+            "--template",
+            "postgres://${/dba/db/user}:${/dba/db/password|urlencode}@db/app",
+        ],
+    ));
+    assert!(added.contains("db-url"), "{added}");
+    let value = stdout_of(rotor(&server, &["secret", "get", "/app/svc/db-url"]));
+    assert_eq!(value.trim(), "postgres://app:p%40ss%3A1@db/app");
+    stdout_of(rotor(
+        &server,
+        &[
+            "replicate",
+            "add",
+            "user",
+            "--from",
+            "/dba/db/user",
+            "--to",
+            "/app/svc/user",
+        ],
+    ));
+    let list = stdout_of(rotor(&server, &["replicate", "list"]));
+    assert!(list.contains("db-url") && list.contains("user"), "{list}");
+    let shown: Value = serde_json::from_str(&stdout_of(rotor(
+        &server,
+        &["replicate", "show", "db-url", "--output", "json"],
+    )))
+    .unwrap();
+    assert_eq!(
+        shown["sources"],
+        serde_json::json!(["/dba/db/user", "/dba/db/password"])
+    );
+    let cycle = rotor(
+        &server,
+        &[
+            "replicate",
+            "add",
+            "back",
+            "--from",
+            "/app/svc/user",
+            "--to",
+            "/dba/db/user",
+        ],
+    );
+    assert!(!cycle.status.success());
+    assert!(
+        String::from_utf8_lossy(&cycle.stderr).contains("cycle"),
+        "{cycle:?}"
+    );
+    let refused = rotor(&server, &["secret", "put", "/app/svc/user", "--value", "x"]);
+    assert!(!refused.status.success(), "a replica is read-only");
+    assert!(stdout_of(rotor(&server, &["replicate", "sync"])).contains("in step"));
+    stdout_of(rotor(&server, &["replicate", "remove", "user"]));
+    stdout_of(rotor(
+        &server,
+        &["secret", "put", "/app/svc/user", "--value", "x"],
+    ));
+}
