@@ -61,7 +61,13 @@ impl Run {
 }
 
 /// Reads `refs` round-robin with `Resolver::cached` on `threads` threads for `budget`.
-fn measure(name: &'static str, r: &Resolver, refs: &[String], threads: usize, budget: Duration) -> Run {
+fn measure(
+    name: &'static str,
+    r: &Resolver,
+    refs: &[String],
+    threads: usize,
+    budget: Duration,
+) -> Run {
     let start = Instant::now();
     let lookups: u64 = std::thread::scope(|s| {
         let handles: Vec<_> = (0..threads)
@@ -116,7 +122,9 @@ async fn measure_async(r: &Resolver, refs: &[String], budget: Duration) -> Run {
 
 fn write(out_dir: &Path, runs: &[Run], references: usize) -> Result<()> {
     std::fs::create_dir_all(out_dir)?;
-    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
     let mut md = format!(
         "# Cached lookup benchmark\n\nRun {} on {cores} cores (shared, noisy). `rotor-client`'s resolver \
          with an in-memory vault, every reference already cached; a lookup is `Resolver::cached` (a shard \
@@ -150,7 +158,10 @@ fn write(out_dir: &Path, runs: &[Run], references: usize) -> Result<()> {
             "lookups_per_second": r.per_second(),
         })).collect::<Vec<_>>(),
     });
-    std::fs::write(out_dir.join("cache.json"), serde_json::to_string_pretty(&j)?)?;
+    std::fs::write(
+        out_dir.join("cache.json"),
+        serde_json::to_string_pretty(&j)?,
+    )?;
     Ok(())
 }
 
@@ -162,7 +173,10 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     let vaults = Vaults::new()
-        .with("mem", VaultConfig::new(Memory).ttl(Duration::from_secs(300)))?
+        .with(
+            "mem",
+            VaultConfig::new(Memory).ttl(Duration::from_secs(300)),
+        )?
         .with("forever", VaultConfig::new(Memory))?;
     let r = Resolver::new(vaults);
     let spread: Vec<String> = (0..args.references)

@@ -14,7 +14,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod backend;
+pub mod cache;
 mod events;
+pub mod reference;
+pub mod resolver;
+mod sigv4;
 
 pub use events::{HookTarget, NewSubscription, Watch};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
