@@ -63,7 +63,8 @@ pub enum ClientError {
     Config(String),
 }
 
-/// A connection to one Rotor server.
+/// A connection to one Rotor server (cheap to clone: clones share connections).
+#[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     addr: String,

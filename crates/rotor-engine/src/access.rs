@@ -164,6 +164,11 @@ impl AccessService {
         Ok(service)
     }
 
+    /// Reads the access configuration again (another node may have changed it).
+    pub async fn refresh(&self) -> Result<()> {
+        self.reload().await
+    }
+
     async fn reload(&self) -> Result<()> {
         let snapshot = self.store.access().await?;
         let mut state = State::default();

@@ -21,6 +21,9 @@ pub(crate) struct ReadCache {
 struct Inner {
     epoch: u64,
     entries: HashMap<Lookup, Arc<SecretRecord>>,
+    /// Name → ARN of entries cached under their ARN, so that a change known only
+    /// by the secret's name (another node's event) can remove both keys.
+    arns: HashMap<String, String>,
 }
 
 impl ReadCache {
@@ -41,6 +44,10 @@ impl ReadCache {
         }
         if inner.entries.len() >= CAPACITY {
             inner.entries.clear();
+            inner.arns.clear();
+        }
+        if let Lookup::Arn(arn) = &key {
+            inner.arns.insert(record.meta.name.clone(), arn.clone());
         }
         inner.entries.insert(key, record);
     }
@@ -104,5 +111,18 @@ impl ReadCache {
         let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
         inner.epoch += 1;
         inner.entries.clear();
+        inner.arns.clear();
+    }
+
+    /// Forgets a secret known by its name only.
+    pub(crate) fn invalidate_name(&self, name: &str) {
+        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+        inner.epoch += 1;
+        if let Some(record) = inner.entries.remove(&Lookup::Name(name.to_string())) {
+            inner.entries.remove(&Lookup::Arn(record.meta.arn.clone()));
+        }
+        if let Some(arn) = inner.arns.remove(name) {
+            inner.entries.remove(&Lookup::Arn(arn));
+        }
     }
 }

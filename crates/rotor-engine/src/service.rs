@@ -936,6 +936,49 @@ impl SecretService {
         Ok(())
     }
 
+    /// Keeps this node's caches in step with changes made by other nodes sharing
+    /// the store: follows the events outbox and forgets what each event touched.
+    /// Only needed when several servers share one store (PostgreSQL).
+    pub fn follow_other_nodes(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut feed = me.store.event_feed();
+            let mut after = *feed.borrow_and_update();
+            loop {
+                if feed.changed().await.is_err() {
+                    return;
+                }
+                loop {
+                    let events = match me.store.events(after, 1000).await {
+                        Ok(events) => events,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot read events to refresh caches");
+                            break;
+                        }
+                    };
+                    let Some(last) = events.last().map(|e| e.seq) else {
+                        break;
+                    };
+                    after = last;
+                    for e in &events {
+                        if e.kind.starts_with("replication.rule")
+                            || e.kind.starts_with("replication.source")
+                        {
+                            *me.rules.write().unwrap_or_else(|p| p.into_inner()) = None;
+                            me.identities.clear();
+                            me.cache.clear();
+                        } else if e.kind == "secret.purged" {
+                            me.identities.clear();
+                        }
+                        if let Some(name) = &e.secret {
+                            me.cache.invalidate_name(name);
+                        }
+                    }
+                }
+            }
+        })
+    }
+
     /// Resolves `secret_id` for `caller`, who needs `capability` on it.
     pub(crate) async fn resolve_for(
         &self,

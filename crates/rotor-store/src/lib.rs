@@ -19,6 +19,7 @@
 
 pub mod conformance;
 mod migrate;
+pub mod postgres;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};
@@ -230,6 +231,24 @@ pub enum Mutation {
     DeleteRotator {
         /// Its name.
         name: String,
+    },
+    /// Take or renew lease `name` for `holder` until `ttl_ms` from now. Answers
+    /// [`Outcome::Lease`]: whether `holder` holds it, and its fencing epoch, which
+    /// grows each time the lease changes hands.
+    Lease {
+        /// The lease's name.
+        name: String,
+        /// Who asks (a node id).
+        holder: String,
+        /// How long it is held without renewal, in milliseconds.
+        ttl_ms: i64,
+    },
+    /// Give lease `name` up if `holder` holds it (a clean shutdown).
+    ReleaseLease {
+        /// The lease's name.
+        name: String,
+        /// Who holds it.
+        holder: String,
     },
     /// Several mutations applied together or not at all (a source change and its
     /// replicas).
@@ -558,6 +577,13 @@ pub enum Outcome {
         /// Whether this was an idempotent replay.
         replayed: bool,
     },
+    /// The state of a lease after [`Mutation::Lease`].
+    Lease {
+        /// Whether the asking holder holds it now.
+        held: bool,
+        /// Its fencing epoch.
+        epoch: i64,
+    },
     /// What each mutation of an [`Mutation::Atomic`] did.
     All(Vec<Outcome>),
     /// Anything else succeeded.
@@ -619,6 +645,10 @@ pub trait Store: Send + Sync + 'static {
     /// Commits every write already accepted, then stops accepting writes.
     fn close(&self) -> BoxFuture<'_, ()>;
 }
+
+/// The lease the rotation scheduler runs under. A rotation record whose `epoch` is
+/// above 0 is saved only while this lease's epoch equals it (fencing).
+pub const SCHEDULER_LEASE: &str = "scheduler";
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()

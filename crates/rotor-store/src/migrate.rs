@@ -6,13 +6,14 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (2, include_str!("../migrations/sqlite/0002_access.sql")),
     (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
     (4, include_str!("../migrations/sqlite/0004_events.sql")),
+    (5, include_str!("../migrations/sqlite/0005_leases.sql")),
 ];
 
-/// `(version, sql)` for PostgreSQL, oldest first. Applied by the PostgreSQL backend.
-#[allow(dead_code)]
+/// `(version, sql)` for PostgreSQL, oldest first.
 pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (1, include_str!("../migrations/postgres/0001_secrets.sql")),
     (2, include_str!("../migrations/postgres/0002_access.sql")),
     (3, include_str!("../migrations/postgres/0003_rotation.sql")),
     (4, include_str!("../migrations/postgres/0004_events.sql")),
+    (5, include_str!("../migrations/postgres/0005_leases.sql")),
 ];

@@ -738,7 +738,9 @@ async fn apply(
         | Mutation::StartRotation { .. }
         | Mutation::SaveRotation { .. }
         | Mutation::PutRotator { .. }
-        | Mutation::DeleteRotator { .. }) => rotation::apply(conn, m, now).await,
+        | Mutation::DeleteRotator { .. }
+        | Mutation::Lease { .. }
+        | Mutation::ReleaseLease { .. }) => rotation::apply(conn, m, now).await,
         Mutation::Atomic(all) => {
             let mut outcomes = Vec::with_capacity(all.len());
             for m in all {

@@ -368,6 +368,10 @@ pub struct ServerArgs {
     /// Directory for the database and the generated master key
     #[arg(long, env = "ROTOR_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Where secrets are stored: `postgres://USER:PASSWORD@HOST:PORT/DB` to share one
+    /// PostgreSQL between several servers; by default SQLite in the data directory
+    #[arg(long, env = "ROTOR_STORAGE")]
+    pub storage: Option<String>,
     /// Master key file (base64 of 32 bytes); generated in the data dir when unset
     #[arg(long, env = "ROTOR_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -411,6 +415,10 @@ pub struct ServerArgs {
     /// Rotations run at once [default: 16]
     #[arg(long, env = "ROTOR_ROTATION_CONCURRENCY")]
     pub rotation_concurrency: Option<usize>,
+    /// How long the rotation scheduler's lease lasts without renewal, in
+    /// milliseconds: with several servers, another takes over within it [default: 15000]
+    #[arg(long, env = "ROTOR_ROTATION_LEASE_MS")]
+    pub rotation_lease_ms: Option<u64>,
     /// Attempts at delivering an event to a webhook or command before it is
     /// dead-lettered [default: 8]
     #[arg(long, env = "ROTOR_WEBHOOK_MAX_ATTEMPTS")]

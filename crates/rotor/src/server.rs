@@ -31,6 +31,7 @@ use tokio::signal::unix::{SignalKind, signal};
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
+    storage: Option<String>,
     master_key_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -45,6 +46,7 @@ struct FileConfig {
     rotation_backoff_ms: Option<u64>,
     rotation_step_timeout_ms: Option<u64>,
     rotation_concurrency: Option<usize>,
+    rotation_lease_ms: Option<u64>,
     webhook_max_attempts: Option<i64>,
     webhook_backoff_ms: Option<u64>,
 }
@@ -133,6 +135,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .or(file.audit_max_bytes)
         .unwrap_or(64 << 20);
     let audit_dir;
+    let mut shared_store = false;
     let service = if args.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
         let service = SecretService::open_ephemeral(&account_id).await?;
@@ -159,9 +162,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             },
         };
         audit_dir = Some(data_dir.join("audit"));
-        let store = SqliteStore::open(&data_dir.join("rotor.db"), true).await?;
-        let service =
-            SecretService::new(Arc::new(store), master, Arc::new(SystemClock), &account_id);
+        let store: Arc<dyn rotor_store::Store> = match args.storage.or(file.storage) {
+            Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+                shared_store = true;
+                Arc::new(
+                    rotor_store::postgres::PgStore::connect(&url)
+                        .await
+                        .context("connecting to PostgreSQL")?,
+                )
+            }
+            Some(other) if other != "sqlite" => {
+                bail!("storage must be postgres://... or sqlite, got {other:?}")
+            }
+            _ => Arc::new(SqliteStore::open(&data_dir.join("rotor.db"), true).await?),
+        };
+        let service = SecretService::new(store, master, Arc::new(SystemClock), &account_id);
         service
             .check_master_key()
             .await
@@ -228,6 +243,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             .rotation_concurrency
             .or(file.rotation_concurrency)
             .unwrap_or(defaults.concurrency),
+        lease: args
+            .rotation_lease_ms
+            .or(file.rotation_lease_ms)
+            .map_or(defaults.lease, Duration::from_millis),
         ..defaults
     };
     let rotations = Arc::new(Rotations::new(service.clone(), access.clone(), settings));
@@ -273,6 +292,21 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     rotations.set_endpoint(&format!("{scheme}://{callback_host}"));
     let scheduler = rotations.spawn();
+    // Several servers on one store: follow the others' changes.
+    let followers = shared_store.then(|| {
+        let caches = service.follow_other_nodes();
+        let access = app.access.clone();
+        let policies = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(1));
+            loop {
+                tick.tick().await;
+                if let Err(e) = access.refresh().await {
+                    tracing::warn!(error = %e, "cannot refresh the access configuration");
+                }
+            }
+        });
+        (caches, policies)
+    });
     let dispatcher = events.spawn();
     // Destinations that drifted while the server was down are repaired now.
     match service
@@ -332,6 +366,11 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     rotor_server::serve::serve(listener, app.router(), tls, shutdown).await?;
     purger.abort();
     scheduler.abort();
+    rotations.release_lease().await;
+    if let Some((caches, policies)) = followers {
+        caches.abort();
+        policies.abort();
+    }
     dispatcher.abort();
     if let Some(r) = reloader {
         r.abort();

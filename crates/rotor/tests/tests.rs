@@ -11,6 +11,7 @@ mod figgy;
 mod harness;
 mod hygiene;
 mod lifecycle;
+mod multinode;
 mod native;
 mod rotation;
 mod rotation_db;

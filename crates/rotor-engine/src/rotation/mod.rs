@@ -48,6 +48,9 @@ pub struct Settings {
     /// Longest the scheduler sleeps before looking at the store again (other nodes
     /// may have changed schedules).
     pub poll: std::time::Duration,
+    /// How long the scheduler lease lasts without renewal: when its holder dies,
+    /// another node takes over within this time.
+    pub lease: std::time::Duration,
 }
 
 impl Default for Settings {
@@ -59,6 +62,7 @@ impl Default for Settings {
             step_timeout: std::time::Duration::from_secs(120),
             concurrency: 16,
             poll: std::time::Duration::from_secs(5),
+            lease: std::time::Duration::from_secs(15),
         }
     }
 }
@@ -115,6 +119,10 @@ pub struct Rotations {
     slots: Arc<Semaphore>,
     wake: Notify,
     runs: std::sync::atomic::AtomicU64,
+    /// This node's name in the scheduler lease.
+    node: String,
+    /// The lease's fencing epoch while this node holds it.
+    epoch: Mutex<Option<i64>>,
 }
 
 impl std::fmt::Debug for Rotations {
@@ -218,7 +226,75 @@ impl Rotations {
             slots,
             wake: Notify::new(),
             runs: Default::default(),
+            node: format!(
+                "{}:{}:{}",
+                std::env::var("HOSTNAME").unwrap_or_else(|_| "node".into()),
+                std::process::id(),
+                &uuid::Uuid::new_v4().simple().to_string()[..8]
+            ),
+            epoch: Mutex::new(None),
         }
+    }
+
+    /// This node's name in the scheduler lease (`HOST:PID:RANDOM`).
+    pub fn node(&self) -> &str {
+        &self.node
+    }
+
+    /// The scheduler lease's epoch while this node holds it.
+    pub fn leader_epoch(&self) -> Option<i64> {
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Takes or renews the scheduler lease. Only its holder starts and advances
+    /// rotations; every step it saves carries the lease's epoch, and the store
+    /// refuses a save under an epoch that is no longer the lease's.
+    pub async fn renew_lease(&self) -> Result<Option<i64>> {
+        let ttl_ms = self.settings.lease.as_millis() as i64;
+        let out = self
+            .store()
+            .apply(
+                Mutation::Lease {
+                    name: rotor_store::SCHEDULER_LEASE.into(),
+                    holder: self.node.clone(),
+                    ttl_ms,
+                },
+                self.now(),
+            )
+            .await?;
+        let held = match out {
+            Outcome::Lease { held: true, epoch } => Some(epoch),
+            _ => None,
+        };
+        let mut mine = self.epoch.lock().unwrap_or_else(|e| e.into_inner());
+        if *mine != held {
+            match held {
+                Some(epoch) => {
+                    tracing::info!(node = %self.node, epoch, "this node runs the rotation scheduler")
+                }
+                None => {
+                    tracing::info!(node = %self.node, "another node runs the rotation scheduler")
+                }
+            }
+        }
+        *mine = held;
+        Ok(held)
+    }
+
+    /// Gives the scheduler lease up (a clean shutdown), so another node takes over
+    /// at once instead of after the lease time.
+    pub async fn release_lease(&self) {
+        let _ = self
+            .store()
+            .apply(
+                Mutation::ReleaseLease {
+                    name: rotor_store::SCHEDULER_LEASE.into(),
+                    holder: self.node.clone(),
+                },
+                self.now(),
+            )
+            .await;
+        *self.epoch.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
     /// Tells rotators where this server listens (`http://127.0.0.1:8200`).
@@ -326,6 +402,11 @@ impl Rotations {
         reschedule(&mut meta, last, now)?;
         self.service.set_rotation(&record, meta).await?;
         let mut version_id = None;
+        if immediately && self.leader_epoch().is_none() {
+            // On a single node this takes the lease; on several, the holder will
+            // pick the rotation up.
+            let _ = self.renew_lease().await;
+        }
         if immediately {
             let token = req
                 .token
@@ -361,7 +442,9 @@ impl Rotations {
             resume_at: None,
             error: None,
             steps: Vec::new(),
-            epoch: 0,
+            // Started by the scheduler's holder: fenced. Elsewhere (an API call on
+            // another node): unfenced, and the holder picks it up.
+            epoch: self.leader_epoch().unwrap_or(0),
         };
         let out = self
             .service
@@ -547,6 +630,11 @@ impl Rotations {
     /// One scheduler pass: resumes running rotations that are due, starts due
     /// secrets' rotations. Returns how long to sleep before the next pass.
     pub async fn tick(self: &Arc<Self>) -> Result<std::time::Duration> {
+        // Renew well before the lease runs out; a follower asks as often.
+        let renew = (self.settings.lease / 3).min(self.settings.poll);
+        if self.renew_lease().await?.is_none() {
+            return Ok(renew);
+        }
         let now = self.now();
         let mut next: Option<DateTime<Utc>> = None;
         for r in self.store().running_rotations().await? {
@@ -568,7 +656,7 @@ impl Rotations {
                 break;
             }
         }
-        let poll = self.settings.poll;
+        let poll = renew;
         Ok(match next {
             Some(at) => (at - self.now()).to_std().unwrap_or_default().min(poll),
             None => poll,
@@ -618,6 +706,10 @@ impl Rotations {
     /// Drives rotation `token` of `secret` in the background, unless this process
     /// already does.
     fn drive(self: &Arc<Self>, secret: i64, name: String, token: String) {
+        if self.leader_epoch().is_none() {
+            // The lease holder resumes it on its next pass.
+            return;
+        }
         let key = (secret, token.clone());
         if !self
             .active

@@ -20,6 +20,11 @@ pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &s
         if r.status != RotationStatus::Running || r.resume_at.is_some_and(|t| t > rot.now()) {
             return Ok(());
         }
+        // Only the scheduler lease's holder advances a rotation, under its epoch.
+        let Some(epoch) = rot.leader_epoch() else {
+            return Ok(());
+        };
+        r.epoch = epoch;
         let record = rot.service.resolve(name).await?;
         let step = r.step;
         let started = rot.now();

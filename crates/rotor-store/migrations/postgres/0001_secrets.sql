@@ -1,5 +1,6 @@
 -- Secrets, their versions (sealed values) and staging labels.
--- The same shape as the SQLite schema; times are unix milliseconds in both.
+-- The same shape as the SQLite schema; times are unix milliseconds in both, flags
+-- (`rotation_enabled`, `source_deleted`) are 0 or 1 in both.
 CREATE TABLE secrets (
     id              BIGSERIAL PRIMARY KEY,
     name            TEXT   NOT NULL UNIQUE,

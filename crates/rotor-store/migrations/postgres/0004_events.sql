@@ -1,15 +1,24 @@
 -- Change events, replication between namespaces, and subscriptions to events.
 
--- The outbox: every change appends here in its own transaction. `seq` is the rowid,
--- assigned max+1 inside the single writer's transaction, so it has no gaps (a
--- rolled-back change takes its events with it). Events never hold secret values.
+-- The outbox: every change appends here in its own transaction. Events never hold
+-- secret values.
 CREATE TABLE events (
-    seq     BIGINT  PRIMARY KEY,
+    seq     BIGINT PRIMARY KEY,
     at      BIGINT NOT NULL,
-    kind    TEXT    NOT NULL,
+    kind    TEXT   NOT NULL,
     secret  TEXT,
-    detail  TEXT    NOT NULL
+    detail  TEXT   NOT NULL
 );
+
+-- The last `seq` handed out. A transaction takes its events' numbers by updating this
+-- one row just before it commits: the row lock makes writers on every node commit
+-- events in `seq` order, and a rolled-back transaction gives its numbers back, so
+-- `seq` has no gaps (a sequence would leave one at every rollback).
+CREATE TABLE event_counter (
+    one  BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one),
+    last BIGINT  NOT NULL
+);
+INSERT INTO event_counter (one, last) VALUES (TRUE, 0);
 
 CREATE TABLE replication_rules (
     name         TEXT    PRIMARY KEY,

@@ -93,11 +93,84 @@ fn steps_json(record: &RotationRecord) -> Result<String> {
     serde_json::to_string(&record.steps).map_err(|_| Error::internal("steps could not be encoded"))
 }
 
+/// Refuses a save of a rotation advanced under a scheduler lease that has since
+/// changed hands.
+async fn fence(conn: &mut SqliteConnection, epoch: i64) -> Result<()> {
+    if epoch == 0 {
+        return Ok(());
+    }
+    let current: Option<i64> = sqlx::query_scalar("SELECT epoch FROM leases WHERE name = ?")
+        .bind(crate::SCHEDULER_LEASE)
+        .fetch_optional(&mut *conn)
+        .await
+        .map_err(db_error)?;
+    if current == Some(epoch) {
+        Ok(())
+    } else {
+        Err(Error::invalid_request(format!(
+            "Fenced: this rotation was advanced under scheduler epoch {epoch}, and the lease is now at {}",
+            current.unwrap_or(0)
+        )))
+    }
+}
+
+/// Takes, renews or reports lease `name`.
+async fn lease(
+    conn: &mut SqliteConnection,
+    name: &str,
+    holder: &str,
+    ttl_ms: i64,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let now = millis(now);
+    let row: Option<(String, i64, i64)> =
+        sqlx::query_as("SELECT holder, epoch, expires_at FROM leases WHERE name = ?")
+            .bind(name)
+            .fetch_optional(&mut *conn)
+            .await
+            .map_err(db_error)?;
+    let (held, epoch) = match row {
+        None => {
+            sqlx::query("INSERT INTO leases (name, holder, epoch, expires_at) VALUES (?, ?, 1, ?)")
+                .bind(name)
+                .bind(holder)
+                .bind(now + ttl_ms)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            (true, 1)
+        }
+        Some((h, epoch, expires)) if h == holder && expires > now => {
+            sqlx::query("UPDATE leases SET expires_at = ? WHERE name = ?")
+                .bind(now + ttl_ms)
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            (true, epoch)
+        }
+        Some((_, epoch, expires)) if expires <= now => {
+            sqlx::query("UPDATE leases SET holder = ?, epoch = ?, expires_at = ? WHERE name = ?")
+                .bind(holder)
+                .bind(epoch + 1)
+                .bind(now + ttl_ms)
+                .bind(name)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            (true, epoch + 1)
+        }
+        Some((_, epoch, _)) => (false, epoch),
+    };
+    Ok(Outcome::Lease { held, epoch })
+}
+
 async fn start(
     conn: &mut SqliteConnection,
     r: RotationRecord,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
+    fence(conn, r.epoch).await?;
     let meta = meta_by_id(conn, r.secret).await?;
     refuse_if_deleted(&meta)?;
     if rotation(conn, r.secret, &r.token).await?.is_some() {
@@ -166,6 +239,7 @@ async fn save(
     release_pending: bool,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
+    fence(conn, r.epoch).await?;
     let changed = sqlx::query(
         "UPDATE rotations SET status = ?, step = ?, attempt = ?, updated_at = ?, finished_at = ?,
          resume_at = ?, error = ?, steps = ?, epoch = ? WHERE secret_id = ? AND token = ?",
@@ -280,6 +354,21 @@ pub(super) async fn apply(
             Ok(Outcome::Done)
         }
         M::StartRotation { record } => start(conn, record, now).await,
+        M::Lease {
+            name,
+            holder,
+            ttl_ms,
+        } => lease(conn, &name, &holder, ttl_ms, now).await,
+        M::ReleaseLease { name, holder } => {
+            // Expire it now: the next node to ask takes it with a new epoch.
+            sqlx::query("UPDATE leases SET expires_at = 0 WHERE name = ? AND holder = ?")
+                .bind(name)
+                .bind(holder)
+                .execute(&mut *conn)
+                .await
+                .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
         M::SaveRotation {
             record,
             rotation,

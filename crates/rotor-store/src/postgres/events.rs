@@ -1,0 +1,453 @@
+//! The events outbox, replication rules and subscriptions on PostgreSQL, and how
+//! each node's event feed learns of events committed on other nodes.
+
+use super::{Change, FEED_POLL, Tx, db, db_error, get, taken};
+use crate::{DeliveryRow, Event, Outcome, RuleRow, SealedValue, SubscriptionRow, from_millis};
+use chrono::{DateTime, Utc};
+use rotor_core::{Error, Result};
+use sqlx::postgres::{PgListener, PgPool};
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// The channel each commit with events notifies, with the last `seq` as payload.
+const CHANNEL: &str = "rotor_events";
+
+/// An event appended by a mutation, numbered when the transaction is about to commit.
+pub(super) struct Pending {
+    pub(super) at: i64,
+    pub(super) kind: String,
+    pub(super) secret: Option<String>,
+    pub(super) detail: String,
+}
+
+/// Numbers and writes the transaction's events, and queues a notification sent when
+/// it commits. Returns the last number, if there were events. The counter's row stays
+/// locked until the transaction ends: transactions with events commit one after
+/// another, in `seq` order, so a reader never sees a number before a smaller one.
+pub(super) async fn flush(c: &mut Change) -> Tx<Option<i64>> {
+    if c.events.is_empty() {
+        return Ok(None);
+    }
+    let n = c.events.len() as i64;
+    let last: i64 = sqlx::query_scalar(
+        "WITH bumped AS (UPDATE event_counter SET last = last + $1 RETURNING last)
+         SELECT last, pg_notify($2, last::text) FROM bumped",
+    )
+    .bind(n)
+    .bind(CHANNEL)
+    .fetch_one(c.conn())
+    .await
+    .map_err(db)?;
+    let events = std::mem::take(&mut c.events);
+    let seqs: Vec<i64> = (last - n + 1..=last).collect();
+    let mut at = Vec::with_capacity(events.len());
+    let mut kind = Vec::with_capacity(events.len());
+    let mut secret = Vec::with_capacity(events.len());
+    let mut detail = Vec::with_capacity(events.len());
+    for e in events {
+        at.push(e.at);
+        kind.push(e.kind);
+        secret.push(e.secret);
+        detail.push(e.detail);
+    }
+    sqlx::query(
+        "INSERT INTO events (seq, at, kind, secret, detail)
+         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
+    )
+    .bind(&seqs)
+    .bind(&at)
+    .bind(&kind)
+    .bind(&secret)
+    .bind(&detail)
+    .execute(c.conn())
+    .await
+    .map_err(db)?;
+    Ok(Some(last))
+}
+
+/// The last event's sequence number (0 when there is none).
+pub(super) async fn last(pool: &PgPool) -> Result<i64> {
+    sqlx::query_scalar("SELECT last FROM event_counter")
+        .fetch_one(pool)
+        .await
+        .map_err(db_error)
+}
+
+/// Moves the feed on to `seq`, never back: notifications and polls may arrive late.
+pub(super) fn advance(feed: &watch::Sender<i64>, seq: i64) {
+    feed.send_if_modified(|last| {
+        let newer = seq > *last;
+        if newer {
+            *last = seq;
+        }
+        newer
+    });
+}
+
+/// Follows other nodes' commits through `LISTEN`. Ends when the pool closes.
+pub(super) async fn listen(pool: PgPool, feed: Arc<watch::Sender<i64>>) {
+    let mut warned = false;
+    loop {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(l) => l,
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => {
+                if !std::mem::replace(&mut warned, true) {
+                    tracing::warn!(error = %e, "cannot listen for events; polling only");
+                }
+                tokio::time::sleep(FEED_POLL * 10).await;
+                continue;
+            }
+        };
+        if let Err(e) = listener.listen(CHANNEL).await {
+            if !std::mem::replace(&mut warned, true) {
+                tracing::warn!(error = %e, "cannot listen for events; polling only");
+            }
+            tokio::time::sleep(FEED_POLL * 10).await;
+            continue;
+        }
+        loop {
+            match listener.try_recv().await {
+                Ok(Some(n)) => {
+                    if let Ok(seq) = n.payload().parse() {
+                        advance(&feed, seq);
+                    }
+                }
+                // The connection was lost and made again: what was sent in between is
+                // gone, so read the counter now rather than at the next poll.
+                Ok(None) => {
+                    if let Ok(seq) = last(&pool).await {
+                        advance(&feed, seq);
+                    }
+                }
+                Err(sqlx::Error::PoolClosed) => return,
+                Err(e) => {
+                    tracing::debug!(error = %e, "event listener failed; starting again");
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Reads the counter every [`FEED_POLL`], in case a notification was lost. Ends when
+/// the pool closes.
+pub(super) async fn poll(pool: PgPool, feed: Arc<watch::Sender<i64>>) {
+    let mut every = tokio::time::interval(FEED_POLL);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        if pool.is_closed() {
+            return;
+        }
+        match sqlx::query_scalar::<_, i64>("SELECT last FROM event_counter")
+            .fetch_one(&pool)
+            .await
+        {
+            Ok(seq) => advance(&feed, seq),
+            Err(sqlx::Error::PoolClosed) => return,
+            Err(e) => tracing::debug!(error = %e, "cannot read the event counter"),
+        }
+    }
+}
+
+pub(super) async fn events(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<Event>> {
+    sqlx::query("SELECT * FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
+        .bind(after)
+        .bind(limit)
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|r| {
+            Ok(Event {
+                seq: get(r, "seq")?,
+                at: from_millis(get(r, "at")?),
+                kind: get(r, "kind")?,
+                secret: get(r, "secret")?,
+                detail: get(r, "detail")?,
+            })
+        })
+        .collect()
+}
+
+/// Every replication rule, by name.
+pub(super) async fn rules(pool: &PgPool) -> Result<Vec<RuleRow>> {
+    let mut all = sqlx::query("SELECT * FROM replication_rules")
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|r| {
+            Ok(RuleRow {
+                name: get(r, "name")?,
+                kind: get(r, "kind")?,
+                source: get(r, "source")?,
+                destination: get(r, "destination")?,
+                template: get(r, "template")?,
+                created: from_millis(get(r, "created_at")?),
+                created_by: get(r, "created_by")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    // By byte, as SQLite orders them, whatever the database's collation.
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+/// Every subscription, by name.
+pub(super) async fn subscriptions(pool: &PgPool) -> Result<Vec<SubscriptionRow>> {
+    let mut all = sqlx::query("SELECT * FROM subscriptions")
+        .fetch_all(pool)
+        .await
+        .map_err(db_error)?
+        .iter()
+        .map(|r| {
+            let kinds: String = get(r, "kinds")?;
+            let ciphertext: Option<Vec<u8>> = get(r, "key_ciphertext")?;
+            let key = match ciphertext {
+                Some(ciphertext) => Some(SealedValue {
+                    ciphertext,
+                    wrapped_key: get(r, "key_wrapped")?,
+                    algorithm: get(r, "key_algorithm")?,
+                    key_id: get(r, "key_id")?,
+                    digest: Vec::new(),
+                }),
+                None => None,
+            };
+            Ok(SubscriptionRow {
+                name: get(r, "name")?,
+                prefix: get(r, "prefix")?,
+                kinds: serde_json::from_str(&kinds)
+                    .map_err(|_| Error::internal("stored event kinds are not valid JSON"))?,
+                target_kind: get(r, "target_kind")?,
+                target: get(r, "target")?,
+                key,
+                cursor: get(r, "cursor")?,
+                created: from_millis(get(r, "created_at")?),
+                created_by: get(r, "created_by")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    all.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(all)
+}
+
+pub(super) async fn deliveries(
+    pool: &PgPool,
+    subscription: Option<&str>,
+    limit: i64,
+) -> Result<Vec<DeliveryRow>> {
+    sqlx::query(
+        "SELECT * FROM deliveries WHERE ($1::text IS NULL OR subscription = $1) ORDER BY id DESC LIMIT $2",
+    )
+    .bind(subscription)
+    .bind(limit)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(|r| {
+        Ok(DeliveryRow {
+            id: get(r, "id")?,
+            subscription: get(r, "subscription")?,
+            seq: get(r, "seq")?,
+            attempt: get(r, "attempt")?,
+            status: get(r, "status")?,
+            at: from_millis(get(r, "at")?),
+            error: get(r, "error")?,
+        })
+    })
+    .collect()
+}
+
+/// Applies an events, replication or subscription mutation.
+pub(super) async fn apply(
+    c: &mut Change,
+    mutation: crate::Mutation,
+    now: DateTime<Utc>,
+) -> Tx<Outcome> {
+    use crate::Mutation as M;
+    use crate::millis;
+    match mutation {
+        M::PutRule { rule } => {
+            sqlx::query(
+                "INSERT INTO replication_rules (name, kind, source, destination, template, created_at, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            )
+            .bind(&rule.name)
+            .bind(&rule.kind)
+            .bind(&rule.source)
+            .bind(&rule.destination)
+            .bind(&rule.template)
+            .bind(millis(now))
+            .bind(&rule.created_by)
+            .execute(c.conn())
+            .await
+            .map_err(|e| {
+                taken(db(e), || {
+                    format!("A replication rule named {} already exists", rule.name)
+                })
+            })?;
+            c.emit(
+                now,
+                "replication.rule_added",
+                None,
+                serde_json::json!({"rule": rule.name, "kind": rule.kind,
+                                   "source": rule.source, "destination": rule.destination}),
+            );
+            Ok(Outcome::Done)
+        }
+        M::DeleteRule { name } => {
+            let gone = sqlx::query("DELETE FROM replication_rules WHERE name = $1")
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if gone == 0 {
+                return Err(
+                    Error::not_found(format!("No replication rule named {name} exists")).into(),
+                );
+            }
+            sqlx::query("UPDATE secrets SET replica_of = NULL WHERE replica_of = $1")
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?;
+            c.emit(
+                now,
+                "replication.rule_removed",
+                None,
+                serde_json::json!({"rule": name}),
+            );
+            Ok(Outcome::Done)
+        }
+        M::MarkReplica { name, rule } => {
+            sqlx::query("UPDATE secrets SET replica_of = $1 WHERE name = $2")
+                .bind(rule)
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?;
+            Ok(Outcome::Done)
+        }
+        M::MarkSourceDeleted { names, deleted } => {
+            for name in names {
+                // The row lock and re-check of `UPDATE` make exactly one of two nodes
+                // marking the same destination see a change and emit the event.
+                let changed = sqlx::query(
+                    "UPDATE secrets SET source_deleted = $1 WHERE name = $2 AND source_deleted <> $1",
+                )
+                .bind(i64::from(deleted))
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?
+                .rows_affected();
+                if changed > 0 {
+                    let kind = if deleted {
+                        "replication.source_deleted"
+                    } else {
+                        "replication.source_restored"
+                    };
+                    c.emit(now, kind, Some(&name), serde_json::json!({}));
+                }
+            }
+            Ok(Outcome::Done)
+        }
+        M::AppendEvent {
+            kind,
+            secret,
+            detail,
+        } => {
+            let detail: serde_json::Value = serde_json::from_str(&detail)
+                .map_err(|_| Error::internal("event details are not valid JSON"))?;
+            c.emit(now, &kind, secret.as_deref(), detail);
+            Ok(Outcome::Done)
+        }
+        M::PutSubscription { subscription: s } => {
+            let key = s.key.as_ref();
+            let kinds = serde_json::to_string(&s.kinds)
+                .map_err(|_| Error::internal("event kinds could not be encoded"))?;
+            sqlx::query(
+                "INSERT INTO subscriptions (name, prefix, kinds, target_kind, target, key_ciphertext,
+                 key_wrapped, key_algorithm, key_id, cursor, created_at, created_by)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+            )
+            .bind(&s.name)
+            .bind(&s.prefix)
+            .bind(kinds)
+            .bind(&s.target_kind)
+            .bind(&s.target)
+            .bind(key.map(|k| k.ciphertext.clone()))
+            .bind(key.map(|k| k.wrapped_key.clone()))
+            .bind(key.map(|k| k.algorithm.clone()))
+            .bind(key.map(|k| k.key_id.clone()))
+            .bind(s.cursor)
+            .bind(millis(now))
+            .bind(&s.created_by)
+            .execute(c.conn())
+            .await
+            .map_err(|e| {
+                taken(db(e), || {
+                    format!("A subscription named {} already exists", s.name)
+                })
+            })?;
+            Ok(Outcome::Done)
+        }
+        M::DeleteSubscription { name } => {
+            sqlx::query("DELETE FROM deliveries WHERE subscription = $1")
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?;
+            let gone = sqlx::query("DELETE FROM subscriptions WHERE name = $1")
+                .bind(&name)
+                .execute(c.conn())
+                .await
+                .map_err(db)?
+                .rows_affected();
+            if gone == 0 {
+                return Err(
+                    Error::not_found(format!("No subscription named {name} exists")).into(),
+                );
+            }
+            Ok(Outcome::Done)
+        }
+        M::RecordDelivery {
+            subscription,
+            seq,
+            attempt,
+            status,
+            error,
+            advance,
+        } => {
+            sqlx::query(
+                "INSERT INTO deliveries (subscription, seq, attempt, status, at, error)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(&subscription)
+            .bind(seq)
+            .bind(attempt)
+            .bind(&status)
+            .bind(millis(now))
+            .bind(error)
+            .execute(c.conn())
+            .await
+            .map_err(db)?;
+            if advance {
+                sqlx::query(
+                    "UPDATE subscriptions SET cursor = GREATEST(cursor, $1) WHERE name = $2",
+                )
+                .bind(seq)
+                .bind(&subscription)
+                .execute(c.conn())
+                .await
+                .map_err(db)?;
+            }
+            Ok(Outcome::Done)
+        }
+        _ => Err(Error::internal("not an events mutation").into()),
+    }
+}
