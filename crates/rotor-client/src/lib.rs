@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod cache;
+mod consumers;
 mod events;
 pub mod reference;
 pub mod resolver;

@@ -76,6 +76,7 @@ pub const KINDS: &[&str] = &[
     "replication.rule_removed",
     "replication.source_deleted",
     "replication.source_restored",
+    "consumer.ack",
 ];
 
 /// What binds a subscription's signing key to it when sealed.
@@ -452,6 +453,11 @@ impl Events {
             if let Some(e) = page.last() {
                 after = e.seq;
             }
+            // A watcher reads what it hears about next: forget those secrets' cached
+            // records first, or the read could beat the writer's own cache update
+            // (or, with several nodes, this node's follower) and see the old value.
+            self.service
+                .forget_secrets(page.iter().filter_map(|e| e.secret.as_deref()));
             let events: Vec<Event> = page
                 .into_iter()
                 .filter(|e| visible(caller, prefix, e))
@@ -709,6 +715,8 @@ impl Events {
             warned = false;
             feed.borrow_and_update();
             let page = store.events(position, PAGE).await?;
+            self.service
+                .forget_secrets(page.iter().filter_map(|e| e.secret.as_deref()));
             if page.is_empty() {
                 self.pause(&mut feed, &mut changes, true).await?;
                 continue;

@@ -30,6 +30,7 @@ mod access;
 pub mod audit;
 mod cache;
 mod caller;
+pub mod consumers;
 pub mod events;
 mod hooks;
 pub mod replication;

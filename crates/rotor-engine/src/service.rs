@@ -979,6 +979,14 @@ impl SecretService {
         })
     }
 
+    /// Forgets the cached records of secrets named in events about to be handed
+    /// to a watcher.
+    pub(crate) fn forget_secrets<'a>(&self, names: impl Iterator<Item = &'a str>) {
+        for name in names {
+            self.cache.invalidate_name(name);
+        }
+    }
+
     /// Resolves `secret_id` for `caller`, who needs `capability` on it.
     pub(crate) async fn resolve_for(
         &self,

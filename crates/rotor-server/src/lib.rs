@@ -5,6 +5,7 @@
 //! - [`native`]: the `/v1` REST API with bearer tokens, described by `/v1/openapi.json`;
 //! - `/v1/watch`, `/v1/events` and `/v1/sys/subscriptions`: change events, streamed
 //!   (Server-Sent Events), long-polled, or pushed to webhooks and local commands;
+//! - `/v1/consumers`: which version of a secret each consumer has in use;
 //! - `/healthz`, `/readyz`, `/metrics` (Prometheus text);
 //! - [`serve`]: the accept loop, TLS with certificates reloadable at run time, and a
 //!   graceful drain on shutdown.
@@ -31,6 +32,7 @@
 
 mod audit;
 pub mod aws_api;
+mod consumers;
 pub mod error;
 pub mod metrics;
 pub mod native;
@@ -148,6 +150,7 @@ impl App {
             .merge(sys::router(self.clone()))
             .merge(watch::router(self.clone()))
             .merge(replication::router(self.clone()))
+            .merge(consumers::router(self.clone()))
             .fallback(not_found)
             .with_state(self.clone())
     }

@@ -181,7 +181,8 @@ fn operation(req: &Request) -> &'static str {
         ("POST", "sys") if path.starts_with("/v1/sys/tokens") => "CreateToken",
         ("POST", "sys") if path.starts_with("/v1/sys/access-keys") => "CreateAccessKey",
         ("DELETE", "sys") if path.starts_with("/v1/sys/access-keys") => "DeleteAccessKey",
-        _ => crate::watch::operation(method, path),
+        _ => crate::consumers::operation(method, path)
+            .unwrap_or_else(|| crate::watch::operation(method, path)),
     }
 }
 

@@ -150,7 +150,7 @@ pub(crate) async fn document() -> Json<Value> {
                 "include_space": {"type": "boolean"}, "require_each_included_type": {"type": "boolean"}}), &[])), "200")},
         }
     });
-    for (path, item) in event_paths() {
+    for (path, item) in event_paths().into_iter().chain(consumer_paths()) {
         doc["paths"][path] = item;
     }
     Json(doc)
@@ -246,6 +246,30 @@ fn event_paths() -> Vec<(&'static str, Value)> {
             json!({"get": op("A subscription's delivery attempts, newest first",
                 vec![sys_param("name"), q("limit", "integer", "How many (1-1000, default 50)"),
                      q("dead", "boolean", "Only dead-lettered events")], None, "200")}),
+        ),
+    ]
+}
+
+/// Consumer acknowledgements.
+fn consumer_paths() -> Vec<(&'static str, Value)> {
+    let ack = obj(
+        json!({
+            "consumer": {"type": "string", "description": "The consumer's id (1-256 bytes)"},
+            "secret": {"type": "string", "description": "Secret name or ARN"},
+            "version_id": {"type": "string", "description": "The version it has in use"},
+        }),
+        &["consumer", "secret", "version_id"],
+    );
+    vec![
+        (
+            "/v1/consumers",
+            json!({"post": op("Report the version of a secret a consumer has in use (read on the secret); recorded as a consumer.ack event with the caller's address",
+                vec![], Some(ack), "200")}),
+        ),
+        (
+            "/v1/consumers/{name}",
+            json!({"get": op("The latest report of each consumer of a secret, and whether its version is AWSCURRENT (describe on the secret); scans the last scan_limit events, complete says whether that was all",
+                vec![name_param()], None, "200")}),
         ),
     ]
 }

@@ -87,6 +87,12 @@ pub enum Command {
     /// Push changes to webhooks or local commands (redeploy hooks)
     #[command(subcommand)]
     Webhook(crate::events::WebhookCommand),
+    /// Render templates of secrets to files and keep them current (a sidecar)
+    Agent(crate::agent::AgentArgs),
+    /// Run a command with secrets in its environment; restart it when they change
+    Run(crate::agent::RunArgs),
+    /// Show which version of a secret each agent and `rotor run` has in use
+    Consumers(crate::agent::ConsumersArgs),
 }
 
 #[derive(Subcommand, Debug)]

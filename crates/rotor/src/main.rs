@@ -2,8 +2,11 @@
 //!
 //! Exit codes: 0 success; 1 the operation failed (the server refused it, or it could
 //! not be reached, or the server could not start); 2 the command line was wrong.
+//! `rotor run` exits with its command's exit code instead (128+N when signal N ended
+//! it), once the command has started.
 
 mod admin;
+mod agent;
 mod cli;
 mod commands;
 mod events;
@@ -47,6 +50,9 @@ fn run() -> anyhow::Result<ExitCode> {
             }
             cli::Command::Watch(args) => events::watch(&cli.global, args).await,
             cli::Command::Webhook(cmd) => events::webhook(&cli.global, cmd).await,
+            cli::Command::Agent(args) => agent::agent(&cli.global, args).await,
+            cli::Command::Run(args) => agent::run(&cli.global, args).await,
+            cli::Command::Consumers(args) => agent::consumers(&cli.global, args).await,
         }
     })
 }

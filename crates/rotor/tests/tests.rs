@@ -2,6 +2,7 @@
 //! real signals, real files. One test binary; each module is one concern.
 
 mod access;
+mod agent;
 mod audit;
 mod aws_sdk;
 mod cli;
@@ -16,3 +17,4 @@ mod native;
 mod rotation;
 mod rotation_db;
 mod tls;
+mod try_rotation;

@@ -1,0 +1,508 @@
+//! One `[[template]]`: a minijinja template whose `secret(REF)` calls resolve
+//! references, rendered to a file atomically with its mode and owner, and the action
+//! (a command or a signal) run when the file changes.
+//!
+//! Rendering is synchronous in minijinja while resolving is not, so a render runs in
+//! passes: `secret()` answers from the resolver's cache, and a reference that is not
+//! there yet is noted and answered with an empty string; the noted references are
+//! then fetched (together) and the template rendered again, until a pass needs
+//! nothing new. Once the cache is warm a render is one pass with no I/O.
+
+use super::config::{AgentConfig, TemplateSection};
+use super::{Used, kill, signal_name};
+use anyhow::{Context, bail};
+use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
+use rotor_client::cache::Resolved;
+use rotor_client::resolver::{ResolveError, Resolver};
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zeroize::Zeroizing;
+
+/// The name every template has inside its own environment.
+const NAME: &str = "template";
+
+/// A template needing more passes than this keeps asking for new references.
+const MAX_PASSES: usize = 16;
+
+/// The longest a template's command may run before it is killed.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// What a template does when its file changes.
+#[derive(Debug, Clone)]
+pub enum Action {
+    /// Run this program with these arguments.
+    Command(Vec<String>),
+    /// Send `signal` to the process whose id is in `pid_file`.
+    Signal { pid_file: PathBuf, signal: String },
+}
+
+/// What `secret()` saw during one render.
+#[derive(Default)]
+struct Pass {
+    /// What each reference resolved to, in this render.
+    values: HashMap<String, Result<Arc<Resolved>, ResolveError>>,
+    /// References in the order the template first used them.
+    order: Vec<String>,
+    /// References not resolved yet: the next pass needs them.
+    missing: Vec<String>,
+}
+
+/// Whether the file was rewritten.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The rendered content is what the file holds.
+    Unchanged,
+    /// The file was written.
+    Written,
+}
+
+pub struct Template {
+    pub destination: PathBuf,
+    env: Environment<'static>,
+    pass: Arc<Mutex<Pass>>,
+    mode: u32,
+    owner: Option<(u32, Option<u32>)>,
+    pub action: Option<Action>,
+    /// The content the file holds, as far as the agent knows: read from disk the
+    /// first time, then what it wrote.
+    last: Option<Zeroizing<String>>,
+    checked_disk: bool,
+    /// The references the last render used or tried to use.
+    pub used: Vec<Used>,
+    /// The last render's failure, so that a failure repeating every tick is logged once.
+    pub last_error: Option<String>,
+}
+
+impl std::fmt::Debug for Template {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Template")
+            .field("destination", &self.destination)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .field("action", &self.action)
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock(pass: &Mutex<Pass>) -> std::sync::MutexGuard<'_, Pass> {
+    pass.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Template {
+    /// Compiles `section` (a syntax error fails here, at start) over `resolver`.
+    pub fn new(
+        section: &TemplateSection,
+        config: &AgentConfig,
+        resolver: &Resolver,
+    ) -> anyhow::Result<Self> {
+        let destination = config.path(&section.destination);
+        let source = match (&section.source, &section.contents) {
+            (Some(path), None) => {
+                let path = config.path(path);
+                std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?
+            }
+            (None, Some(text)) => text.clone(),
+            _ => bail!("give either source or contents"),
+        };
+        let mode = match &section.mode {
+            Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .with_context(|| {
+                    format!("mode {m:?} is not an octal file mode such as \"0600\"")
+                })?,
+            None => 0o600,
+        };
+        let owner = match &section.owner {
+            Some(o) if is_root() => Some(owner(o)?),
+            Some(o) => {
+                tracing::info!(destination = %destination.display(), owner = %o, "not running as root: the file keeps this process's owner");
+                None
+            }
+            None => None,
+        };
+        let action = match (&section.command, &section.signal) {
+            (Some(_), Some(_)) => bail!("give either command or signal, not both"),
+            (Some(argv), None) if argv.first().is_none_or(String::is_empty) => {
+                bail!("command must name a program")
+            }
+            (Some(argv), None) => Some(Action::Command(argv.clone())),
+            (None, Some(s)) => Some(Action::Signal {
+                pid_file: config.path(&s.pid_file),
+                signal: signal_name(&s.signal)?,
+            }),
+            (None, None) => None,
+        };
+        let pass = Arc::new(Mutex::new(Pass::default()));
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        env.set_syntax(
+            minijinja::syntax::SyntaxConfig::builder()
+                .keep_trailing_newline(true)
+                .build()?,
+        );
+        let seen = pass.clone();
+        let cache = resolver.clone();
+        env.add_function(
+            "secret",
+            move |reference: &str| -> Result<String, minijinja::Error> {
+                let mut pass = lock(&seen);
+                if !pass.values.contains_key(reference) {
+                    match cache.cached(reference) {
+                        Some(v) => {
+                            pass.values.insert(reference.to_string(), Ok(v));
+                        }
+                        None => {
+                            if !pass.missing.iter().any(|m| m == reference) {
+                                pass.missing.push(reference.to_string());
+                            }
+                            return Ok(String::new());
+                        }
+                    }
+                    pass.order.push(reference.to_string());
+                }
+                match &pass.values[reference] {
+                    Ok(v) => Ok(v.expose_secret().to_string()),
+                    Err(e) => Err(minijinja::Error::new(
+                        ErrorKind::InvalidOperation,
+                        format!("secret({reference}): {e}"),
+                    )),
+                }
+            },
+        );
+        env.add_template_owned(NAME, source)
+            .with_context(|| format!("template for {}", destination.display()))?;
+        Ok(Template {
+            destination,
+            env,
+            pass,
+            mode,
+            owner,
+            action,
+            last: None,
+            checked_disk: false,
+            used: Vec::new(),
+            last_error: None,
+        })
+    }
+
+    /// Renders the template, resolving what it needs through `resolver`.
+    async fn render(&mut self, resolver: &Resolver) -> anyhow::Result<Zeroizing<String>> {
+        *lock(&self.pass) = Pass::default();
+        let result = self.passes(resolver).await;
+        let pass = std::mem::take(&mut *lock(&self.pass));
+        self.used = pass
+            .order
+            .iter()
+            .chain(&pass.missing)
+            .map(|r| Used::new(r, pass.values.get(r).and_then(|v| v.as_ref().ok())))
+            .collect();
+        result
+    }
+
+    async fn passes(&self, resolver: &Resolver) -> anyhow::Result<Zeroizing<String>> {
+        let template = self.env.get_template(NAME)?;
+        for _ in 0..MAX_PASSES {
+            let out = template.render(()).map(Zeroizing::new);
+            let missing = std::mem::take(&mut lock(&self.pass).missing);
+            if missing.is_empty() {
+                return out.map_err(|e| anyhow::anyhow!("{e}"));
+            }
+            let mut fetches = tokio::task::JoinSet::new();
+            for reference in missing {
+                let resolver = resolver.clone();
+                fetches.spawn(async move {
+                    let value = resolver.get(&reference).await;
+                    (reference, value)
+                });
+            }
+            while let Some(done) = fetches.join_next().await {
+                let (reference, value) = done?;
+                let mut pass = lock(&self.pass);
+                pass.order.push(reference.clone());
+                pass.values.insert(reference, value);
+            }
+        }
+        bail!("the template asked for new references in each of {MAX_PASSES} passes")
+    }
+
+    /// Renders the template and writes the file if its content changed.
+    pub async fn refresh(&mut self, resolver: &Resolver) -> anyhow::Result<Outcome> {
+        let content = self.render(resolver).await?;
+        if !self.checked_disk {
+            self.checked_disk = true;
+            self.last = std::fs::read_to_string(&self.destination)
+                .ok()
+                .map(Zeroizing::new);
+            if self.last.as_deref().map(String::as_str) == Some(content.as_str()) {
+                // Already rendered (by an agent before this one): make sure of the
+                // mode and owner, without counting it as a change.
+                self.fix_metadata()?;
+            }
+        }
+        if self.last.as_deref().map(String::as_str) == Some(content.as_str()) {
+            return Ok(Outcome::Unchanged);
+        }
+        let (destination, mode, owner) = (self.destination.clone(), self.mode, self.owner);
+        let bytes = content.clone();
+        tokio::task::spawn_blocking(move || write_atomically(&destination, &bytes, mode, owner))
+            .await?
+            .with_context(|| format!("writing {}", self.destination.display()))?;
+        self.last = Some(content);
+        Ok(Outcome::Written)
+    }
+
+    fn fix_metadata(&self) -> anyhow::Result<()> {
+        let meta = std::fs::metadata(&self.destination)?;
+        if meta.mode() & 0o7777 != self.mode {
+            std::fs::set_permissions(
+                &self.destination,
+                std::fs::Permissions::from_mode(self.mode),
+            )?;
+        }
+        if let Some((uid, gid)) = self.owner
+            && (meta.uid() != uid || gid.is_some_and(|g| meta.gid() != g))
+        {
+            std::os::unix::fs::chown(&self.destination, Some(uid), gid)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the template's action, if it has one.
+    pub async fn act(&self) -> anyhow::Result<()> {
+        match &self.action {
+            None => Ok(()),
+            Some(Action::Command(argv)) => {
+                let mut child = tokio::process::Command::new(&argv[0])
+                    .args(&argv[1..])
+                    .env("ROTOR_TEMPLATE_DESTINATION", &self.destination)
+                    .stdin(std::process::Stdio::null())
+                    .kill_on_drop(true)
+                    .spawn()
+                    .with_context(|| format!("starting {:?}", argv[0]))?;
+                let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
+                    .await
+                    .with_context(|| {
+                        format!("{:?} ran longer than {COMMAND_TIMEOUT:?}", argv[0])
+                    })??;
+                if !status.success() {
+                    bail!("{:?} failed: {status}", argv[0]);
+                }
+                Ok(())
+            }
+            Some(Action::Signal { pid_file, signal }) => {
+                let text = std::fs::read_to_string(pid_file)
+                    .with_context(|| format!("reading the pid file {}", pid_file.display()))?;
+                let pid: u32 = text.trim().parse().with_context(|| {
+                    format!("the pid file {} holds no process id", pid_file.display())
+                })?;
+                kill(pid, signal).await
+            }
+        }
+    }
+}
+
+/// Writes `content` to a temporary file beside `destination` with `mode` (and
+/// `owner`), fsyncs it, renames it over `destination` and fsyncs the directory: a
+/// reader sees the old file or the new one, never a part.
+fn write_atomically(
+    destination: &Path,
+    content: &str,
+    mode: u32,
+    owner: Option<(u32, Option<u32>)>,
+) -> std::io::Result<()> {
+    let dir = match destination.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&dir)?;
+    let file_name = destination
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{file_name}.rotor-{}.tmp", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(&tmp)?;
+        // The umask may have taken bits off the mode asked for.
+        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::fchown(&file, Some(uid), gid)?;
+        }
+        file.write_all(content.as_bytes())?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, destination)?;
+        std::fs::File::open(&dir)?.sync_all()
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Whether this process runs as root (effective uid 0), from `/proc/self/status`.
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// `user[:group]` as ids: numbers, or names from `/etc/passwd` and `/etc/group`. A
+/// user without a group gets its primary group.
+fn owner(spec: &str) -> anyhow::Result<(u32, Option<u32>)> {
+    let (user, group) = match spec.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (spec, None),
+    };
+    let lookup = |file: &str, name: &str| -> Option<Vec<String>> {
+        std::fs::read_to_string(file).ok()?.lines().find_map(|l| {
+            let fields: Vec<String> = l.split(':').map(str::to_string).collect();
+            (fields.first().map(String::as_str) == Some(name)).then_some(fields)
+        })
+    };
+    let (uid, primary) = match user.parse::<u32>() {
+        Ok(uid) => (uid, None),
+        Err(_) => {
+            let fields = lookup("/etc/passwd", user)
+                .with_context(|| format!("owner: no user {user:?} in /etc/passwd"))?;
+            let id = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
+            (
+                id(2).with_context(|| format!("owner: bad /etc/passwd entry for {user:?}"))?,
+                id(3),
+            )
+        }
+    };
+    let gid = match group {
+        None => primary,
+        Some(g) => Some(match g.parse::<u32>() {
+            Ok(gid) => gid,
+            Err(_) => lookup("/etc/group", g)
+                .and_then(|f| f.get(2).and_then(|id| id.parse().ok()))
+                .with_context(|| format!("owner: no group {g:?} in /etc/group"))?,
+        }),
+    };
+    Ok((uid, gid))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rotor_client::resolver::{VaultConfig, Vaults};
+
+    /// A resolver over vault `files`: the files of `dir`.
+    fn resolver(dir: &Path) -> Resolver {
+        Resolver::new(
+            Vaults::new()
+                .with("files", VaultConfig::file(dir.join("vault")))
+                .unwrap(),
+        )
+    }
+
+    fn template(dir: &Path, contents: &str, resolver: &Resolver) -> Template {
+        let config = AgentConfig {
+            base_dir: dir.to_path_buf(),
+            ..Default::default()
+        };
+        let section = TemplateSection {
+            source: None,
+            contents: Some(contents.into()),
+            destination: "out/app.conf".into(),
+            mode: Some("0640".into()),
+            owner: None,
+            command: None,
+            signal: None,
+        };
+        Template::new(&section, &config, resolver).unwrap()
+    }
+
+    fn vault_file(dir: &Path, name: &str, value: &str) {
+        std::fs::create_dir_all(dir.join("vault")).unwrap();
+        std::fs::write(dir.join("vault").join(name), value).unwrap();
+    }
+
+    #[tokio::test]
+    async fn references_that_depend_on_values_are_fetched_in_further_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        vault_file(dir.path(), "flag", "on");
+        vault_file(dir.path(), "db", r#"{"user": "app", "password": "s3cr3t"}"#);
+        let r = resolver(dir.path());
+        let contents = "{% if secret('{vault://files/flag}') == 'on' %}user={{ secret('{vault://files/db/user}') }} password={{ secret('{vault://files/db/password}') }}{% endif %}\n";
+        let mut t = template(dir.path(), contents, &r);
+        assert_eq!(t.refresh(&r).await.unwrap(), Outcome::Written);
+        let out = dir.path().join("out/app.conf");
+        assert_eq!(
+            std::fs::read_to_string(&out).unwrap(),
+            "user=app password=s3cr3t\n",
+            "the trailing newline is kept"
+        );
+        let refs: Vec<&str> = t.used.iter().map(|u| u.reference.as_str()).collect();
+        assert_eq!(
+            refs,
+            [
+                "{vault://files/flag}",
+                "{vault://files/db/user}",
+                "{vault://files/db/password}"
+            ]
+        );
+        let mode = std::fs::metadata(&out).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+
+        // Rendering again with nothing changed writes nothing.
+        assert_eq!(t.refresh(&r).await.unwrap(), Outcome::Unchanged);
+
+        // A new agent finds the file as it would render it: no change, mode repaired.
+        std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut again = template(dir.path(), contents, &r);
+        assert_eq!(again.refresh(&r).await.unwrap(), Outcome::Unchanged);
+        let mode = std::fs::metadata(&out).unwrap().mode() & 0o7777;
+        assert_eq!(mode, 0o640);
+    }
+
+    #[tokio::test]
+    async fn a_failed_reference_fails_the_render_by_name_and_leaves_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        vault_file(dir.path(), "db", r#"{"password": "s3cr3t"}"#);
+        let r = resolver(dir.path());
+        let mut t = template(
+            dir.path(),
+            "a={{ secret('{vault://files/db/password}') }} b={{ secret('{vault://files/db/missing}') }}",
+            &r,
+        );
+        let err = format!("{:#}", t.refresh(&r).await.unwrap_err());
+        assert!(err.contains("{vault://files/db/missing}"), "{err}");
+        assert!(!err.contains("s3cr3t"), "no values in errors: {err}");
+        assert!(!dir.path().join("out/app.conf").exists());
+        assert_eq!(
+            t.used.len(),
+            2,
+            "both references are known, for change events"
+        );
+
+        let mut t = template(dir.path(), "{{ secret('{vault://nowhere/x}') }}", &r);
+        let err = format!("{:#}", t.refresh(&r).await.unwrap_err());
+        assert!(err.contains("no vault named \"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn owners_are_names_or_numbers() {
+        assert_eq!(owner("0").unwrap(), (0, None));
+        assert_eq!(owner("root").unwrap(), (0, Some(0)));
+        assert_eq!(owner("1000:1000").unwrap(), (1000, Some(1000)));
+        assert!(owner("no-such-user-here").is_err());
+        assert!(owner("root:no-such-group-here").is_err());
+    }
+}
