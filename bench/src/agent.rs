@@ -10,13 +10,15 @@
 //!
 //! Writes bench/results/agent.{md,json}.
 
+mod server;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use serde_json::{Value, json};
+use serde_json::json;
+use server::{Server, percentile};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -38,60 +40,14 @@ struct Args {
 const TOKEN: &str = "bench-agent-root-token";
 const SECRET: &str = "/app/bench/db";
 
-struct Server {
-    child: tokio::process::Child,
-    url: String,
-}
-
 async fn start_server(rotor: &Path, dir: &Path) -> Result<Server> {
-    let mut child = tokio::process::Command::new(rotor)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = tokio::process::Command::new(rotor);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.join("data"))
         .env("ROTOR_ROOT_TOKEN", TOKEN)
         .env("ROTOR_ROOT_ACCESS_KEY_ID", "AKIDBENCHAGENT")
-        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-agent-secret")
-        .env("ROTOR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", rotor.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("server did not start")??
-            .context("server exited")?;
-        if let Some(url) = line.strip_prefix("rotor listening on ") {
-            break url.to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Server { child, url })
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Value,
-) -> Result<Value> {
-    let r = http
-        .request(method, url)
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    if !status.is_success() {
-        bail!("{status}: {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-agent-secret");
+    server::start(cmd).await
 }
 
 struct Latency {
@@ -130,8 +86,9 @@ async fn until_file(path: &Path, want: &str, within: Duration) -> Result<Instant
 async fn put_to_file(rotor: &Path, server: &Server, dir: &Path, changes: usize) -> Result<Latency> {
     let http = reqwest::Client::new();
     let base = &server.url;
-    call(
+    server::call(
         &http,
+        TOKEN,
         reqwest::Method::POST,
         format!("{base}/v1/secrets"),
         json!({"name": SECRET, "value": "value-0"}),
@@ -167,8 +124,9 @@ mode = "0600"
     let mut lat = Vec::with_capacity(changes);
     for i in 1..=changes {
         let sent = Instant::now();
-        call(
+        server::call(
             &http,
+            TOKEN,
             reqwest::Method::PUT,
             format!("{base}/v1/secrets/{}", SECRET.replace('/', "%2F")),
             json!({"value": format!("value-{i}"), "version_id": format!("v{i}")}),

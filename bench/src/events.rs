@@ -10,15 +10,17 @@
 //!
 //! Writes bench/results/events.{md,json}.
 
+mod server;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use serde_json::{Value, json};
+use server::{Server, percentile};
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,66 +44,24 @@ struct Args {
 
 const TOKEN: &str = "bench-events-root-token";
 
-struct Server {
-    child: tokio::process::Child,
-    url: String,
+/// The server and the directory holding its data.
+struct Running {
+    server: Server,
     _dir: tempfile::TempDir,
 }
 
-async fn start(rotor: &Path) -> Result<Server> {
+async fn start(rotor: &Path) -> Result<Running> {
     let dir = tempfile::tempdir()?;
-    let mut child = tokio::process::Command::new(rotor)
-        .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
+    let mut cmd = tokio::process::Command::new(rotor);
+    cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(dir.path().join("data"))
         .env("ROTOR_ROOT_TOKEN", TOKEN)
         .env("ROTOR_ROOT_ACCESS_KEY_ID", "AKIDBENCHEVENTS")
-        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-events-secret")
-        .env("ROTOR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", rotor.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("server did not start")??
-            .context("server exited")?;
-        if let Some(url) = line.strip_prefix("rotor listening on ") {
-            break url.to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Server {
-        child,
-        url,
+        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-events-secret");
+    Ok(Running {
+        server: server::start(cmd).await?,
         _dir: dir,
     })
-}
-
-async fn call(
-    http: &reqwest::Client,
-    method: reqwest::Method,
-    url: String,
-    body: Value,
-) -> Result<Value> {
-    let r = http
-        .request(method, url)
-        .bearer_auth(TOKEN)
-        .json(&body)
-        .send()
-        .await?;
-    let status = r.status();
-    let text = r.text().await?;
-    if !status.is_success() {
-        bail!("{status}: {text}");
-    }
-    Ok(serde_json::from_str(&text).unwrap_or(Value::Null))
-}
-
-fn percentile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
 }
 
 struct Latency {
@@ -114,14 +74,15 @@ struct Latency {
 async fn put_to_watch(server: &Server, changes: usize) -> Result<Latency> {
     let http = reqwest::Client::new();
     let base = &server.url;
-    call(
+    server::call(
         &http,
+        TOKEN,
         reqwest::Method::POST,
         format!("{base}/v1/secrets"),
         json!({"name": "/dba/bench/password", "value": "v0"}),
     )
     .await?;
-    call(&http, reqwest::Method::POST, format!("{base}/v1/replication"),
+    server::call(&http, TOKEN, reqwest::Method::POST, format!("{base}/v1/replication"),
          json!({"name": "bench", "kind": "copy", "source": "/dba/bench/", "destination": "/app/bench/"})).await?;
     let mut watch = http
         .get(format!("{base}/v1/watch"))
@@ -158,8 +119,9 @@ async fn put_to_watch(server: &Server, changes: usize) -> Result<Latency> {
     for i in 0..changes {
         let version = format!("v{}", i + 1);
         let sent = Instant::now();
-        call(
+        server::call(
             &http,
+            TOKEN,
             reqwest::Method::PUT,
             format!("{base}/v1/secrets//dba/bench/password"),
             json!({"value": format!("value-{i}"), "version_id": version}),
@@ -242,8 +204,9 @@ async fn webhook_throughput(server: &Server, n: usize) -> Result<Delivery> {
     let base = server.url.clone();
     let count = Arc::new(AtomicU64::new(0));
     let url = receiver(count.clone()).await?;
-    call(
+    server::call(
         &http,
+        TOKEN,
         reqwest::Method::POST,
         format!("{base}/v1/sys/subscriptions"),
         json!({"name": "bench-hook", "prefix": "/hooked/", "kinds": ["version.put"],
@@ -251,8 +214,9 @@ async fn webhook_throughput(server: &Server, n: usize) -> Result<Delivery> {
     )
     .await?;
     for w in 0..16 {
-        call(
+        server::call(
             &http,
+            TOKEN,
             reqwest::Method::POST,
             format!("{base}/v1/secrets"),
             json!({"name": format!("/hooked/{w}"), "value": "v0"}),
@@ -268,8 +232,9 @@ async fn webhook_throughput(server: &Server, n: usize) -> Result<Delivery> {
         let per = n / 16 + usize::from(w < n % 16);
         writers.spawn(async move {
             for i in 0..per {
-                call(
+                server::call(
                     &http,
+                    TOKEN,
                     reqwest::Method::PUT,
                     format!("{base}/v1/secrets//hooked/{w}"),
                     json!({"value": format!("value-{i}")}),
@@ -342,13 +307,14 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut server = start(&rotor).await?;
-        let l = put_to_watch(&server, args.changes).await?;
+        let mut running = start(&rotor).await?;
+        let server = &mut running.server;
+        let l = put_to_watch(server, args.changes).await?;
         println!(
             "put → watch: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {}",
             l.p50, l.p99, l.max, l.changes
         );
-        let d = webhook_throughput(&server, args.deliveries).await?;
+        let d = webhook_throughput(server, args.deliveries).await?;
         println!(
             "webhooks: {:.0} deliveries/s ({} in {:.2} s)",
             d.per_second, d.deliveries, d.seconds

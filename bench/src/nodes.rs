@@ -5,16 +5,18 @@
 //!
 //! Writes bench/results/nodes.{md,json}.
 
+#[allow(dead_code)] // nodes-bench uses only the starting part
+mod server;
+
 use anyhow::{Context, Result, bail};
 use clap::Parser;
 use rotor_testkit::PgServer;
 use serde_json::json;
+use server::Server;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, BufReader};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -42,41 +44,18 @@ struct Args {
 const TOKEN: &str = "bench-nodes-root-token";
 const MASTER_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
-struct Node {
-    child: tokio::process::Child,
-    url: String,
-}
-
-async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Node> {
+async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Server> {
     let mut cmd = tokio::process::Command::new(rotor);
     cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("ROTOR_ROOT_TOKEN", TOKEN)
         .env("ROTOR_ROOT_ACCESS_KEY_ID", "AKIDBENCHNODES")
         .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-nodes-secret")
-        .env("ROTOR_MASTER_KEY", MASTER_KEY)
-        .env("ROTOR_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true);
+        .env("ROTOR_MASTER_KEY", MASTER_KEY);
     if let Some(url) = storage {
         cmd.args(["--storage", url]);
     }
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("starting {}", rotor.display()))?;
-    let mut lines = BufReader::new(child.stdout.take().context("stdout")?).lines();
-    let url = loop {
-        let line = tokio::time::timeout(Duration::from_secs(30), lines.next_line())
-            .await
-            .context("node did not start")??
-            .context("node exited")?;
-        if let Some(url) = line.strip_prefix("rotor listening on ") {
-            break url.to_string();
-        }
-    };
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok(Node { child, url })
+    server::start(cmd).await
 }
 
 #[derive(Clone, Copy)]
