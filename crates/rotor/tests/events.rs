@@ -428,6 +428,14 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
         rx.seqs().contains(&last)
     });
     assert_eq!(rx.seqs(), expected, "every event, once each, in order");
+    // The server logs a delivery once the target has answered: wait for the last.
+    until("the last delivery logged", Duration::from_secs(20), || {
+        rt.block_on(c.deliveries("backlog", 100, false)).unwrap()["deliveries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|d| d["status"] == "delivered" && d["seq"] == last)
+    });
     let log = rt.block_on(c.deliveries("backlog", 100, false)).unwrap();
     let delivered: Vec<i64> = log["deliveries"]
         .as_array()

@@ -53,7 +53,8 @@ fn node(dir: &Path, i: usize, storage: Option<&str>, extra: &[(&'static str, Str
 }
 
 async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Generous: the whole test suite shares two cores with these servers.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(v) = f().await {
             return v;
@@ -165,7 +166,7 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
     let pg = PgServer::start().unwrap();
     let url = rt.block_on(database(&pg, "rotor"));
     let extra = [
-        ("ROTOR_ROTATION_LEASE_MS", "1500".to_string()),
+        ("ROTOR_ROTATION_LEASE_MS", "2000".to_string()),
         ("ROTOR_ROTATION_BACKOFF_MS", "200".to_string()),
     ];
     let mut nodes: Vec<Server> = (0..3)
@@ -275,6 +276,13 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
             (n >= SECRETS as i64).then_some(n)
         })
         .await;
+        let other: Vec<(String, String, Option<String>)> = sqlx::query_as(
+            "SELECT status, step, error FROM rotations WHERE status <> 'succeeded'",
+        )
+        .fetch_all(&mut db)
+        .await
+        .unwrap();
+        assert!(other.is_empty(), "{other:?}");
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         load.await.unwrap();
         assert_eq!(done, SECRETS as i64);
@@ -313,7 +321,7 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
         assert_eq!(bad, 0);
         // No acknowledged write was lost.
         let acked = acked.lock().unwrap().clone();
-        assert!(acked.len() > 50, "the load ran ({} writes)", acked.len());
+        assert!(acked.len() > 10, "the load ran ({} writes)", acked.len());
         for (name, id) in &acked {
             let found: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM versions v JOIN secrets s ON s.id = v.secret_id
