@@ -46,11 +46,15 @@ pub enum Capability {
     Share,
     /// Manage principals, tokens, keys and policies.
     Admin,
+    /// Run commands on the server's machine: register `exec` and `lambda` rotators
+    /// (`sys/rotators/NAME`) and `exec` subscriptions (`sys/subscriptions/NAME`).
+    /// Only the root policy grants it unless an operator writes it into one.
+    Exec,
 }
 
 impl Capability {
     /// Every capability, in a fixed order.
-    pub const ALL: [Capability; 8] = [
+    pub const ALL: [Capability; 9] = [
         Capability::Read,
         Capability::Write,
         Capability::List,
@@ -59,6 +63,7 @@ impl Capability {
         Capability::Delete,
         Capability::Share,
         Capability::Admin,
+        Capability::Exec,
     ];
 
     /// The lowercase name used in policies and messages.
@@ -72,6 +77,7 @@ impl Capability {
             Capability::Delete => "delete",
             Capability::Share => "share",
             Capability::Admin => "admin",
+            Capability::Exec => "exec",
         }
     }
 }
@@ -243,6 +249,179 @@ pub fn evaluate(policies: &[Policy], capability: Capability, path: &str) -> Deci
     }
 }
 
+/// Whether `policies` allow `capability` on every secret name `glob` matches: each
+/// such name is allowed by some statement, and no deny statement reaches any of them.
+///
+/// This is how a grant is checked against what its granter holds: a principal may
+/// hand on (attach, or write into a policy) only what it holds itself, so a
+/// delegated admin of `sys/principals/team-*` cannot give anyone `**`. It compares
+/// the languages of globs, not their text: `/dba/team/*` does not cover
+/// `/dba/team/**`, and `allow /dba/**` with `deny /dba/team/x` does not cover
+/// `/dba/team/*`.
+///
+/// ```
+/// use rotor_core::policy::{Capability, Policy, covers};
+/// let p: Policy = serde_json::from_str(r#"{"name": "dba", "statements": [
+///     {"effect": "allow", "capabilities": ["read"], "paths": ["/dba/**"]},
+///     {"effect": "deny", "capabilities": ["read"], "paths": ["/dba/team/secret-sauce"]}
+/// ]}"#).unwrap();
+/// let ps = std::slice::from_ref(&p);
+/// assert!(covers(ps, Capability::Read, "/dba/other/*"));
+/// assert!(!covers(ps, Capability::Read, "/dba/team/*"));
+/// assert!(!covers(ps, Capability::Read, "/app/**"));
+/// ```
+pub fn covers(policies: &[Policy], capability: Capability, glob: &str) -> bool {
+    let globs = |effect: Effect| -> Vec<Glob> {
+        policies
+            .iter()
+            .flat_map(|p| &p.statements)
+            .filter(|s| s.effect == effect && s.capabilities.contains(&capability))
+            .flat_map(|s| s.paths.iter().map(|g| Glob::new(g)))
+            .collect()
+    };
+    let (allows, denies) = (globs(Effect::Allow), globs(Effect::Deny));
+    let wanted = Glob::new(glob);
+    if allows.is_empty() {
+        return false;
+    }
+    // Every character any glob names, '/', and one character none names, which
+    // stands for all the others: names outside this alphabet behave like it.
+    let mut alphabet: Vec<u8> = std::iter::once(&wanted)
+        .chain(&allows)
+        .chain(&denies)
+        .flat_map(|g| g.literals())
+        .chain(std::iter::once(b'/'))
+        .collect();
+    alphabet.sort_unstable();
+    alphabet.dedup();
+    if let Some(other) = NAME_BYTES.iter().find(|c| !alphabet.contains(c)) {
+        alphabet.push(*other);
+    }
+    // Explore (wanted's states, every allow's states, every deny's states) over the
+    // alphabet: a reachable state where `wanted` accepts while no allow does, or
+    // some deny does, is a name the glob matches that the policies do not allow.
+    type Config = (Vec<usize>, Vec<Vec<usize>>, Vec<Vec<usize>>);
+    let start: Config = (
+        wanted.start(),
+        allows.iter().map(Glob::start).collect(),
+        denies.iter().map(Glob::start).collect(),
+    );
+    let mut seen = std::collections::HashSet::new();
+    let mut frontier = vec![start];
+    while let Some(config) = frontier.pop() {
+        if !seen.insert(config.clone()) {
+            continue;
+        }
+        if seen.len() > 200_000 {
+            // Too many combinations to decide: refuse, as a deny would.
+            return false;
+        }
+        let (w, a, d) = &config;
+        if wanted.accepts(w)
+            && (!a.iter().zip(&allows).any(|(s, g)| g.accepts(s))
+                || d.iter().zip(&denies).any(|(s, g)| g.accepts(s)))
+        {
+            return false;
+        }
+        for &c in &alphabet {
+            let next_w = wanted.step(w, c);
+            if next_w.is_empty() {
+                continue;
+            }
+            let next_a = a.iter().zip(&allows).map(|(s, g)| g.step(s, c)).collect();
+            let next_d = d.iter().zip(&denies).map(|(s, g)| g.step(s, c)).collect();
+            frontier.push((next_w, next_a, next_d));
+        }
+    }
+    true
+}
+
+/// The bytes secret names are made of.
+const NAME_BYTES: &[u8] = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_+=.@-";
+
+/// A glob as a small automaton: state `i` means the first `i` pieces matched.
+struct Glob(Vec<Piece>);
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Piece {
+    Byte(u8),
+    /// `*`: any bytes but `/`.
+    Star,
+    /// `**`: any bytes.
+    Stars,
+}
+
+impl Glob {
+    fn new(glob: &str) -> Self {
+        let bytes = glob.as_bytes();
+        let mut pieces = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i..] {
+                [b'*', b'*', ..] => {
+                    pieces.push(Piece::Stars);
+                    i += 2;
+                }
+                [b'*', ..] => {
+                    pieces.push(Piece::Star);
+                    i += 1;
+                }
+                [c, ..] => {
+                    pieces.push(Piece::Byte(c));
+                    i += 1;
+                }
+                [] => unreachable!("i < len"),
+            }
+        }
+        Glob(pieces)
+    }
+
+    fn literals(&self) -> impl Iterator<Item = u8> + '_ {
+        self.0.iter().filter_map(|p| match p {
+            Piece::Byte(c) => Some(*c),
+            _ => None,
+        })
+    }
+
+    /// `states` with every state reachable past stars added, sorted.
+    fn close(&self, mut states: Vec<usize>) -> Vec<usize> {
+        let mut i = 0;
+        while i < states.len() {
+            let s = states[i];
+            if matches!(self.0.get(s), Some(Piece::Star | Piece::Stars))
+                && !states.contains(&(s + 1))
+            {
+                states.push(s + 1);
+            }
+            i += 1;
+        }
+        states.sort_unstable();
+        states.dedup();
+        states
+    }
+
+    fn start(&self) -> Vec<usize> {
+        self.close(vec![0])
+    }
+
+    fn step(&self, states: &[usize], c: u8) -> Vec<usize> {
+        let mut next = Vec::new();
+        for &s in states {
+            match self.0.get(s) {
+                Some(Piece::Byte(b)) if *b == c => next.push(s + 1),
+                Some(Piece::Star) if c != b'/' => next.push(s),
+                Some(Piece::Stars) => next.push(s),
+                _ => {}
+            }
+        }
+        self.close(next)
+    }
+
+    fn accepts(&self, states: &[usize]) -> bool {
+        states.contains(&self.0.len())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -350,5 +529,53 @@ mod tests {
         );
         let json = r#"{"name": "x", "statements": [{"effect": "allow", "capabilities": ["fly"], "paths": ["/a"]}]}"#;
         assert!(serde_json::from_str::<Policy>(json).is_err());
+    }
+
+    #[test]
+    fn coverage_compares_what_globs_match_not_their_text() {
+        use Capability::*;
+        let p = policy(&[
+            (Effect::Allow, &[Read, Share], &["/dba/**"]),
+            (Effect::Allow, &[Read], &["/app/*/db"]),
+            (Effect::Deny, &[Read], &["/dba/team/secret-sauce"]),
+        ]);
+        let ps = std::slice::from_ref(&p);
+        assert!(covers(ps, Read, "/dba/x/**"));
+        assert!(covers(ps, Read, "/dba/other/*"));
+        assert!(
+            covers(ps, Share, "/dba/team/**"),
+            "the deny is on read only"
+        );
+        assert!(!covers(ps, Read, "/dba/team/*"), "the deny falls inside");
+        assert!(!covers(ps, Read, "/dba/team/**"));
+        assert!(!covers(ps, Read, "**"));
+        assert!(covers(ps, Read, "/app/mp/db"));
+        assert!(covers(ps, Read, "/app/*/db"));
+        assert!(
+            !covers(ps, Read, "/app/**/db"),
+            "** crosses segments, * does not"
+        );
+        assert!(!covers(ps, Write, "/dba/x"));
+        // A single star in a policy does not cover a double star in a grant.
+        let team = policy(&[(Effect::Allow, &[Read], &["/dba/team/*"])]);
+        assert!(!covers(std::slice::from_ref(&team), Read, "/dba/team/**"));
+        assert!(covers(std::slice::from_ref(&team), Read, "/dba/team/*"));
+        // Root covers everything; nothing covers anything with no policies.
+        let root = policy(&[(Effect::Allow, &Capability::ALL, &["**"])]);
+        assert!(covers(std::slice::from_ref(&root), Admin, "sys/**"));
+        assert!(!covers(&[], Read, "/a"));
+        // Covering agrees with evaluation on concrete names.
+        for name in [
+            "/dba/team/secret-sauce",
+            "/dba/team/x",
+            "/app/mp/db",
+            "/app/a/b/db",
+        ] {
+            assert_eq!(
+                covers(ps, Read, name),
+                evaluate(ps, Read, name).is_allowed(),
+                "{name}"
+            );
+        }
     }
 }
