@@ -85,6 +85,9 @@ pub struct RotationMeta {
     pub due: Option<DateTime<Utc>>,
     /// Why the last rotation failed, when it did (never a secret value).
     pub failed: Option<String>,
+    /// The principal rotations run as: the last one to configure or start rotation.
+    /// Every step is authorized with its policies at the time the step runs.
+    pub principal: Option<String>,
 }
 
 impl SecretMeta {

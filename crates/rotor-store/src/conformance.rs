@@ -871,6 +871,7 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
                     enabled: true,
                     rotator: Some("r".into()),
                     due: Some(due),
+                    principal: Some("rotation-owner".into()),
                     ..Default::default()
                 },
             },
@@ -878,6 +879,16 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
         )
         .await
         .unwrap();
+    let loaded = store
+        .load(&Lookup::Name("rot/a".into()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        loaded.meta.rotation.principal.as_deref(),
+        Some("rotation-owner"),
+        "the principal a rotation runs as is kept"
+    );
     let (none, next) = store.due_rotations(t0(), 10).await.unwrap();
     assert!(none.is_empty());
     assert_eq!(next, Some(due));

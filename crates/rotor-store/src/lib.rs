@@ -491,6 +491,8 @@ pub struct RotatorRow {
     pub key: Option<SealedValue>,
     /// When it was registered.
     pub created: DateTime<Utc>,
+    /// The principal that registered it (`None` for rotators from before this was kept).
+    pub created_by: Option<String>,
 }
 
 /// A principal as stored.

@@ -7,6 +7,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
     (3, include_str!("../migrations/sqlite/0003_rotation.sql")),
     (4, include_str!("../migrations/sqlite/0004_events.sql")),
     (5, include_str!("../migrations/sqlite/0005_leases.sql")),
+    (
+        6,
+        include_str!("../migrations/sqlite/0006_acting_principals.sql"),
+    ),
 ];
 
 /// `(version, sql)` for PostgreSQL, oldest first.
@@ -16,4 +20,8 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
     (3, include_str!("../migrations/postgres/0003_rotation.sql")),
     (4, include_str!("../migrations/postgres/0004_events.sql")),
     (5, include_str!("../migrations/postgres/0005_leases.sql")),
+    (
+        6,
+        include_str!("../migrations/postgres/0006_acting_principals.sql"),
+    ),
 ];

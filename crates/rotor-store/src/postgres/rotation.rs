@@ -26,14 +26,15 @@ pub(super) fn meta_from_row(row: &PgRow) -> Result<RotationMeta> {
         next_rotation: time(row, "next_rotation_at")?,
         due: time(row, "rotation_due_at")?,
         failed: get(row, "rotation_failed")?,
+        principal: get(row, "rotation_principal")?,
     })
 }
 
 async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     sqlx::query(
         "UPDATE secrets SET rotation_enabled = $1, rotator = $2, rotation_rules = $3,
-         last_rotated_at = $4, next_rotation_at = $5, rotation_due_at = $6, rotation_failed = $7
-         WHERE id = $8",
+         last_rotated_at = $4, next_rotation_at = $5, rotation_due_at = $6, rotation_failed = $7,
+         rotation_principal = $8 WHERE id = $9",
     )
     .bind(i64::from(r.enabled))
     .bind(&r.rotator)
@@ -42,6 +43,7 @@ async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     .bind(r.next_rotation.map(millis))
     .bind(r.due.map(millis))
     .bind(&r.failed)
+    .bind(&r.principal)
     .bind(secret)
     .execute(c.conn())
     .await
@@ -231,14 +233,14 @@ async fn put_rotator(
 ) -> Tx<Outcome> {
     let key = r.key.as_ref();
     let sql = if replace {
-        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
-         config = excluded.config, key_ciphertext = excluded.key_ciphertext,
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
+         config = excluded.config, created_by = excluded.created_by, key_ciphertext = excluded.key_ciphertext,
          key_wrapped = excluded.key_wrapped, key_algorithm = excluded.key_algorithm,
          key_id = excluded.key_id"
     } else {
-        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
     };
     sqlx::query(sql)
         .bind(&r.name)
@@ -249,6 +251,7 @@ async fn put_rotator(
         .bind(key.map(|k| k.algorithm.clone()))
         .bind(key.map(|k| k.key_id.clone()))
         .bind(millis(now))
+        .bind(&r.created_by)
         .execute(c.conn())
         .await
         .map_err(|e| {
@@ -395,6 +398,7 @@ pub(super) async fn rotators(pool: &PgPool) -> Result<Vec<RotatorRow>> {
                 config: get(row, "config")?,
                 key,
                 created: from_millis(get(row, "created_at")?),
+                created_by: get(row, "created_by")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;

@@ -31,14 +31,15 @@ pub(super) fn meta_from_row(row: &SqliteRow) -> Result<RotationMeta> {
         next_rotation: time(row, "next_rotation_at")?,
         due: time(row, "rotation_due_at")?,
         failed: get(row, "rotation_failed")?,
+        principal: get(row, "rotation_principal")?,
     })
 }
 
 async fn save_meta(conn: &mut SqliteConnection, secret: i64, r: &RotationMeta) -> Result<()> {
     sqlx::query(
         "UPDATE secrets SET rotation_enabled = ?, rotator = ?, rotation_rules = ?,
-         last_rotated_at = ?, next_rotation_at = ?, rotation_due_at = ?, rotation_failed = ?
-         WHERE id = ?",
+         last_rotated_at = ?, next_rotation_at = ?, rotation_due_at = ?, rotation_failed = ?,
+         rotation_principal = ? WHERE id = ?",
     )
     .bind(i64::from(r.enabled))
     .bind(&r.rotator)
@@ -47,6 +48,7 @@ async fn save_meta(conn: &mut SqliteConnection, secret: i64, r: &RotationMeta) -
     .bind(r.next_rotation.map(millis))
     .bind(r.due.map(millis))
     .bind(&r.failed)
+    .bind(&r.principal)
     .bind(secret)
     .execute(&mut *conn)
     .await
@@ -303,14 +305,14 @@ async fn put_rotator(
 ) -> Result<Outcome> {
     let key = r.key.as_ref();
     let sql = if replace {
-        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
-         config = excluded.config, key_ciphertext = excluded.key_ciphertext,
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO UPDATE SET kind = excluded.kind,
+         config = excluded.config, created_by = excluded.created_by, key_ciphertext = excluded.key_ciphertext,
          key_wrapped = excluded.key_wrapped, key_algorithm = excluded.key_algorithm,
          key_id = excluded.key_id"
     } else {
-        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO rotators (name, kind, config, key_ciphertext, key_wrapped, key_algorithm, key_id, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
     };
     sqlx::query(sql)
         .bind(&r.name)
@@ -321,6 +323,7 @@ async fn put_rotator(
         .bind(key.map(|k| k.algorithm.clone()))
         .bind(key.map(|k| k.key_id.clone()))
         .bind(millis(now))
+        .bind(&r.created_by)
         .execute(&mut *conn)
         .await
         .map_err(|e| match db_error(e) {
@@ -491,6 +494,7 @@ pub(super) async fn rotators(conn: &mut SqliteConnection) -> Result<Vec<RotatorR
                 config: get(row, "config")?,
                 key,
                 created: from_millis(get(row, "created_at")?),
+                created_by: get(row, "created_by")?,
             })
         })
         .collect()
