@@ -9,6 +9,11 @@
 //! Management needs the `admin` capability on a `sys/...` path:
 //! `sys/principals/NAME`, `sys/policies/NAME`, `sys/tokens/PRINCIPAL`,
 //! `sys/access-keys/PRINCIPAL`; a statement on `**` or `sys/**` grants all of it.
+//! Handing rights on is bounded by what the granter holds: attaching policy P needs
+//! `admin` on the principal and on `sys/policies/P`, and writing or attaching a
+//! policy needs every capability it allows, on every path it allows it on
+//! ([`Caller::authorize_grant`]). A delegated admin can pass on its own rights,
+//! never more.
 
 use crate::caller::Caller;
 use chrono::{DateTime, Duration, Utc};
@@ -90,6 +95,40 @@ struct State {
     policies: HashMap<String, Policy>,
 }
 
+/// Who a long-lived request acts for, checked again as access changes (see
+/// [`AccessService::session`]).
+pub struct Session {
+    caller: Caller,
+    /// The keyed hash of the bearer token; `None` for a caller fixed in advance.
+    credential: Option<Vec<u8>>,
+    generation: u64,
+}
+
+impl Session {
+    /// A session for a caller known in advance (the server's own work, tests): never
+    /// checked again.
+    pub fn fixed(caller: Caller) -> Self {
+        Session {
+            caller,
+            credential: None,
+            generation: 0,
+        }
+    }
+
+    /// The caller as last checked.
+    pub fn caller(&self) -> &Caller {
+        &self.caller
+    }
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("caller", &self.caller)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Short-lived credentials scoped to one rotation: a bearer token and an AWS key
 /// pair with a session token. Kept in memory only; they die with the server.
 pub struct ScopedCredentials {
@@ -134,6 +173,8 @@ pub struct AccessService {
     clock: Arc<dyn Clock>,
     state: RwLock<Arc<State>>,
     scoped: std::sync::Mutex<ScopedState>,
+    /// Bumped after every reload: open streams re-check their caller when it moves.
+    generation: tokio::sync::watch::Sender<u64>,
 }
 
 impl std::fmt::Debug for AccessService {
@@ -159,6 +200,7 @@ impl AccessService {
             clock,
             state: RwLock::default(),
             scoped: Default::default(),
+            generation: tokio::sync::watch::Sender::new(0),
         };
         service.reload().await?;
         Ok(service)
@@ -220,9 +262,32 @@ impl AccessService {
                 }
             }
         }
+        let changed = {
+            let old = &self.state().snapshot;
+            let keys = |s: &AccessSnapshot| -> Vec<(String, i64)> {
+                s.access_keys
+                    .iter()
+                    .map(|k| (k.id.clone(), k.principal_id))
+                    .collect()
+            };
+            old.principals != snapshot.principals
+                || old.policies != snapshot.policies
+                || old.tokens != snapshot.tokens
+                || keys(old) != keys(&snapshot)
+        };
         state.snapshot = snapshot;
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(state);
+        if changed {
+            self.generation.send_modify(|g| *g += 1);
+        }
         Ok(())
+    }
+
+    /// Moves whenever principals, policies, tokens or keys change (here or, after a
+    /// refresh, on another node): a long-lived request (a watch stream, a long poll)
+    /// authenticates its credential again when it does.
+    pub fn changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.generation.subscribe()
     }
 
     fn state(&self) -> Arc<State> {
@@ -259,13 +324,55 @@ impl AccessService {
     /// The caller a bearer token stands for; `Unauthenticated` when it is unknown,
     /// expired or revoked.
     pub fn authenticate_token(&self, token: &str) -> Result<Caller> {
+        self.authenticate_hash(&self.envelope.token_hash(token))
+    }
+
+    /// A session for a long-lived request (a watch stream, a long poll) made with
+    /// `token`: [`AccessService::check`] authenticates it again whenever access
+    /// changes, so a revoked token or a detached policy takes effect on the open
+    /// request too.
+    pub fn session(&self, token: &str) -> Result<Session> {
         let hash = self.envelope.token_hash(token);
+        let generation = *self.generation.borrow();
+        let caller = self.authenticate_hash(&hash)?;
+        Ok(Session {
+            caller,
+            credential: Some(hash),
+            generation,
+        })
+    }
+
+    /// The session's caller as of now: authenticated again, with its current
+    /// policies, when access changed since it was last checked (and when its
+    /// credential may have expired); `Unauthenticated` once the token is revoked or
+    /// expired, or its principal gone.
+    pub fn check<'s>(&self, session: &'s mut Session) -> Result<&'s Caller> {
+        let Some(hash) = &session.credential else {
+            return Ok(&session.caller);
+        };
+        let generation = *self.generation.borrow();
+        // Expiry moves with the clock, not with changes: a token that can expire
+        // (and a scoped one) is checked every time.
+        let unchanged = generation == session.generation
+            && self
+                .state()
+                .tokens
+                .get(hash.as_slice())
+                .is_some_and(|row| row.expires.is_none());
+        if !unchanged {
+            session.caller = self.authenticate_hash(hash)?;
+            session.generation = generation;
+        }
+        Ok(&session.caller)
+    }
+
+    fn authenticate_hash(&self, hash: &[u8]) -> Result<Caller> {
         let state = self.state();
-        let Some(row) = state.tokens.get(&hash) else {
-            return self.scoped_token(&hash);
+        let Some(row) = state.tokens.get(hash) else {
+            return self.scoped_token(hash);
         };
         // The map lookup found it by hash; compare again in constant time all the same.
-        if aws_lc_rs_free_eq(&row.hash, &hash).is_err() {
+        if aws_lc_rs_free_eq(&row.hash, hash).is_err() {
             return Err(unauthenticated("The token is not valid"));
         }
         if row.revoked.is_some() {
@@ -365,15 +472,20 @@ impl AccessService {
             .principals
             .iter()
             .any(|p| p.name == ROOT);
+        let root_policy = Policy {
+            name: ROOT.into(),
+            statements: vec![policy::Statement {
+                effect: policy::Effect::Allow,
+                capabilities: Capability::ALL.to_vec(),
+                paths: vec!["**".into()],
+            }],
+        };
+        if !first && self.state().policies.get(ROOT) != Some(&root_policy) {
+            // A store from before a capability was added (`exec`): root keeps
+            // holding every capability there is.
+            self.store_policy(&root_policy).await?;
+        }
         if first {
-            let root_policy = Policy {
-                name: ROOT.into(),
-                statements: vec![policy::Statement {
-                    effect: policy::Effect::Allow,
-                    capabilities: Capability::ALL.to_vec(),
-                    paths: vec!["**".into()],
-                }],
-            };
             self.change(AccessMutation::CreatePrincipal {
                 name: ROOT.into(),
                 kind: "person".into(),
@@ -540,9 +652,12 @@ impl AccessService {
             .collect())
     }
 
-    /// `rotor policy put`.
+    /// `rotor policy put`: needs `admin` on `sys/policies/NAME`, and every right the
+    /// policy allows (it may already be attached to principals, who would gain them).
     pub async fn put_policy(&self, caller: &Caller, policy: &Policy) -> Result<()> {
         caller.authorize(Capability::Admin, &format!("sys/policies/{}", policy.name))?;
+        policy.validate()?;
+        caller.authorize_grant(policy)?;
         self.store_policy(policy).await
     }
 
@@ -572,9 +687,18 @@ impl AccessService {
             .await
     }
 
-    /// `rotor policy attach`.
+    /// `rotor policy attach`: needs `admin` on the principal and on the policy, and
+    /// every right the policy allows.
     pub async fn attach(&self, caller: &Caller, principal: &str, policy: &str) -> Result<()> {
         caller.authorize(Capability::Admin, &format!("sys/principals/{principal}"))?;
+        caller.authorize(Capability::Admin, &format!("sys/policies/{policy}"))?;
+        let grant = self
+            .state()
+            .policies
+            .get(policy)
+            .cloned()
+            .ok_or_else(|| Error::not_found(format!("No policy named {policy}")))?;
+        caller.authorize_grant(&grant)?;
         self.change(AccessMutation::Attach {
             principal: principal.into(),
             policy: policy.into(),

@@ -45,9 +45,44 @@ impl Caller {
         &self.name
     }
 
+    /// Whether `other` is bound by the very same policies (not merely equal ones).
+    pub fn same_policies(&self, other: &Caller) -> bool {
+        self.unrestricted == other.unrestricted && Arc::ptr_eq(&self.policies, &other.policies)
+    }
+
     /// Whether `capability` on `path` is allowed.
     pub fn may(&self, capability: Capability, path: &str) -> bool {
         self.unrestricted || policy::evaluate(&self.policies, capability, path).is_allowed()
+    }
+
+    /// Whether `capability` is allowed on every secret name `glob` matches.
+    pub fn covers(&self, capability: Capability, glob: &str) -> bool {
+        self.unrestricted || policy::covers(&self.policies, capability, glob)
+    }
+
+    /// `Ok` when the caller holds everything `grant` allows, so it may hand `grant`
+    /// on (attach it, or write it); otherwise `AccessDenied` naming the first
+    /// capability and paths it lacks. Deny statements restrict and need nothing.
+    pub fn authorize_grant(&self, grant: &Policy) -> Result<()> {
+        for statement in &grant.statements {
+            if statement.effect == policy::Effect::Deny {
+                continue;
+            }
+            for capability in &statement.capabilities {
+                for glob in &statement.paths {
+                    if !self.covers(*capability, glob) {
+                        return Err(Error::new(
+                            ErrorKind::AccessDenied,
+                            format!(
+                                "{} may not grant {capability} on {glob} (policy {}): it does not hold it on every path that matches",
+                                self.name, grant.name
+                            ),
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// `Ok` when `capability` on `path` is allowed, otherwise an `AccessDenied` error

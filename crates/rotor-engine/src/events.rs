@@ -5,13 +5,17 @@
 //! with a gap-free sequence number ([`rotor_store::Event`]). This module reads it:
 //!
 //! - **Watch** ([`Events::next_batch`]): the events after a sequence number, under a
-//!   path prefix, that the caller may see, waiting on the store's feed when there are
-//!   none yet. A client resumes from the last sequence number it saw.
+//!   path prefix, that the caller may see, waiting when there are none yet. A client
+//!   resumes from the last sequence number it saw. One reader per node follows the
+//!   outbox for every waiter ([`tail`]). An open watch acts for its token: it is
+//!   authenticated again whenever access changes and ends once the token is revoked
+//!   or expired, and the events it shows follow the principal's current policies.
 //! - **Subscriptions**: a path prefix and event kinds, and a target: a `webhook` URL
 //!   that gets each event POSTed, signed like rotator webhooks (see [`crate::hooks`]),
 //!   or an `exec` command that gets it on standard input. Managing one needs `admin`
 //!   on `sys/subscriptions/NAME`; an `exec` subscription runs its command on the
-//!   server's machine, like an `exec` rotator.
+//!   server's machine, like an `exec` rotator, so it also needs `exec` there, when
+//!   it is created and whenever it runs (while its owner lacks it, deliveries wait).
 //! - **The dispatcher** ([`Events::spawn`]): delivers each subscription's events in
 //!   order, at least once. A failed delivery is retried with exponential backoff;
 //!   after [`Settings::max_attempts`] the event is dead-lettered and the dispatcher
@@ -33,7 +37,9 @@
 //! does, with the owner's policies at delivery time; while the owner does not exist,
 //! its deliveries wait.
 
-use crate::access::AccessService;
+mod tail;
+
+use crate::access::{AccessService, Session};
 use crate::caller::Caller;
 use crate::service::SecretService;
 use chrono::{DateTime, Utc};
@@ -72,6 +78,7 @@ pub const KINDS: &[&str] = &[
     "rotation.cancelled",
     "replication.applied",
     "replication.repaired",
+    "replication.denied",
     "replication.rule_added",
     "replication.rule_removed",
     "replication.source_deleted",
@@ -100,6 +107,8 @@ pub struct Settings {
     /// Longest the dispatcher waits before looking at the store again when nothing
     /// woke it.
     pub poll: Duration,
+    /// Watch streams and long polls one principal may hold open at once on a node.
+    pub max_waiters_per_principal: usize,
 }
 
 impl Default for Settings {
@@ -109,6 +118,7 @@ impl Default for Settings {
             backoff: Duration::from_secs(1),
             max_backoff: Duration::from_secs(300),
             poll: Duration::from_secs(5),
+            max_waiters_per_principal: 128,
         }
     }
 }
@@ -276,6 +286,11 @@ pub fn event_json(event: &Event) -> Value {
     })
 }
 
+/// Whether two callers are the same principal with the same policies.
+fn same_policies(a: &Caller, b: &Caller) -> bool {
+    a.name() == b.name() && a.same_policies(b)
+}
+
 /// Whether `caller` may see `event` when watching `prefix`.
 fn visible(caller: &Caller, prefix: &str, event: &Event) -> bool {
     match &event.secret {
@@ -369,6 +384,8 @@ pub struct Events {
     changes: watch::Sender<u64>,
     /// Set when the server drains: watches end instead of waiting.
     closed: watch::Sender<bool>,
+    /// The one reader of the outbox for every waiter.
+    tail: Arc<tail::Tail>,
 }
 
 impl std::fmt::Debug for Events {
@@ -387,6 +404,10 @@ impl Events {
         settings: Settings,
     ) -> Self {
         Events {
+            tail: Arc::new(tail::Tail::new(
+                service.clone(),
+                settings.max_waiters_per_principal,
+            )),
             service,
             access,
             settings,
@@ -412,56 +433,45 @@ impl Events {
 
     /// The sequence number of the last committed event.
     pub async fn last_seq(&self) -> Result<i64> {
-        // The feed may trail a commit by a moment: read on from it to the end.
-        let store = self.store();
-        let mut last = *store.event_feed().borrow();
-        loop {
-            let page = store.events(last, PAGE).await?;
-            match page.last() {
-                Some(e) => last = e.seq,
-                None => return Ok(last),
-            }
-            if (page.len() as i64) < PAGE {
-                return Ok(last);
-            }
-        }
+        tail::end_of(&*self.store()).await
     }
 
-    /// The events after `after` about secrets under `prefix` that `caller` may see
-    /// (at most a few hundred), waiting up to `wait` (at most [`MAX_WAIT`]) for one
-    /// when there are none yet. An empty batch means none came in time (or the
-    /// events were closed, or the store); either way the caller resumes after
-    /// [`Batch::last`].
+    /// The events after `after` about secrets under `prefix` that the session's
+    /// caller may see (at most a few hundred), waiting up to `wait` (at most
+    /// [`MAX_WAIT`]) for one when there are none yet. An empty batch means none came
+    /// in time (or the events were closed); either way the caller resumes after
+    /// [`Batch::last`]. The session is checked again whenever access changes: a
+    /// revoked or expired token ends the wait with `Unauthenticated`, and a changed
+    /// policy changes what is visible at once.
     pub async fn next_batch(
         &self,
-        caller: &Caller,
+        session: &mut Session,
         prefix: &str,
         after: i64,
         wait: Duration,
     ) -> Result<Batch> {
         let deadline = tokio::time::Instant::now() + wait.min(MAX_WAIT);
-        let store = self.store();
-        let mut feed = store.event_feed();
         let mut closed = self.closed.subscribe();
+        let mut access = self.access.changes();
+        let mut caller = self.access.check(session)?.clone();
+        // Registered before the first read, so an event committed after it wakes us.
+        let waiting = self.tail.register(&caller, prefix).await?;
         let mut after = after.max(0);
         loop {
-            // Marked seen before reading, so a commit after the read wakes the wait.
-            // The feed is only a wake-up: what is committed is read from the store.
-            feed.borrow_and_update();
-            let page = store.events(after, PAGE).await?;
-            let full = page.len() as i64 == PAGE;
+            access.borrow_and_update();
+            let now = self.access.check(session)?;
+            if !same_policies(now, &caller) {
+                caller = now.clone();
+                waiting.update(&caller);
+            }
+            let (page, full) = self.tail.read(after).await?;
             if let Some(e) = page.last() {
                 after = e.seq;
             }
-            // A watcher reads what it hears about next: forget those secrets' cached
-            // records first, or the read could beat the writer's own cache update
-            // (or, with several nodes, this node's follower) and see the old value.
-            self.service
-                .forget_secrets(page.iter().filter_map(|e| e.secret.as_deref()));
             let events: Vec<Event> = page
                 .into_iter()
-                .filter(|e| visible(caller, prefix, e))
-                .map(|e| redacted(caller, e))
+                .filter(|e| visible(&caller, prefix, e))
+                .map(|e| redacted(&caller, e))
                 .collect();
             if !events.is_empty() {
                 return Ok(Batch {
@@ -473,7 +483,8 @@ impl Events {
                 continue;
             }
             let waited = tokio::select! {
-                changed = feed.changed() => changed.is_ok(),
+                () = waiting.notified() => true,
+                changed = access.changed() => changed.is_ok(),
                 _ = tokio::time::sleep_until(deadline) => false,
                 _ = closed.wait_for(|c| *c) => false,
             };
@@ -484,6 +495,18 @@ impl Events {
                 });
             }
         }
+    }
+
+    /// Checks a watch's session again before it shows `event`: `Ok(None)` when the
+    /// caller may no longer see it, an error when the session has ended.
+    pub fn recheck(
+        &self,
+        session: &mut Session,
+        prefix: &str,
+        event: Event,
+    ) -> Result<Option<Event>> {
+        let caller = self.access.check(session)?;
+        Ok(visible(caller, prefix, &event).then(|| redacted(caller, event)))
     }
 
     async fn row(&self, name: &str) -> Result<Option<SubscriptionRow>> {
@@ -508,6 +531,10 @@ impl Events {
     ) -> Result<(SubscriptionInfo, Option<SecretString>)> {
         validate_name(&req.name)?;
         caller.authorize(Capability::Admin, &admin_path(&req.name))?;
+        if let Target::Exec { .. } = req.target {
+            // Running a command on the server is a right of its own.
+            caller.authorize(Capability::Exec, &admin_path(&req.name))?;
+        }
         for kind in &req.kinds {
             validate_kind(kind)?;
         }
@@ -704,14 +731,14 @@ impl Events {
             }
             created = Some(row.created);
             position = position.max(row.cursor);
-            let Some(owner) = self.access.principal(&row.created_by) else {
+            if self.owner(&row).is_none() {
                 if !std::mem::replace(&mut warned, true) {
                     tracing::warn!(subscription = %name, owner = %row.created_by,
-                        "the subscription's owner does not exist; its deliveries wait");
+                        "the subscription's owner does not exist, or may no longer run commands; its deliveries wait");
                 }
                 self.pause(&mut feed, &mut changes, false).await?;
                 continue;
-            };
+            }
             warned = false;
             feed.borrow_and_update();
             let page = store.events(position, PAGE).await?;
@@ -725,6 +752,11 @@ impl Events {
             let hook = Hook::open(&self.service, &row, info.target.clone())?;
             for event in page {
                 let seq = event.seq;
+                // The owner as it is now, for each event: a right lost meanwhile
+                // stops the deliveries at once.
+                let Some(owner) = self.owner(&row) else {
+                    break;
+                };
                 if visible(&owner, &info.prefix, &event) && info.wants(&event.kind) {
                     let event = redacted(&owner, event);
                     if !self.deliver(&info, &hook, &event, &mut changes).await? {
@@ -735,6 +767,14 @@ impl Events {
                 position = seq;
             }
         }
+    }
+
+    /// The subscription's owner with its current policies, when it exists and, for a
+    /// command, may still run it.
+    fn owner(&self, row: &SubscriptionRow) -> Option<Caller> {
+        let owner = self.access.principal(&row.created_by)?;
+        let runs_commands = row.target_kind == "exec";
+        (!runs_commands || owner.may(Capability::Exec, &admin_path(&row.name))).then_some(owner)
     }
 
     /// Waits for a new event (when `for_events`), a subscription change, or the poll

@@ -38,7 +38,7 @@ pub mod rotation;
 mod service;
 
 pub use access::{
-    AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, TokenInfo,
+    AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, Session, TokenInfo,
 };
 pub use caller::Caller;
 pub use service::*;

@@ -237,3 +237,100 @@ async fn share_is_granted_to_the_owner_and_not_to_the_consumer() {
         err.message
     );
 }
+
+fn policy(name: &str, statements: serde_json::Value) -> Policy {
+    serde_json::from_value(serde_json::json!({"name": name, "statements": statements})).unwrap()
+}
+
+/// Issue 11, hole 6: a delegated admin hands on only what it holds. Attaching needs
+/// `admin` on the policy too, and neither attaching nor writing a policy may grant a
+/// right the granter does not hold on every path it names.
+#[tokio::test]
+async fn a_delegated_admin_cannot_grant_more_than_it_holds() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, access) = setup(dir.path()).await;
+    let made = access.bootstrap(None, None).await.unwrap().unwrap();
+    let root = access
+        .authenticate_token(made.token.expose_secret())
+        .unwrap();
+    for name in ["team-admin", "team-x", "prod-x"] {
+        access
+            .create_principal(&root, name, "service")
+            .await
+            .unwrap();
+    }
+    let admin_policy = policy(
+        "team-admin",
+        serde_json::json!([
+            {"effect": "allow", "capabilities": ["admin"], "paths": ["sys/principals/team-*", "sys/policies/*"]},
+            {"effect": "allow", "capabilities": ["read", "describe"], "paths": ["/team/**"]},
+            {"effect": "deny", "capabilities": ["read"], "paths": ["/team/private/**"]}
+        ]),
+    );
+    access.put_policy(&root, &admin_policy).await.unwrap();
+    access
+        .attach(&root, "team-admin", "team-admin")
+        .await
+        .unwrap();
+    let (_, token) = access
+        .create_token(&root, "team-admin", None)
+        .await
+        .unwrap();
+    let admin = access.authenticate_token(token.expose_secret()).unwrap();
+
+    // The attack: attach root's policy to a principal it administers.
+    let e = access.attach(&admin, "team-x", ROOT).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied, "{}", e.message);
+    // Writing a policy wider than what it holds, or over its deny.
+    for statements in [
+        serde_json::json!([{"effect": "allow", "capabilities": ["read"], "paths": ["**"]}]),
+        serde_json::json!([{"effect": "allow", "capabilities": ["read"], "paths": ["/team/**"]}]),
+        serde_json::json!([{"effect": "allow", "capabilities": ["write"], "paths": ["/team/a"]}]),
+        serde_json::json!([{"effect": "allow", "capabilities": ["admin"], "paths": ["sys/**"]}]),
+    ] {
+        let e = access
+            .put_policy(&admin, &policy("team-wide", statements.clone()))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.kind,
+            ErrorKind::AccessDenied,
+            "{statements}: {}",
+            e.message
+        );
+    }
+    // Within what it holds: allowed, and attachable to its own principals only.
+    let fine = policy(
+        "team-read",
+        serde_json::json!([
+            {"effect": "allow", "capabilities": ["read"], "paths": ["/team/app/*"]},
+            {"effect": "deny", "capabilities": ["write"], "paths": ["**"]}
+        ]),
+    );
+    access.put_policy(&admin, &fine).await.unwrap();
+    access.attach(&admin, "team-x", "team-read").await.unwrap();
+    let e = access
+        .attach(&admin, "prod-x", "team-read")
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    // Nor can it widen a policy already attached elsewhere.
+    let e = access
+        .put_policy(
+            &admin,
+            &policy(
+                "team-read",
+                serde_json::json!([{"effect": "allow", "capabilities": ["read", "admin"], "paths": ["**"]}]),
+            ),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    let attached = access
+        .list_principals(&root)
+        .unwrap()
+        .into_iter()
+        .find(|p| p.name == "team-x")
+        .unwrap();
+    assert_eq!(attached.policies, vec!["team-read".to_string()]);
+}

@@ -7,7 +7,7 @@ use rotor_core::ErrorKind;
 use rotor_core::policy::{Capability, Effect, Policy, Statement};
 use rotor_core::value::SecretValue;
 use rotor_engine::events::{Events, NewSubscription, Settings, Target};
-use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService};
+use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService, Session};
 use rotor_store::Mutation;
 use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
@@ -29,6 +29,7 @@ fn fast() -> Settings {
         backoff: Duration::from_millis(20),
         max_backoff: Duration::from_millis(100),
         poll: Duration::from_millis(100),
+        ..Settings::default()
     }
 }
 
@@ -131,7 +132,12 @@ async fn seen(w: &World, caller: &Caller, prefix: &str, after: i64) -> Vec<rotor
     loop {
         let batch = w
             .events
-            .next_batch(caller, prefix, after, Duration::ZERO)
+            .next_batch(
+                &mut Session::fixed(caller.clone()),
+                prefix,
+                after,
+                Duration::ZERO,
+            )
             .await
             .unwrap();
         if batch.events.is_empty() {
@@ -269,7 +275,12 @@ async fn sequence_numbers_have_no_gaps_and_a_watch_resumes_where_it_stopped() {
     .await;
     let batch = w
         .events
-        .next_batch(&nobody, "", 0, Duration::from_millis(50))
+        .next_batch(
+            &mut Session::fixed(nobody.clone()),
+            "",
+            0,
+            Duration::from_millis(50),
+        )
         .await
         .unwrap();
     assert!(batch.events.is_empty());
@@ -289,7 +300,12 @@ async fn a_waiting_watch_wakes_on_the_next_change() {
     let start = std::time::Instant::now();
     let batch = w
         .events
-        .next_batch(&w.root, "/svc/", after, Duration::from_secs(20))
+        .next_batch(
+            &mut Session::fixed(w.root.clone()),
+            "/svc/",
+            after,
+            Duration::from_secs(20),
+        )
         .await
         .unwrap();
     assert!(
@@ -306,7 +322,12 @@ async fn a_waiting_watch_wakes_on_the_next_change() {
         let after = batch.last;
         tokio::spawn(async move {
             w.events
-                .next_batch(&w.root, "/svc/", after, Duration::from_secs(60))
+                .next_batch(
+                    &mut Session::fixed(w.root.clone()),
+                    "/svc/",
+                    after,
+                    Duration::from_secs(60),
+                )
                 .await
         })
     };
@@ -871,4 +892,114 @@ async fn subscriptions_need_admin_and_deliver_what_their_owner_may_see() {
         "nothing delivered once deleted"
     );
     dispatcher.abort();
+}
+
+/// Issue 11, hole 7: an open watch acts for its token as it is now. A revoked token
+/// ends a waiting watch; a detached policy hides what it no longer allows.
+#[tokio::test]
+async fn an_open_watch_ends_when_its_token_is_revoked() {
+    let w = Arc::new(world(fast()).await);
+    create(&w, "/svc/a", "v1").await;
+    let _ = principal(
+        &w,
+        "watcher",
+        vec![allow(&[Capability::Describe], &["/svc/**"])],
+    )
+    .await;
+    let (_, token) = w
+        .access
+        .create_token(&w.root, "watcher", None)
+        .await
+        .unwrap();
+    let token = token.expose_secret().to_string();
+
+    // A policy detached while a watch is open: the change it no longer allows is
+    // not shown.
+    let mut session = w.access.session(&token).unwrap();
+    let after = w.events.last_seq().await.unwrap();
+    w.access
+        .detach(&w.root, "watcher", "watcher")
+        .await
+        .unwrap();
+    put(&w, "/svc/a", "v2").await;
+    let batch = w
+        .events
+        .next_batch(&mut session, "/svc/", after, Duration::from_millis(200))
+        .await
+        .unwrap();
+    assert!(batch.events.is_empty(), "{:?}", batch.events);
+    w.access
+        .attach(&w.root, "watcher", "watcher")
+        .await
+        .unwrap();
+
+    // A revoked token ends a watch that is waiting.
+    let mut session = w.access.session(&token).unwrap();
+    let after = w.events.last_seq().await.unwrap();
+    let waiting = {
+        let w = w.clone();
+        tokio::spawn(async move {
+            w.events
+                .next_batch(&mut session, "/svc/", after, Duration::from_secs(60))
+                .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    w.access.revoke_token(&w.root, &token).await.unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(5), waiting)
+        .await
+        .expect("the revocation wakes the watch")
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(ended.kind, ErrorKind::Unauthenticated, "{}", ended.message);
+    assert!(w.access.session(&token).is_err(), "and cannot open another");
+}
+
+/// Issue 11, hole 9: one principal holds a bounded number of waiting watches.
+#[tokio::test]
+async fn one_principal_holds_a_bounded_number_of_waiting_watches() {
+    let w = Arc::new(
+        world(Settings {
+            max_waiters_per_principal: 3,
+            ..fast()
+        })
+        .await,
+    );
+    let nobody = principal(
+        &w,
+        "nobody",
+        vec![allow(&[Capability::Describe], &["/x/**"])],
+    )
+    .await;
+    let mut waiting = Vec::new();
+    for _ in 0..3 {
+        let w = w.clone();
+        let nobody = nobody.clone();
+        waiting.push(tokio::spawn(async move {
+            w.events
+                .next_batch(&mut Session::fixed(nobody), "", 0, Duration::from_secs(30))
+                .await
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let e = w
+        .events
+        .next_batch(
+            &mut Session::fixed(nobody.clone()),
+            "",
+            0,
+            Duration::from_secs(1),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::LimitExceeded, "{}", e.message);
+    // Another principal is not held up by it.
+    w.events
+        .next_batch(&mut Session::fixed(w.root.clone()), "", 0, Duration::ZERO)
+        .await
+        .unwrap();
+    w.events.close();
+    for t in waiting {
+        t.await.unwrap().unwrap();
+    }
 }

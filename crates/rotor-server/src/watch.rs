@@ -4,8 +4,9 @@
 //!   (`id:` its sequence number, `event:` its kind, `data:` the event as JSON), with a
 //!   keep-alive comment every 15 s. A client resumes with `after`, or with the
 //!   `Last-Event-ID` header, which wins; without either it gets changes from now on.
-//!   The caller's policies are those of when the stream opened. The `x-rotor-after`
-//!   response header says where the stream starts.
+//!   The stream acts for its token as it is now: each event is checked against the
+//!   principal's current policies, and the stream ends once the token is revoked or
+//!   expired. The `x-rotor-after` response header says where the stream starts.
 //! - `GET /v1/events?prefix=P&after=SEQ&wait=SECONDS`: the same as a long poll, for
 //!   clients without SSE: `{"events": [...], "last_seq": N}`, resuming after
 //!   `last_seq`.
@@ -25,8 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use rotor_engine::Caller;
 use rotor_engine::events::{self, Events, NewSubscription, SubscriptionInfo, Target};
+use rotor_engine::{Caller, Session};
 use rotor_store::{DeliveryRow, Event};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
@@ -127,10 +128,20 @@ async fn start(events: &Events, headers: &HeaderMap, after: Option<i64>) -> Resu
     Ok(after)
 }
 
+/// A session for the bearer token of this (already authenticated) request.
+fn session(app: &App, headers: &HeaderMap) -> Result<Session> {
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(NativeError::unauthenticated)?;
+    Ok(app.access.session(token)?)
+}
+
 /// The state of one watch stream.
 struct Stream {
     events: Arc<Events>,
-    caller: Caller,
+    session: Session,
     prefix: String,
     after: i64,
     pending: VecDeque<Event>,
@@ -146,15 +157,15 @@ fn sse(event: &Event) -> SseEvent {
 
 async fn watch(
     State(app): State<Arc<App>>,
-    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     q: std::result::Result<Query<WatchQuery>, QueryRejection>,
 ) -> Result<Response> {
     let q = query(q)?;
+    let session = session(&app, &headers)?;
     let after = start(&app.events, &headers, q.after).await?;
     let state = Stream {
         events: app.events.clone(),
-        caller,
+        session,
         prefix: q.prefix,
         after,
         pending: VecDeque::new(),
@@ -169,11 +180,19 @@ async fn watch(
         }
         loop {
             if let Some(e) = s.pending.pop_front() {
-                return Some((Ok(sse(&e)), s));
+                // Checked again as it goes out: a revoked token ends the stream.
+                match s.events.recheck(&mut s.session, &s.prefix, e) {
+                    Ok(Some(e)) => return Some((Ok(sse(&e)), s)),
+                    Ok(None) => continue,
+                    Err(e) => {
+                        tracing::info!(reason = %e.message, "watch stream closed");
+                        return None;
+                    }
+                }
             }
             match s
                 .events
-                .next_batch(&s.caller, &s.prefix, s.after, STREAM_WAIT)
+                .next_batch(&mut s.session, &s.prefix, s.after, STREAM_WAIT)
                 .await
             {
                 Ok(batch) => {
@@ -214,16 +233,16 @@ struct PollQuery {
 
 async fn poll(
     State(app): State<Arc<App>>,
-    Extension(caller): Extension<Caller>,
     headers: HeaderMap,
     q: std::result::Result<Query<PollQuery>, QueryRejection>,
 ) -> Result<Json<Value>> {
     let q = query(q)?;
+    let mut session = session(&app, &headers)?;
     let after = start(&app.events, &headers, q.after).await?;
     let wait = Duration::from_secs(q.wait).min(events::MAX_WAIT);
     let batch = app
         .events
-        .next_batch(&caller, &q.prefix, after, wait)
+        .next_batch(&mut session, &q.prefix, after, wait)
         .await?;
     Ok(Json(json!({
         "events": batch.events.iter().map(events::event_json).collect::<Vec<_>>(),
