@@ -11,6 +11,14 @@
 //! Replicas are written in the same store transaction as the source change that
 //! causes them, and record where they came from. A destination is read-only except
 //! through its rule. Rules never form a cycle, and no two rules own one path.
+//!
+//! A rule copies for its owner, the principal that added it, and is authorized as
+//! that principal each time it copies: `read` on each concrete source secret and
+//! `share` on each concrete destination, with the owner's policies as they are at
+//! that moment. A prefix rule therefore never copies a secret its owner is denied,
+//! nor one created later that the owner may not read; and a rule whose owner is
+//! gone, or lost a right, stops copying what it may no longer copy (a destination
+//! that stops this way gets a `replication.denied` event).
 
 use crate::caller::Caller;
 use crate::service::SecretService;
@@ -193,6 +201,8 @@ pub(crate) struct Rule {
     pub(crate) template: Option<Template>,
     /// The template as written.
     pub(crate) template_text: Option<String>,
+    /// The principal that added the rule, which every copy is authorized as.
+    pub(crate) owner: String,
 }
 
 fn is_prefix(path: &str) -> bool {
@@ -254,6 +264,7 @@ impl Rule {
                     destination: destination.into(),
                     template: None,
                     template_text: None,
+                    owner: String::new(),
                 }
             }
             Kind::Merge => {
@@ -271,6 +282,7 @@ impl Rule {
                     destination: destination.into(),
                     template: Some(Template::parse(text)?),
                     template_text: Some(text.to_string()),
+                    owner: String::new(),
                 }
             }
         };
@@ -293,13 +305,15 @@ impl Rule {
             other => return Err(Error::internal(format!("stored rule kind {other:?}"))),
         };
         let source = (kind == Kind::Copy).then_some(row.source.as_str());
-        Rule::new(
+        let mut rule = Rule::new(
             &row.name,
             kind,
             source,
             &row.destination,
             row.template.as_deref(),
-        )
+        )?;
+        rule.owner = row.created_by.clone();
+        Ok(rule)
     }
 
     /// Source paths: the copy source (a name or a prefix), or the template's names.
@@ -307,6 +321,18 @@ impl Rule {
         match &self.template {
             Some(t) => t.sources(),
             None => vec![self.source.clone()],
+        }
+    }
+
+    /// The source secret that destination `name` is copied from (copy rules).
+    pub(crate) fn source_of(&self, name: &str) -> Option<String> {
+        match self.kind {
+            Kind::Copy if is_prefix(&self.source) => name
+                .strip_prefix(self.destination.as_str())
+                .filter(|rest| !rest.is_empty())
+                .map(|rest| format!("{}{rest}", self.source)),
+            Kind::Copy => (self.destination == name).then(|| self.source.clone()),
+            Kind::Merge => None,
         }
     }
 
@@ -453,13 +479,31 @@ fn current_of(record: &SecretRecord) -> Option<&str> {
         .map(|v| v.id.as_str())
 }
 
-/// A path a capability is checked on: a prefix stands for everything under it.
-fn checked_path(path: &str) -> String {
+/// Whether `caller` has `capability` on `path`; on a prefix, on every name under it
+/// (compared as languages of globs: `/app/mp/*` does not cover `/app/mp/`).
+fn may_all(caller: &Caller, capability: Capability, path: &str) -> bool {
     if is_prefix(path) {
-        format!("{path}**")
+        caller.covers(capability, &format!("{path}**"))
     } else {
-        path.to_string()
+        caller.may(capability, path)
     }
+}
+
+/// `Ok` when [`may_all`], else the refusal naming what is missing.
+fn authorize_all(caller: &Caller, capability: Capability, path: &str) -> Result<()> {
+    if is_prefix(path) {
+        if may_all(caller, capability, path) {
+            return Ok(());
+        }
+        return Err(Error::new(
+            ErrorKind::AccessDenied,
+            format!(
+                "{} is not allowed to {capability} every secret under {path}",
+                caller.name()
+            ),
+        ));
+    }
+    caller.authorize(capability, path)
 }
 
 impl SecretService {
@@ -533,6 +577,28 @@ impl SecretService {
             .await
     }
 
+    /// Why `rule`'s owner may not copy into `destination` now, if it may not: it must
+    /// exist, read every source the copy reads, and share the destination.
+    fn copy_refused(&self, rule: &Rule, destination: &str) -> Option<&'static str> {
+        let Some(owner) = self.principal(&rule.owner) else {
+            return Some("the rule's owner no longer exists");
+        };
+        let sources = match &rule.template {
+            Some(t) => t.sources(),
+            None => rule
+                .source_of(destination)
+                .map(|s| vec![s])
+                .unwrap_or_default(),
+        };
+        if sources.is_empty() || !sources.iter().all(|s| owner.may(Capability::Read, s)) {
+            return Some("the rule's owner may not read the source");
+        }
+        if !owner.may(Capability::Share, destination) {
+            return Some("the rule's owner may not share the destination");
+        }
+        None
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn replicate_into(
         &self,
@@ -544,6 +610,21 @@ impl SecretService {
         value: &SecretValue,
         out: &mut Replicas,
     ) -> Result<()> {
+        if let Some(why) = self.copy_refused(rule, destination) {
+            // Only a destination the rule already keeps is told about: naming one it
+            // never made would tell the owner what lies under a source it may not read.
+            let kept = matches!(self.resolve(destination).await,
+                Ok(d) if d.meta.replica_of.as_deref() == Some(rule.name.as_str()));
+            tracing::info!(rule = %rule.name, %destination, reason = why, "replication refused");
+            if kept {
+                out.mutations.push(Mutation::AppendEvent {
+                    kind: "replication.denied".into(),
+                    secret: Some(destination.to_string()),
+                    detail: serde_json::json!({"rule": rule.name, "reason": why}).to_string(),
+                });
+            }
+            return Ok(());
+        }
         // The destination's value and version id, and where they came from.
         let (value, id, from) = match &rule.template {
             None => (
@@ -636,7 +717,8 @@ impl SecretService {
                 out.mutations.push(Mutation::CreateSecret {
                     name: destination.to_string(),
                     arn,
-                    description: Some(format!("Replica of {source} (rule {})", rule.name)),
+                    // Not the source's name: a reader of the replica may not see it.
+                    description: Some(format!("Replica kept by replication rule {}", rule.name)),
                     kms_key_id: None,
                     tags: Vec::new(),
                     first_version: Some(version),
@@ -680,7 +762,9 @@ impl SecretService {
     }
 
     /// Adds a replication rule and replicates its sources at once. Needs `read` on
-    /// the sources and `share` on the destination.
+    /// each source named outright, and `share` on the destination (on every name
+    /// under a destination prefix). Secrets under a source prefix are authorized one
+    /// by one whenever they are copied.
     pub async fn add_rule(
         &self,
         caller: &Caller,
@@ -693,10 +777,14 @@ impl SecretService {
             &spec.destination,
             spec.template.as_deref(),
         )?;
+        let mut rule = rule;
+        rule.owner = caller.name().to_string();
         for source in rule.sources() {
-            caller.authorize(Capability::Read, &checked_path(&source))?;
+            if !is_prefix(&source) {
+                caller.authorize(Capability::Read, &source)?;
+            }
         }
-        caller.authorize(Capability::Share, &checked_path(&rule.destination))?;
+        authorize_all(caller, Capability::Share, &rule.destination)?;
         let existing = self.rule_set().await?;
         check_new(&rule, &existing)?;
         let row = RuleRow {
@@ -727,7 +815,7 @@ impl SecretService {
         let mut out = Vec::new();
         for row in &rows {
             let rule = Rule::from_row(row)?;
-            if caller.may(Capability::Describe, &checked_path(&rule.destination)) {
+            if may_all(caller, Capability::Describe, &rule.destination) {
                 out.push(Self::info(&rule, row));
             }
         }
@@ -742,7 +830,7 @@ impl SecretService {
             .find(|r| r.name == name)
             .ok_or_else(|| Error::not_found(format!("No replication rule named {name} exists")))?;
         let rule = Rule::from_row(row)?;
-        caller.authorize(Capability::Describe, &checked_path(&rule.destination))?;
+        authorize_all(caller, Capability::Describe, &rule.destination)?;
         Ok(Self::info(&rule, row))
     }
 
@@ -750,7 +838,7 @@ impl SecretService {
     /// destination.
     pub async fn remove_rule(&self, caller: &Caller, name: &str) -> Result<()> {
         let rule = self.rule(caller, name).await?;
-        caller.authorize(Capability::Share, &checked_path(&rule.destination))?;
+        authorize_all(caller, Capability::Share, &rule.destination)?;
         let result = self
             .store()
             .apply(
@@ -771,7 +859,7 @@ impl SecretService {
         let rules = self.rule_set().await?;
         let mut repairs = Vec::new();
         for rule in rules.iter() {
-            if caller.may(Capability::Share, &checked_path(&rule.destination)) {
+            if may_all(caller, Capability::Share, &rule.destination) {
                 repairs.extend(self.sync_rule(rule).await?);
             }
         }

@@ -172,6 +172,8 @@ pub struct SecretService {
     pub(crate) identities: IdentityCache,
     /// Replication rules, loaded on first use and after each change through here.
     pub(crate) rules: std::sync::RwLock<Option<Arc<Vec<crate::replication::Rule>>>>,
+    /// Principals, for work done on their behalf (a replication rule's copies).
+    principals: std::sync::OnceLock<Arc<crate::AccessService>>,
     // Keeps an ephemeral store's directory alive as long as the service.
     _scratch: Option<tempfile::TempDir>,
 }
@@ -187,6 +189,28 @@ impl std::fmt::Debug for SecretService {
 
 fn not_found() -> Error {
     Error::not_found("Secrets Manager can't find the specified secret.")
+}
+
+/// The refusal of an ARN the caller may not use: the same whether a secret has it.
+fn arn_refused(caller: &Caller, capability: Capability, arn: &str) -> Error {
+    Error::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "{} is not allowed to {capability} the secret {arn}",
+            caller.name()
+        ),
+    )
+}
+
+/// The names an ARN that names no secret could have stood for: its resource part,
+/// and that part without a 6-character suffix (a full ARN of a secret since gone).
+fn arn_names(arn: &str) -> impl Iterator<Item = &str> {
+    let resource = arn.splitn(7, ':').nth(6).unwrap_or("");
+    let without_suffix = resource
+        .rsplit_once('-')
+        .filter(|(_, suffix)| suffix.len() == 6)
+        .map(|(name, _)| name);
+    std::iter::once(resource).chain(without_suffix)
 }
 
 fn marked_for_deletion() -> Error {
@@ -211,6 +235,7 @@ impl SecretService {
             cache: ReadCache::default(),
             identities: IdentityCache::default(),
             rules: Default::default(),
+            principals: std::sync::OnceLock::new(),
             _scratch: None,
         }
     }
@@ -249,6 +274,18 @@ impl SecretService {
             "the data in this store was sealed with master key {}, but the configured master key is {mine}",
             known.join(", ")
         )))
+    }
+
+    /// Gives the service its principals, so that what it does for one (a replication
+    /// rule's copies) is authorized with that principal's current policies. Until
+    /// then no principal is known, and nothing is done in anyone's name.
+    pub fn bind_access(&self, access: &Arc<crate::AccessService>) {
+        let _ = self.principals.set(access.clone());
+    }
+
+    /// Principal `name` with its current policies, if it exists.
+    pub(crate) fn principal(&self, name: &str) -> Option<Caller> {
+        self.principals.get()?.principal(name)
     }
 
     /// The envelope sealing this service's values, for services that seal with the
@@ -328,8 +365,10 @@ impl SecretService {
     }
 
     /// Resolves `secret_id` for `caller`, who must have `capability` on the secret's
-    /// name. A plain name is checked before the lookup, so that a caller without the
-    /// capability learns nothing, not even whether the secret exists.
+    /// name. A caller without the capability learns nothing, not even whether the
+    /// secret exists: a plain name is checked before the lookup, and an ARN, whose
+    /// name is known only once found, gets the same refusal whether it names a secret
+    /// or not.
     async fn authorized(
         &self,
         caller: &Caller,
@@ -338,10 +377,22 @@ impl SecretService {
     ) -> Result<Arc<SecretRecord>> {
         if let SecretRef::Name(name) = SecretRef::parse(secret_id)? {
             caller.authorize(capability, name)?;
+            let record = self.resolve(secret_id).await?;
+            caller.authorize(capability, &record.meta.name)?;
+            return Ok(record);
         }
-        let record = self.resolve(secret_id).await?;
-        caller.authorize(capability, &record.meta.name)?;
-        Ok(record)
+        match self.resolve(secret_id).await {
+            Ok(record) if caller.may(capability, &record.meta.name) => Ok(record),
+            Ok(_) => Err(arn_refused(caller, capability, secret_id)),
+            Err(e) if e.kind == ErrorKind::ResourceNotFound => {
+                if arn_names(secret_id).any(|n| caller.may(capability, n)) {
+                    Err(e)
+                } else {
+                    Err(arn_refused(caller, capability, secret_id))
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn authorized_live(
@@ -365,14 +416,22 @@ impl SecretService {
         capability: Capability,
         secret_id: &str,
     ) -> Result<Identity> {
-        if let SecretRef::Name(name) = SecretRef::parse(secret_id)? {
-            caller.authorize(capability, name)?;
+        let by_name = matches!(SecretRef::parse(secret_id)?, SecretRef::Name(_));
+        if by_name {
+            caller.authorize(capability, secret_id)?;
         }
         if let Some(identity) = self.identities.get(secret_id) {
+            if !by_name && !caller.may(capability, &identity.name) {
+                return Err(arn_refused(caller, capability, secret_id));
+            }
             caller.authorize(capability, &identity.name)?;
             return Ok(identity);
         }
-        let record = self.resolve(secret_id).await?;
+        let record = if by_name {
+            self.resolve(secret_id).await?
+        } else {
+            self.authorized(caller, capability, secret_id).await?
+        };
         let identity = Identity {
             id: record.meta.id,
             name: record.meta.name.clone(),

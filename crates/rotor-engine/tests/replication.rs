@@ -6,7 +6,7 @@ use rotor_core::policy::{Capability, Effect, Policy, Statement};
 use rotor_core::value::SecretValue;
 use rotor_core::{ErrorKind, Result};
 use rotor_engine::replication::{Kind, RuleSpec};
-use rotor_engine::{Caller, CreateSecret, PutValue, SecretService};
+use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService};
 use rotor_store::Mutation;
 use secrecy::ExposeSecret;
 use std::sync::Arc;
@@ -14,7 +14,46 @@ use std::sync::Arc;
 const DBA_PATH: &str = "/dba/passpack/services/message-processor/mongo/";
 const APP_PATH: &str = "/app/message-processor/replicated/mongo/";
 
-fn principal(name: &str, grants: &[(&[Capability], &str)]) -> Caller {
+struct World {
+    s: Arc<SecretService>,
+    access: Arc<AccessService>,
+    root: Caller,
+}
+
+const ROOT_TOKEN: &str = "root-token";
+
+/// A service whose rules copy as real principals, looked up with their current
+/// policies each time they copy.
+async fn world() -> World {
+    let s = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
+    let access = Arc::new(
+        AccessService::load(s.store(), s.envelope(), s.clock())
+            .await
+            .unwrap(),
+    );
+    access.bootstrap(Some(ROOT_TOKEN), None).await.unwrap();
+    s.bind_access(&access);
+    let root = access.authenticate_token(ROOT_TOKEN).unwrap();
+    World { s, access, root }
+}
+
+/// A principal allowed (and denied) what `grants` say, as a caller.
+async fn principal_with(w: &World, name: &str, statements: Vec<Statement>) -> Caller {
+    w.access
+        .create_principal(&w.root, name, "service")
+        .await
+        .unwrap();
+    let policy = Policy {
+        name: format!("{name}-policy"),
+        statements,
+    };
+    w.access.put_policy(&w.root, &policy).await.unwrap();
+    w.access.attach(&w.root, name, &policy.name).await.unwrap();
+    let (_, token) = w.access.create_token(&w.root, name, None).await.unwrap();
+    w.access.authenticate_token(token.expose_secret()).unwrap()
+}
+
+async fn principal(w: &World, name: &str, grants: &[(&[Capability], &str)]) -> Caller {
     let statements = grants
         .iter()
         .map(|(caps, path)| Statement {
@@ -23,34 +62,32 @@ fn principal(name: &str, grants: &[(&[Capability], &str)]) -> Caller {
             paths: vec![path.to_string()],
         })
         .collect();
-    Caller::new(
-        name,
-        Arc::from(vec![Policy {
-            name: format!("{name}-policy"),
-            statements,
-        }]),
-    )
+    principal_with(w, name, statements).await
 }
 
-fn dba() -> Caller {
+async fn dba(w: &World) -> Caller {
     use Capability::*;
     principal(
+        w,
         "dba",
         &[
             (&[Read, Write, Describe, List, Delete, Rotate], "/dba/**"),
             (&[Share, Describe], "/app/message-processor/**"),
         ],
     )
+    .await
 }
 
-fn app() -> Caller {
+async fn app(w: &World) -> Caller {
     principal(
+        w,
         "message-processor",
         &[(
             &[Capability::Read, Capability::Describe],
             "/app/message-processor/**",
         )],
     )
+    .await
 }
 
 async fn text(s: &SecretService, who: &Caller, name: &str, stage: &str) -> Result<String> {
@@ -101,10 +138,11 @@ fn copy(name: &str, source: &str, destination: &str) -> RuleSpec {
 
 #[tokio::test]
 async fn the_figgy_story_blue_then_green() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let (dba, app) = (dba(), app());
-    create(&s, &dba, &format!("{DBA_PATH}user"), "blue-user").await;
-    create(&s, &dba, &format!("{DBA_PATH}password"), "blue-pass").await;
+    let w = world().await;
+    let s = &*w.s;
+    let (dba, app) = (dba(&w).await, app(&w).await);
+    create(s, &dba, &format!("{DBA_PATH}user"), "blue-user").await;
+    create(s, &dba, &format!("{DBA_PATH}password"), "blue-pass").await;
     let (rule, repairs) = s
         .add_rule(&dba, copy("mp-mongo", DBA_PATH, APP_PATH))
         .await
@@ -114,28 +152,25 @@ async fn the_figgy_story_blue_then_green() {
 
     let user = format!("{APP_PATH}user");
     let password = format!("{APP_PATH}password");
+    assert_eq!(text(s, &app, &user, AWSCURRENT).await.unwrap(), "blue-user");
     assert_eq!(
-        text(&s, &app, &user, AWSCURRENT).await.unwrap(),
-        "blue-user"
-    );
-    assert_eq!(
-        text(&s, &app, &password, AWSCURRENT).await.unwrap(),
+        text(s, &app, &password, AWSCURRENT).await.unwrap(),
         "blue-pass"
     );
-    let denied = text(&s, &app, &format!("{DBA_PATH}password"), AWSCURRENT)
+    let denied = text(s, &app, &format!("{DBA_PATH}password"), AWSCURRENT)
         .await
         .unwrap_err();
     assert_eq!(denied.kind, ErrorKind::AccessDenied);
 
-    let green = put(&s, &dba, &format!("{DBA_PATH}password"), "green-pass")
+    let green = put(s, &dba, &format!("{DBA_PATH}password"), "green-pass")
         .await
         .unwrap();
     assert_eq!(
-        text(&s, &app, &password, AWSCURRENT).await.unwrap(),
+        text(s, &app, &password, AWSCURRENT).await.unwrap(),
         "green-pass"
     );
     assert_eq!(
-        text(&s, &app, &password, AWSPREVIOUS).await.unwrap(),
+        text(s, &app, &password, AWSPREVIOUS).await.unwrap(),
         "blue-pass"
     );
     let (_, versions) = s.list_versions(&app, &password, false).await.unwrap();
@@ -150,9 +185,9 @@ async fn the_figgy_story_blue_then_green() {
     assert_eq!(source[0]["version"], green.as_str());
 
     // A new secret under the source prefix gets its destination too.
-    create(&s, &dba, &format!("{DBA_PATH}host"), "mongo.internal").await;
+    create(s, &dba, &format!("{DBA_PATH}host"), "mongo.internal").await;
     assert_eq!(
-        text(&s, &app, &format!("{APP_PATH}host"), AWSCURRENT)
+        text(s, &app, &format!("{APP_PATH}host"), AWSCURRENT)
             .await
             .unwrap(),
         "mongo.internal"
@@ -161,9 +196,10 @@ async fn the_figgy_story_blue_then_green() {
 
 #[tokio::test]
 async fn replicas_are_written_in_the_source_transaction() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/src/a", "one").await;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/src/a", "one").await;
     s.add_rule(&root, copy("r", "/src/a", "/dst/a"))
         .await
         .unwrap();
@@ -175,7 +211,7 @@ async fn replicas_are_written_in_the_source_transaction() {
         .last()
         .unwrap()
         .seq;
-    put(&s, &root, "/src/a", "two").await.unwrap();
+    put(s, &root, "/src/a", "two").await.unwrap();
     let events = s.store().events(before, 100).await.unwrap();
     let kinds: Vec<(&str, Option<&str>)> = events
         .iter()
@@ -202,37 +238,39 @@ async fn replicas_are_written_in_the_source_transaction() {
 
 #[tokio::test]
 async fn destinations_are_read_only_except_through_their_rule() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/src/a", "one").await;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/src/a", "one").await;
     s.add_rule(&root, copy("r", "/src/a", "/dst/a"))
         .await
         .unwrap();
-    let e = put(&s, &root, "/dst/a", "sneaky").await.unwrap_err();
+    let e = put(s, &root, "/dst/a", "sneaky").await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     assert!(e.message.contains("rule r"), "{}", e.message);
     let e = s.delete(&root, "/dst/a", None, true).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
-    assert_eq!(text(&s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "one");
+    assert_eq!(text(s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "one");
     // Without the rule it is an ordinary secret again.
     s.remove_rule(&root, "r").await.unwrap();
-    put(&s, &root, "/dst/a", "mine now").await.unwrap();
+    put(s, &root, "/dst/a", "mine now").await.unwrap();
 }
 
 #[tokio::test]
 async fn rules_need_read_on_sources_and_share_on_destinations() {
     use Capability::*;
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/dba/x", "v").await;
-    let no_share = principal("a", &[(&[Read], "/dba/**")]);
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/dba/x", "v").await;
+    let no_share = principal(&w, "a", &[(&[Read], "/dba/**")]).await;
     let e = s
         .add_rule(&no_share, copy("r", "/dba/x", "/app/x"))
         .await
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::AccessDenied);
     assert!(e.message.contains("share"), "{}", e.message);
-    let no_read = principal("b", &[(&[Share], "/app/**")]);
+    let no_read = principal(&w, "b", &[(&[Share], "/app/**")]).await;
     let e = s
         .add_rule(&no_read, copy("r", "/dba/x", "/app/x"))
         .await
@@ -240,7 +278,7 @@ async fn rules_need_read_on_sources_and_share_on_destinations() {
     assert_eq!(e.kind, ErrorKind::AccessDenied);
     assert!(e.message.contains("read"), "{}", e.message);
     assert!(s.resolve("/app/x").await.is_err(), "nothing was replicated");
-    let both = principal("c", &[(&[Read], "/dba/**"), (&[Share], "/app/**")]);
+    let both = principal(&w, "c", &[(&[Read], "/dba/**"), (&[Share], "/app/**")]).await;
     s.add_rule(&both, copy("r", "/dba/x", "/app/x"))
         .await
         .unwrap();
@@ -248,8 +286,9 @@ async fn rules_need_read_on_sources_and_share_on_destinations() {
 
 #[tokio::test]
 async fn cycles_and_owned_paths_are_refused() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
     s.add_rule(&root, copy("a", "/x/", "/y/")).await.unwrap();
     s.add_rule(&root, copy("b", "/y/", "/z/")).await.unwrap();
     let e = s
@@ -267,10 +306,11 @@ async fn cycles_and_owned_paths_are_refused() {
 
 #[tokio::test]
 async fn merge_renders_a_template_over_several_sources() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/dba/u", "app").await;
-    create(&s, &root, "/dba/p", "p@ss/1").await;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/dba/u", "app").await;
+    create(s, &root, "/dba/p", "p@ss/1").await;
     s.add_rule(
         &root,
         RuleSpec {
@@ -284,16 +324,16 @@ async fn merge_renders_a_template_over_several_sources() {
     .await
     .unwrap();
     assert_eq!(
-        text(&s, &root, "/app/url", AWSCURRENT).await.unwrap(),
+        text(s, &root, "/app/url", AWSCURRENT).await.unwrap(),
         "mongodb://app:p%40ss%2F1@db:27017"
     );
-    put(&s, &root, "/dba/p", "second").await.unwrap();
+    put(s, &root, "/dba/p", "second").await.unwrap();
     assert_eq!(
-        text(&s, &root, "/app/url", AWSCURRENT).await.unwrap(),
+        text(s, &root, "/app/url", AWSCURRENT).await.unwrap(),
         "mongodb://app:second@db:27017"
     );
     assert_eq!(
-        text(&s, &root, "/app/url", AWSPREVIOUS).await.unwrap(),
+        text(s, &root, "/app/url", AWSPREVIOUS).await.unwrap(),
         "mongodb://app:p%40ss%2F1@db:27017"
     );
     assert!(s.sync_replicas(&root).await.unwrap().is_empty(), "in step");
@@ -301,9 +341,10 @@ async fn merge_renders_a_template_over_several_sources() {
 
 #[tokio::test]
 async fn deleting_a_source_marks_its_destinations() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/src/a", "one").await;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/src/a", "one").await;
     s.add_rule(&root, copy("r", "/src/a", "/dst/a"))
         .await
         .unwrap();
@@ -314,7 +355,7 @@ async fn deleting_a_source_marks_its_destinations() {
         !d.meta.is_deleted(),
         "a destination is never deleted with its source"
     );
-    assert_eq!(text(&s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "one");
+    assert_eq!(text(s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "one");
     s.restore(&root, "/src/a").await.unwrap();
     assert!(
         !s.describe(&root, "/dst/a")
@@ -327,13 +368,14 @@ async fn deleting_a_source_marks_its_destinations() {
 
 #[tokio::test]
 async fn sync_repairs_a_destination_that_drifted() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
-    let root = Caller::system("test");
-    create(&s, &root, "/src/a", "one").await;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/src/a", "one").await;
     s.add_rule(&root, copy("r", "/src/a", "/dst/a"))
         .await
         .unwrap();
-    let two = put(&s, &root, "/src/a", "two").await.unwrap();
+    let two = put(s, &root, "/src/a", "two").await.unwrap();
     // Drift: something behind the service's back moves AWSCURRENT on the replica.
     let dst = s.resolve("/dst/a").await.unwrap();
     let old = dst
@@ -359,8 +401,126 @@ async fn sync_repairs_a_destination_that_drifted() {
     assert_eq!(repairs.len(), 1);
     assert_eq!(repairs[0].destination, "/dst/a");
     assert_eq!(repairs[0].version, two);
-    assert_eq!(text(&s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "two");
+    assert_eq!(text(s, &root, "/dst/a", AWSCURRENT).await.unwrap(), "two");
     let events = s.store().events(0, 10_000).await.unwrap();
     assert!(events.iter().any(|e| e.kind == "replication.repaired"));
     assert!(s.sync_replicas(&root).await.unwrap().is_empty());
+}
+
+/// Issue 11, hole 5: a prefix rule copies, as its owner, only what the owner may read
+/// now, secret by secret: never a secret it is denied, nor one created later outside
+/// what it may read, and nothing once the owner loses the right or is gone.
+#[tokio::test]
+async fn a_prefix_rule_never_copies_around_its_owners_deny() {
+    use Capability::*;
+    let w = world().await;
+    let s = &*w.s;
+    let root = w.root.clone();
+    create(s, &root, "/dba/team/a", "a-value").await;
+    create(s, &root, "/dba/team/secret-sauce", "sauce").await;
+    let owner = principal_with(
+        &w,
+        "team-owner",
+        vec![
+            Statement {
+                effect: Effect::Allow,
+                capabilities: vec![Read],
+                paths: vec!["/dba/team/*".into()],
+            },
+            Statement {
+                effect: Effect::Deny,
+                capabilities: vec![Read],
+                paths: vec!["/dba/team/secret-sauce".into()],
+            },
+            Statement {
+                effect: Effect::Allow,
+                capabilities: vec![Share, Describe, Read],
+                paths: vec!["/app/team/**".into()],
+            },
+        ],
+    )
+    .await;
+    s.add_rule(&owner, copy("team", "/dba/team/", "/app/team/"))
+        .await
+        .unwrap();
+    assert_eq!(
+        text(s, &root, "/app/team/a", AWSCURRENT).await.unwrap(),
+        "a-value"
+    );
+    let missing = s.resolve("/app/team/secret-sauce").await.unwrap_err();
+    assert_eq!(
+        missing.kind,
+        ErrorKind::ResourceNotFound,
+        "the denied secret is not copied"
+    );
+    put(s, &root, "/dba/team/secret-sauce", "sauce-2")
+        .await
+        .unwrap();
+    assert!(s.resolve("/app/team/secret-sauce").await.is_err());
+    // Created later, under the prefix but outside what `*` reaches: not copied.
+    create(s, &root, "/dba/team/deep/x", "deep").await;
+    assert!(s.resolve("/app/team/deep/x").await.is_err());
+    assert!(
+        s.sync_replicas(&root).await.unwrap().is_empty(),
+        "sync copies nothing denied"
+    );
+
+    // The owner loses read: copying stops, and the kept destination is told.
+    w.access
+        .detach(&root, "team-owner", "team-owner-policy")
+        .await
+        .unwrap();
+    put(s, &root, "/dba/team/a", "a-2").await.unwrap();
+    assert_eq!(
+        text(s, &root, "/app/team/a", AWSCURRENT).await.unwrap(),
+        "a-value"
+    );
+    let events = s.store().events(0, 10_000).await.unwrap();
+    let denied: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == "replication.denied")
+        .collect();
+    assert_eq!(denied.len(), 1, "{denied:?}");
+    assert_eq!(denied[0].secret.as_deref(), Some("/app/team/a"));
+    assert!(!denied[0].detail.contains("/dba/"), "{}", denied[0].detail);
+
+    // Given back, then the owner is deleted: copying stops again.
+    w.access
+        .attach(&root, "team-owner", "team-owner-policy")
+        .await
+        .unwrap();
+    put(s, &root, "/dba/team/a", "a-3").await.unwrap();
+    assert_eq!(
+        text(s, &root, "/app/team/a", AWSCURRENT).await.unwrap(),
+        "a-3"
+    );
+    w.access
+        .delete_principal(&root, "team-owner")
+        .await
+        .unwrap();
+    put(s, &root, "/dba/team/a", "a-4").await.unwrap();
+    assert_eq!(
+        text(s, &root, "/app/team/a", AWSCURRENT).await.unwrap(),
+        "a-3"
+    );
+}
+
+/// A rule's destination must be shareable everywhere it may write: a `*` grant does
+/// not cover a destination prefix.
+#[tokio::test]
+async fn a_destination_prefix_needs_share_on_every_name_under_it() {
+    use Capability::*;
+    let w = world().await;
+    let s = &*w.s;
+    let narrow = principal(
+        &w,
+        "narrow",
+        &[(&[Read], "/dba/**"), (&[Share], "/app/x/*")],
+    )
+    .await;
+    let e = s
+        .add_rule(&narrow, copy("r", "/dba/", "/app/x/"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied, "{}", e.message);
 }

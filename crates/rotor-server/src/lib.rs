@@ -119,6 +119,7 @@ impl App {
         events: Arc<Events>,
         audit: Option<Arc<AuditLog>>,
     ) -> Arc<Self> {
+        service.bind_access(&access);
         Arc::new(App {
             service,
             access,
