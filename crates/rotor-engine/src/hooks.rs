@@ -11,17 +11,27 @@ use rotor_core::{Error, Result};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// Variables a hook command never inherits from the server: the credentials the
-/// server was started with.
-const WITHHELD: &[&str] = &[
-    "ROTOR_TOKEN",
-    "ROTOR_ROOT_TOKEN",
-    "ROTOR_ROOT_ACCESS_KEY_ID",
-    "ROTOR_ROOT_SECRET_ACCESS_KEY",
-    "ROTOR_DEV_ROOT_TOKEN",
-    "ROTOR_DEV_ACCESS_KEY_ID",
-    "ROTOR_DEV_SECRET_ACCESS_KEY",
-];
+/// The only variables a command inherits from the server's environment: where
+/// programs are, the home directory, the locale and the temporary directory.
+/// Everything else (`ROTOR_MASTER_KEY`, `ROTOR_ROOT_*`, `ROTOR_STORAGE` with its
+/// password, cloud credentials) stays with the server.
+const INHERITED: &[&str] = &["PATH", "HOME", "LANG", "TMPDIR"];
+
+/// A command for `program`, started from a cleared environment plus [`INHERITED`]:
+/// what rotators and hooks run. The caller adds the variables the command needs.
+pub(crate) fn command(program: &str) -> tokio::process::Command {
+    let mut cmd = tokio::process::Command::new(program);
+    cmd.env_clear();
+    for name in INHERITED {
+        if let Some(value) = std::env::var_os(name) {
+            cmd.env(name, value);
+        }
+    }
+    if std::env::var_os("PATH").is_none() {
+        cmd.env("PATH", "/usr/local/bin:/usr/bin:/bin");
+    }
+    cmd
+}
 
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
@@ -80,9 +90,9 @@ pub(crate) async fn post_signed(
     }
 }
 
-/// Runs `argv` with `input` on its standard input and `env` added to its
-/// environment (minus the server's own credentials); success is exit status 0
-/// within `timeout`, after which the command is killed. Its output is discarded.
+/// Runs `argv` with `input` on its standard input and `env` as its environment
+/// (besides [`INHERITED`]); success is exit status 0 within `timeout`, after which
+/// the command is killed. Its output is discarded.
 pub(crate) async fn run_command(
     argv: &[String],
     env: &[(&str, String)],
@@ -93,15 +103,12 @@ pub(crate) async fn run_command(
     let Some((program, args)) = argv.split_first() else {
         return Err(Error::invalid_request("the hook has no command"));
     };
-    let mut cmd = tokio::process::Command::new(program);
+    let mut cmd = command(program);
     cmd.args(args)
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
-    for name in WITHHELD {
-        cmd.env_remove(name);
-    }
     for (name, value) in env {
         cmd.env(name, value);
     }

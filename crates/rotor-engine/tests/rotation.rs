@@ -22,8 +22,21 @@ struct World {
     rotations: Arc<Rotations>,
 }
 
+/// The root principal, as `world` bootstraps it: rotations run as the principal
+/// that configured them, so it must exist in the access service.
 fn root() -> Caller {
-    Caller::system("test")
+    use rotor_core::policy::{Capability, Effect, Policy, Statement};
+    Caller::new(
+        rotor_engine::ROOT,
+        Arc::from(vec![Policy {
+            name: rotor_engine::ROOT.into(),
+            statements: vec![Statement {
+                effect: Effect::Allow,
+                capabilities: Capability::ALL.to_vec(),
+                paths: vec!["**".into()],
+            }],
+        }]),
+    )
 }
 
 async fn world() -> World {
@@ -33,6 +46,8 @@ async fn world() -> World {
             .await
             .unwrap(),
     );
+    access.bootstrap(Some("root-token"), None).await.unwrap();
+    service.bind_access(&access);
     let rotations = Arc::new(Rotations::new(
         service.clone(),
         access.clone(),
@@ -787,4 +802,237 @@ async fn exec_rotator_gets_the_event_and_credentials() {
             "{var}"
         );
     }
+}
+
+/// A real principal allowed what `statements` say, as a caller.
+async fn principal(w: &World, name: &str, statements: serde_json::Value) -> Caller {
+    let policy: rotor_core::policy::Policy =
+        serde_json::from_value(serde_json::json!({"name": name, "statements": statements}))
+            .unwrap();
+    w.access
+        .create_principal(&root(), name, "service")
+        .await
+        .unwrap();
+    w.access.put_policy(&root(), &policy).await.unwrap();
+    w.access.attach(&root(), name, name).await.unwrap();
+    let (_, token) = w.access.create_token(&root(), name, None).await.unwrap();
+    w.access.authenticate_token(token.expose_secret()).unwrap()
+}
+
+/// Issue 11, hole 2: a rotation acts for the principal that configured it, with that
+/// principal's policies as they are when each step runs. Losing `rotate` stops the
+/// next rotation before it touches anything; getting it back lets it run.
+#[tokio::test]
+async fn a_rotation_is_authorized_as_its_principal_when_it_runs() {
+    let w = world().await;
+    w.rotations
+        .create_rotator(&root(), "rnd", "random", serde_json::json!({}), false)
+        .await
+        .unwrap();
+    create(&w.service, "/svc/key", "initial").await;
+    let owner = principal(
+        &w,
+        "owner",
+        serde_json::json!([
+            {"effect": "allow", "capabilities": ["read", "write", "describe", "rotate"], "paths": ["/svc/**"]},
+            {"effect": "allow", "capabilities": ["rotate"], "paths": ["sys/rotators/rnd"]}
+        ]),
+    )
+    .await;
+    w.rotations
+        .rotate_secret(
+            &owner,
+            RotateRequest {
+                secret_id: "/svc/key".into(),
+                rotator: Some("rnd".into()),
+                rules: every(1),
+                rotate_immediately: Some(false),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let view = w.rotations.view(&root(), "/svc/key").await.unwrap();
+    assert_eq!(view.meta.principal.as_deref(), Some("owner"));
+
+    // The owner loses its rights before the scheduled rotation runs.
+    w.access.detach(&root(), "owner", "owner").await.unwrap();
+    w.rotations
+        .set_due(&root(), "/svc/key", chrono::Utc::now())
+        .await
+        .unwrap();
+    let scheduler = w.rotations.spawn();
+    let r = settled(&w, "/svc/key").await;
+    assert_eq!(r.status, RotationStatus::Failed);
+    let error = r.error.unwrap_or_default();
+    assert!(
+        error.contains("owner is not allowed to rotate /svc/key"),
+        "{error}"
+    );
+    assert_eq!(
+        text(&w.service, "/svc/key", AWSCURRENT).await.unwrap(),
+        "initial"
+    );
+    scheduler.abort();
+}
+
+/// Issue 11, hole 2: using a rotator needs `rotate` on `sys/rotators/NAME`, and a
+/// `masterarn` in the value needs `read` on the master, with one refusal whether the
+/// master exists or not.
+#[tokio::test]
+async fn configuring_rotation_needs_the_rotator_and_read_on_the_master() {
+    let w = world().await;
+    w.rotations
+        .create_rotator(&root(), "rnd", "random", serde_json::json!({}), false)
+        .await
+        .unwrap();
+    create(
+        &w.service,
+        "/dba/master",
+        r#"{"username":"postgres","password":"pw"}"#,
+    )
+    .await;
+    let mallory = principal(
+        &w,
+        "mallory",
+        serde_json::json!([
+            {"effect": "allow", "capabilities": ["read", "write", "describe", "rotate"], "paths": ["/app/mallory/**"]}
+        ]),
+    )
+    .await;
+    let rotate = |name: &str| RotateRequest {
+        secret_id: name.into(),
+        rotator: Some("rnd".into()),
+        ..Default::default()
+    };
+    create(&w.service, "/app/mallory/plain", "x").await;
+    let e = w
+        .rotations
+        .rotate_secret(&mallory, rotate("/app/mallory/plain"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    assert!(e.message.contains("sys/rotators/rnd"), "{}", e.message);
+
+    w.access
+        .put_policy(
+            &root(),
+            &serde_json::from_value(serde_json::json!({"name": "mallory", "statements": [
+                {"effect": "allow", "capabilities": ["read", "write", "describe", "rotate"], "paths": ["/app/mallory/**"]},
+                {"effect": "allow", "capabilities": ["rotate"], "paths": ["sys/rotators/*"]}
+            ]}))
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    let mallory = w.access.principal("mallory").unwrap();
+    let mut refusals = Vec::new();
+    for master in ["/dba/master", "/dba/no-such-master"] {
+        let name = format!("/app/mallory/db{}", refusals.len());
+        create(
+            &w.service,
+            &name,
+            &serde_json::json!({"engine": "postgres", "host": "db", "port": 5432,
+                "username": "postgres", "password": "x", "masterarn": master})
+            .to_string(),
+        )
+        .await;
+        let e = w
+            .rotations
+            .rotate_secret(&mallory, rotate(&name))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::AccessDenied, "{}", e.message);
+        refusals.push(e.message);
+    }
+    assert_eq!(
+        refusals[0], refusals[1],
+        "the same refusal whether the master exists"
+    );
+    assert!(!refusals[0].contains("/dba/"), "{}", refusals[0]);
+}
+
+/// Issue 11, hole 4: an exec rotator runs only while the principal that registered it
+/// may still run commands on the server.
+#[tokio::test]
+async fn an_exec_rotator_needs_its_registrant_to_hold_exec_when_it_runs() {
+    let w = world().await;
+    let ops = principal(
+        &w,
+        "ops",
+        serde_json::json!([
+            {"effect": "allow", "capabilities": ["admin", "exec"], "paths": ["sys/rotators/**"]}
+        ]),
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let marker = dir.path().join("ran");
+    w.rotations
+        .create_rotator(
+            &ops,
+            "touch",
+            "exec",
+            serde_json::json!({"command": ["sh", "-c", format!("touch {}", marker.display())]}),
+            false,
+        )
+        .await
+        .unwrap();
+    // Without exec, registering one is refused.
+    let admin_only = principal(
+        &w,
+        "admin-only",
+        serde_json::json!([{"effect": "allow", "capabilities": ["admin"], "paths": ["sys/rotators/**"]}]),
+    )
+    .await;
+    let e = w
+        .rotations
+        .create_rotator(
+            &admin_only,
+            "sneaky",
+            "exec",
+            serde_json::json!({"command": ["true"]}),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+    assert!(e.message.contains("exec"), "{}", e.message);
+    let e = w
+        .rotations
+        .create_rotator(
+            &admin_only,
+            "sneaky",
+            "lambda",
+            serde_json::json!({"handler": "m.f", "code_dir": "/tmp"}),
+            false,
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::AccessDenied);
+
+    let rotator = w.rotations.rotator(&root(), "touch").await.unwrap();
+    assert_eq!(rotator.created_by.as_deref(), Some("ops"));
+    // ops loses exec; the rotator no longer runs.
+    w.access.detach(&root(), "ops", "ops").await.unwrap();
+    let scheduler = w.rotations.spawn();
+    create(&w.service, "/svc/exec", "v").await;
+    w.rotations
+        .rotate_secret(
+            &root(),
+            RotateRequest {
+                secret_id: "/svc/exec".into(),
+                rotator: Some("touch".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let r = settled(&w, "/svc/exec").await;
+    assert_eq!(r.status, RotationStatus::Failed);
+    assert!(
+        r.error.unwrap_or_default().contains("may no longer do so"),
+        "refused for its registrant"
+    );
+    assert!(!marker.exists(), "the command never ran");
+    scheduler.abort();
 }

@@ -645,6 +645,7 @@ fn rotation_view_json(v: &RotationView) -> Value {
         "last_rotated": m.last_rotated.map(rfc3339),
         "next_rotation": m.next_rotation.filter(|_| m.enabled).map(rfc3339),
         "failed": m.failed,
+        "principal": m.principal,
         "latest": v.latest.as_ref().map(rotation_json),
     })
 }

@@ -173,6 +173,7 @@ pub fn print_rotation(d: &Value) {
     };
     println!("Rotation:      {state}");
     println!("Rotator:       {}", s(&d["rotator"]));
+    println!("Runs as:       {}", s(&d["principal"]));
     println!("Schedule:      {}", schedule(&d["rules"]));
     println!("Last rotated:  {}", s(&d["last_rotated"]));
     println!("Next rotation: {}", s(&d["next_rotation"]));

@@ -11,6 +11,11 @@
 //!   `user_clone`; the master creates the clone with the same privileges. The
 //!   previous version's credentials keep working until the rotation after next,
 //!   so clients never fail to log in.
+//!
+//! The master is used only for a principal allowed to read it (see
+//! [`super::Rotations::acting`]), and only on the server the secret names: its
+//! `engine`, `host` and `port` must be the secret's. Errors met while using it say
+//! what failed, never what the master holds (its user, host, or shape).
 
 use super::rotators::{BoxFuture, Ctx, Rotator};
 use rotor_core::model::Step;
@@ -62,7 +67,7 @@ pub(super) struct Database {
 struct Creds {
     doc: serde_json::Map<String, serde_json::Value>,
     login: Login,
-    masterarn: Option<String>,
+    engine: Option<String>,
 }
 
 fn parse_creds(value: &SecretValue, which: &str) -> Result<Creds> {
@@ -92,10 +97,21 @@ fn parse_creds(value: &SecretValue, which: &str) -> Result<Creds> {
         dbname: text("dbname"),
     };
     Ok(Creds {
-        masterarn: text("masterarn"),
+        engine: text("engine"),
         doc,
         login,
     })
+}
+
+/// A failure of a change made with the master's login: what failed, not the
+/// database's words, which may name the master's user or host.
+fn master_error(e: TargetError) -> Error {
+    let what = match e.kind {
+        TargetErrorKind::AuthFailed => "the database refused the master secret's login",
+        TargetErrorKind::Unreachable => "the database could not be reached",
+        TargetErrorKind::Other => "the database refused the change made with the master secret",
+    };
+    Error::invalid_request(what)
 }
 
 fn target_error(e: TargetError) -> Error {
@@ -140,19 +156,29 @@ impl Database {
         }
     }
 
+    /// The master login, when the value names a master the acting principal may
+    /// read, for the same database server as `creds`.
     async fn master(&self, ctx: &Ctx<'_>, creds: &Creds) -> Result<Option<Login>> {
-        match &creds.masterarn {
-            None => Ok(None),
-            Some(arn) => {
-                let value = ctx.other_current(arn).await.map_err(|e| {
-                    Error::invalid_request(format!(
-                        "The master secret cannot be read: {}",
-                        e.message
-                    ))
-                })?;
-                Ok(Some(parse_creds(&value, "master secret's")?.login))
-            }
+        let Some(value) = ctx.master_current().await? else {
+            return Ok(None);
+        };
+        let unusable = || {
+            Error::invalid_request(
+                "the master secret named by masterarn is not a database credential for this secret's server (engine, host and port must match)",
+            )
+        };
+        let master = parse_creds(&value, "master").map_err(|_| unusable())?;
+        let same_engine = match (&master.engine, &creds.engine) {
+            (Some(a), Some(b)) => a.eq_ignore_ascii_case(b),
+            _ => true,
+        };
+        if !same_engine
+            || !master.login.host.eq_ignore_ascii_case(&creds.login.host)
+            || master.login.port != creds.login.port
+        {
+            return Err(unusable());
         }
+        Ok(Some(master.login))
     }
 
     async fn create(&self, ctx: &Ctx<'_>) -> Result<()> {
@@ -176,13 +202,27 @@ impl Database {
     async fn set(&self, ctx: &Ctx<'_>) -> Result<()> {
         let pending = parse_creds(&ctx.pending().await?, "AWSPENDING")?;
         let current = parse_creds(&ctx.current().await?, "AWSCURRENT")?;
+        // The pending version is whatever was stored under the rotation's token, which
+        // a client may have chosen: it may change only the user this strategy rotates.
+        let expected = match self.config.strategy {
+            Strategy::SingleUser => current.login.username.clone(),
+            Strategy::AlternatingUsers => other_user(&current.login.username),
+        };
+        if pending.login.username != expected {
+            return Err(Error::invalid_request(
+                "the AWSPENDING version's username is not the user this rotation changes",
+            ));
+        }
         let master = self.master(ctx, &current).await?;
         match self.config.strategy {
             Strategy::SingleUser => {
                 if self.driver.check_login(&pending.login).await.is_ok() {
                     return Ok(());
                 }
-                let admin = master.unwrap_or_else(|| current.login.clone());
+                let (admin, error): (_, fn(TargetError) -> Error) = match master {
+                    Some(master) => (master, master_error),
+                    None => (current.login.clone(), target_error),
+                };
                 self.driver
                     .set_password(
                         &admin,
@@ -190,7 +230,7 @@ impl Database {
                         pending.login.password.expose_secret(),
                     )
                     .await
-                    .map_err(target_error)
+                    .map_err(error)
             }
             Strategy::AlternatingUsers => {
                 let admin = master.ok_or_else(|| {
@@ -206,7 +246,7 @@ impl Database {
                         pending.login.password.expose_secret(),
                     )
                     .await
-                    .map_err(target_error)
+                    .map_err(master_error)
             }
         }
     }
@@ -229,9 +269,18 @@ impl Database {
         if self.driver.check_login(&current.login).await.is_ok() {
             return Ok(());
         }
-        let admin = match self.master(ctx, &current).await? {
-            Some(master) => master,
-            None => parse_creds(&ctx.pending().await?, "AWSPENDING")?.login,
+        let (admin, error): (_, fn(TargetError) -> Error) = match self.master(ctx, &current).await?
+        {
+            Some(master) => (master, master_error),
+            None => {
+                let pending = parse_creds(&ctx.pending().await?, "AWSPENDING")?;
+                if pending.login.username != current.login.username {
+                    return Err(Error::invalid_request(
+                        "the AWSPENDING version's username is not the user this rotation changes",
+                    ));
+                }
+                (pending.login, target_error)
+            }
         };
         self.driver
             .set_password(
@@ -240,7 +289,7 @@ impl Database {
                 current.login.password.expose_secret(),
             )
             .await
-            .map_err(target_error)
+            .map_err(error)
     }
 }
 
@@ -279,7 +328,7 @@ mod tests {
         .unwrap();
         let c = parse_creds(&v, "test").unwrap();
         assert_eq!(c.login.port, 5432);
-        assert_eq!(c.masterarn.as_deref(), Some("m"));
+        assert_eq!(c.engine.as_deref(), Some("postgres"));
         let v = SecretValue::string(r#"{"host":"db","port":5432,"username":"u"}"#.into()).unwrap();
         let e = parse_creds(&v, "AWSCURRENT").err().unwrap();
         assert!(e.message.contains("AWSCURRENT"), "{}", e.message);

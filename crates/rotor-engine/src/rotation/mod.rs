@@ -10,6 +10,17 @@
 //!
 //! The scheduler reads due secrets from an index on their due time, sleeps until
 //! the next one, and runs at most [`Settings::concurrency`] rotations at once.
+//!
+//! # Who a rotation acts for
+//!
+//! The server is nobody's deputy. A rotation runs as the principal that last
+//! configured or started it ([`RotationMeta::principal`]), and every step is
+//! authorized with that principal's policies as they are when the step runs: it
+//! needs `rotate` on the secret and on the rotator (`sys/rotators/NAME`), and a
+//! master secret named by the value's `masterarn` is read only if the principal may
+//! `read` it. A rotator that runs commands (`exec`, `lambda`) runs only while the
+//! principal that registered it still holds `exec` on it. A principal that is gone,
+//! or lost a right, makes the step fail; nothing is done in its name.
 
 mod database;
 mod rotators;
@@ -21,7 +32,7 @@ use crate::service::SecretService;
 use chrono::{DateTime, Duration, Utc};
 use rotor_core::label::{AWSCURRENT, AWSPENDING};
 use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, Step};
-use rotor_core::name::{self, SecretRef};
+use rotor_core::name;
 use rotor_core::policy::Capability;
 use rotor_core::schedule::{RotationRules, Schedule};
 use rotor_core::{Error, ErrorKind, Result};
@@ -154,6 +165,29 @@ pub fn rotator_name(lambda_arn: &str) -> Result<&str> {
 
 fn system() -> Caller {
     Caller::system("rotor-rotation")
+}
+
+/// The path whose `rotate` capability lets a principal use a rotator, and whose
+/// `admin` capability lets it manage it.
+pub(crate) fn rotator_path(name: &str) -> String {
+    format!("sys/rotators/{name}")
+}
+
+/// Rotator kinds that run a command on the server's machine.
+fn runs_commands(kind: &str) -> bool {
+    matches!(kind, "exec" | "lambda")
+}
+
+/// The refusal when a master secret cannot be used for `principal`. One message
+/// whether the master is missing, unreadable or unusable, so it tells nobody what
+/// lies in another namespace.
+pub(crate) fn master_refused(principal: &str) -> Error {
+    Error::new(
+        ErrorKind::AccessDenied,
+        format!(
+            "the master secret named by masterarn cannot be used for {principal}: it must exist and {principal} must be allowed to read it"
+        ),
+    )
 }
 
 /// The version holding `AWSPENDING` without `AWSCURRENT`: what a rotation that did
@@ -322,6 +356,73 @@ impl Rotations {
         self.runs.load(std::sync::atomic::Ordering::Relaxed)
     }
 
+    /// When the secret's current value names a master secret (`masterarn`), `caller`
+    /// must be allowed to read it: a rotation would log in with it for the caller.
+    async fn check_master(&self, caller: &Caller, record: &SecretRecord) -> Result<()> {
+        if rotators::current_field(&self.service, record, "masterarn")
+            .await?
+            .is_none()
+        {
+            return Ok(());
+        }
+        self.master_for(caller, record).await.map(|_| ())
+    }
+
+    /// The master secret `record`'s current value names, resolved for `principal`,
+    /// who must be allowed to read it; `None` when the value names none.
+    pub(crate) async fn master_for(
+        &self,
+        principal: &Caller,
+        record: &SecretRecord,
+    ) -> Result<Option<Arc<SecretRecord>>> {
+        let Some(master) = rotators::current_field(&self.service, record, "masterarn").await?
+        else {
+            return Ok(None);
+        };
+        match self
+            .service
+            .resolve_for(principal, Capability::Read, &master)
+            .await
+        {
+            Ok(m) if !m.meta.is_deleted() => Ok(Some(m)),
+            _ => Err(master_refused(principal.name())),
+        }
+    }
+
+    /// The principal a rotation of `record` through `rotator` acts for, with its
+    /// policies as they are now; an error when it may not rotate: it is gone, it lost
+    /// `rotate` on the secret or the rotator, or the rotator runs commands and its
+    /// registrant lost `exec`.
+    pub(crate) fn acting(&self, record: &SecretRecord, rotator: &RotatorRow) -> Result<Caller> {
+        let denied = |m: String| Error::new(ErrorKind::AccessDenied, m);
+        let Some(name) = record.meta.rotation.principal.as_deref() else {
+            return Err(denied(
+                "no principal is recorded for this secret's rotation (it was configured by an older Rotor): configure it again with RotateSecret or `rotor rotation set`, and it runs as you".into(),
+            ));
+        };
+        let principal = self.access.principal(name).ok_or_else(|| {
+            denied(format!(
+                "the principal {name} that configured this rotation no longer exists"
+            ))
+        })?;
+        principal.authorize(Capability::Rotate, &record.meta.name)?;
+        principal.authorize(Capability::Rotate, &rotator_path(&rotator.name))?;
+        if runs_commands(&rotator.kind) {
+            let may_exec = rotator
+                .created_by
+                .as_deref()
+                .and_then(|r| self.access.principal(r))
+                .is_some_and(|r| r.may(Capability::Exec, &rotator_path(&rotator.name)));
+            if !may_exec {
+                return Err(denied(format!(
+                    "rotator {} runs commands on the server, and the principal that registered it may no longer do so",
+                    rotator.name
+                )));
+            }
+        }
+        Ok(principal)
+    }
+
     async fn rotator_row(&self, name: &str) -> Result<RotatorRow> {
         self.store()
             .rotators()
@@ -341,14 +442,13 @@ impl Rotations {
         caller: &Caller,
         req: RotateRequest,
     ) -> Result<Rotated> {
-        if let SecretRef::Name(n) = SecretRef::parse(&req.secret_id)? {
-            caller.authorize(Capability::Rotate, n)?;
-        }
         if let Some(token) = &req.token {
             name::validate_version_id(token)?;
         }
-        let record = self.service.resolve(&req.secret_id).await?;
-        caller.authorize(Capability::Rotate, &record.meta.name)?;
+        let record = self
+            .service
+            .resolve_for(caller, Capability::Rotate, &req.secret_id)
+            .await?;
         if record.meta.is_deleted() {
             return Err(Error::invalid_request(
                 "You can't perform this operation on the secret because it was marked for deletion.",
@@ -363,7 +463,9 @@ impl Rotations {
                 ));
             }
         };
-        self.rotator_row(rotator_name(&rotator)?).await?;
+        let rotator_row = self.rotator_row(rotator_name(&rotator)?).await?;
+        caller.authorize(Capability::Rotate, &rotator_path(&rotator_row.name))?;
+        self.check_master(caller, &record).await?;
         if let Some(rules) = &req.rules {
             Schedule::parse(rules)?;
             meta.rules = Some(
@@ -398,6 +500,8 @@ impl Rotations {
         let now = self.now();
         meta.rotator = Some(rotator.clone());
         meta.enabled = meta.rules.is_some();
+        // From now on, every rotation of this secret acts for the caller.
+        meta.principal = Some(caller.name().to_string());
         let last = meta.last_rotated.unwrap_or(now);
         reschedule(&mut meta, last, now)?;
         self.service.set_rotation(&record, meta).await?;
@@ -491,11 +595,10 @@ impl Rotations {
     /// rotation after its current step. The half-made version keeps `AWSPENDING`,
     /// as AWS leaves it.
     pub async fn cancel(&self, caller: &Caller, secret_id: &str) -> Result<Rotated> {
-        if let SecretRef::Name(n) = SecretRef::parse(secret_id)? {
-            caller.authorize(Capability::Rotate, n)?;
-        }
-        let record = self.service.resolve(secret_id).await?;
-        caller.authorize(Capability::Rotate, &record.meta.name)?;
+        let record = self
+            .service
+            .resolve_for(caller, Capability::Rotate, secret_id)
+            .await?;
         if record.meta.is_deleted() {
             return Err(Error::invalid_request(
                 "You can't perform this operation on the secret because it was marked for deletion.",
@@ -766,7 +869,11 @@ impl Rotations {
         replace: bool,
     ) -> Result<Option<String>> {
         rotators::validate_name(name)?;
-        caller.authorize(Capability::Admin, &format!("sys/rotators/{name}"))?;
+        caller.authorize(Capability::Admin, &rotator_path(name))?;
+        if runs_commands(kind) {
+            // Running a command on the server is a right of its own.
+            caller.authorize(Capability::Exec, &rotator_path(name))?;
+        }
         let config = rotators::validate(kind, config)?;
         let (key, shown) = if kind == "webhook" {
             let key = rotor_crypto::random::token("whk_");
@@ -794,6 +901,7 @@ impl Rotations {
             config: config.to_string(),
             key,
             created: self.now(),
+            created_by: Some(caller.name().to_string()),
         };
         self.store()
             .apply(
@@ -814,14 +922,14 @@ impl Rotations {
             .rotators()
             .await?
             .into_iter()
-            .filter(|r| caller.may(Capability::Admin, &format!("sys/rotators/{}", r.name)))
+            .filter(|r| caller.may(Capability::Admin, &rotator_path(&r.name)))
             .map(RotatorInfo::from)
             .collect())
     }
 
     /// One rotator.
     pub async fn rotator(&self, caller: &Caller, name: &str) -> Result<RotatorInfo> {
-        caller.authorize(Capability::Admin, &format!("sys/rotators/{name}"))?;
+        caller.authorize(Capability::Admin, &rotator_path(name))?;
         self.rotator_row(name)
             .await
             .map(RotatorInfo::from)
@@ -830,7 +938,7 @@ impl Rotations {
 
     /// Removes a rotator.
     pub async fn delete_rotator(&self, caller: &Caller, name: &str) -> Result<()> {
-        caller.authorize(Capability::Admin, &format!("sys/rotators/{name}"))?;
+        caller.authorize(Capability::Admin, &rotator_path(name))?;
         self.store()
             .apply(
                 Mutation::DeleteRotator {

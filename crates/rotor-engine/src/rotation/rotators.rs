@@ -8,8 +8,10 @@
 //! - `random`: a new random value, for keys that have no system to update.
 //!
 //! External rotators (webhook, exec, lambda) get short-lived credentials that
-//! allow only this secret (and reading its `masterarn`): a bearer token for the
-//! native API, and an AWS key pair with a session token for AWS SDKs.
+//! allow only this secret (and reading its `masterarn`, when the rotation's
+//! principal may read it): a bearer token for the native API, and an AWS key pair
+//! with a session token for AWS SDKs. They are issued for one step and revoked when
+//! it ends.
 
 use super::Rotations;
 use super::database::Database;
@@ -50,6 +52,8 @@ pub struct RotatorInfo {
     pub config: serde_json::Value,
     /// When it was registered.
     pub created: chrono::DateTime<chrono::Utc>,
+    /// Who registered it.
+    pub created_by: Option<String>,
 }
 
 impl From<RotatorRow> for RotatorInfo {
@@ -59,6 +63,7 @@ impl From<RotatorRow> for RotatorInfo {
             name: r.name,
             kind: r.kind,
             created: r.created,
+            created_by: r.created_by,
         }
     }
 }
@@ -218,11 +223,46 @@ pub(super) struct Ctx<'a> {
     pub arn: &'a str,
     pub token: &'a str,
     pub step: Step,
+    /// The principal the rotation acts for, with its policies as of this step.
+    pub principal: crate::Caller,
+}
+
+/// A string field of the current value of `record` (read by the server itself: the
+/// field's use is authorized by the caller).
+pub(super) async fn current_field(
+    service: &crate::SecretService,
+    record: &rotor_store::SecretRecord,
+    field: &str,
+) -> Result<Option<String>> {
+    let has_current = record
+        .versions
+        .iter()
+        .any(|v| v.labels.iter().any(|l| l == AWSCURRENT));
+    if !has_current || record.meta.is_deleted() {
+        return Ok(None);
+    }
+    let value = service
+        .get_value(&super::system(), &record.meta.arn, None, Some(AWSCURRENT))
+        .await?
+        .value;
+    Ok(json_field(&value, field))
 }
 
 impl Ctx<'_> {
+    /// Reads and writes of the secret being rotated: the acting principal's
+    /// `rotate` on it (checked before the step) covers them, and nothing else.
     fn caller(&self) -> crate::Caller {
-        super::system()
+        crate::Caller::new(
+            &format!("{} (rotating {})", self.principal.name(), self.name),
+            std::sync::Arc::from(vec![Policy {
+                name: "rotation".into(),
+                statements: vec![Statement {
+                    effect: Effect::Allow,
+                    capabilities: vec![Capability::Read, Capability::Write, Capability::Describe],
+                    paths: vec![self.name.to_string()],
+                }],
+            }]),
+        )
     }
 
     /// Whether the new version exists.
@@ -255,14 +295,22 @@ impl Ctx<'_> {
             .value)
     }
 
-    /// The `AWSCURRENT` value of another secret, by name or ARN (a `masterarn`).
-    pub async fn other_current(&self, secret_id: &str) -> Result<SecretValue> {
-        Ok(self
+    /// The `AWSCURRENT` value of the master secret this secret's current value names
+    /// (`masterarn`), read as the acting principal; `None` when it names none.
+    /// Refused, with one message whatever the reason, when the principal may not
+    /// read it.
+    pub async fn master_current(&self) -> Result<Option<SecretValue>> {
+        let record = self.rot.service.resolve(self.name).await?;
+        let Some(master) = self.rot.master_for(&self.principal, &record).await? else {
+            return Ok(None);
+        };
+        let value = self
             .rot
             .service
-            .get_value(&self.caller(), secret_id, None, Some(AWSCURRENT))
-            .await?
-            .value)
+            .get_value(&self.principal, &master.meta.arn, None, Some(AWSCURRENT))
+            .await
+            .map_err(|_| super::master_refused(self.principal.name()))?;
+        Ok(Some(value.value))
     }
 
     /// Stores the new version, labeled `AWSPENDING`.
@@ -323,14 +371,13 @@ impl Ctx<'_> {
         .into_bytes()
     }
 
-    /// Credentials for an external rotator: this secret, and reading its master.
+    /// Credentials for an external rotator: this secret, and reading its master
+    /// when the acting principal may read it.
     async fn scoped(&self) -> Result<crate::ScopedCredentials> {
         let mut read_only = Vec::new();
-        if let Ok(current) = self.current().await
-            && let Some(master) = json_field(&current, "masterarn")
-            && let Ok(m) = self.rot.service.resolve(&master).await
-        {
-            read_only.push(m.meta.name.clone());
+        let record = self.rot.service.resolve(self.name).await?;
+        if let Ok(Some(master)) = self.rot.master_for(&self.principal, &record).await {
+            read_only.push(master.meta.name.clone());
         }
         let mut statements = vec![Statement {
             effect: Effect::Allow,
@@ -546,7 +593,7 @@ impl Exec {
     async fn run(&self, ctx: &Ctx<'_>, creds: &crate::ScopedCredentials) -> Result<()> {
         use tokio::io::{AsyncReadExt, AsyncWriteExt};
         let endpoint = ctx.rot.endpoint().unwrap_or_default();
-        let mut cmd = tokio::process::Command::new(&self.argv[0]);
+        let mut cmd = crate::hooks::command(&self.argv[0]);
         cmd.args(&self.argv[1..])
             .envs(&self.env)
             .env("ROTOR_ADDR", &endpoint)

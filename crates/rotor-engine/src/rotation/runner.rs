@@ -31,6 +31,8 @@ pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &s
         let clock = Instant::now();
         let result = async {
             let row = rot.rotator_row(&r.rotator).await?;
+            // Authorized for the principal it acts for, as of now, at every step.
+            let principal = rot.acting(&record, &row)?;
             let rotator = rotators::build(&row, rot)?;
             let ctx = Ctx {
                 rot,
@@ -39,6 +41,7 @@ pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &s
                 arn: &record.meta.arn,
                 token,
                 step,
+                principal,
             };
             match tokio::time::timeout(rot.settings.step_timeout, rotator.step(&ctx)).await {
                 Ok(done) => done,
@@ -171,6 +174,7 @@ async fn failed_attempt(
     // current one back, so AWSCURRENT keeps logging in.
     if step >= Step::SetSecret
         && let Ok(row) = rot.rotator_row(&r.rotator).await
+        && let Ok(principal) = rot.acting(&record, &row)
         && let Ok(rotator) = rotators::build(&row, rot)
     {
         let ctx = Ctx {
@@ -180,6 +184,7 @@ async fn failed_attempt(
             arn: &record.meta.arn,
             token,
             step,
+            principal,
         };
         if let Err(revert) = rotator.revert(&ctx).await {
             tracing::error!(secret = %name, rotation = %token, error = %revert.message, "could not put the current credential back");
