@@ -10,8 +10,13 @@ pub const TOKEN: &str = "test-root-token";
 pub const AKID: &str = "AKIDTEST";
 pub const SECRET_KEY: &str = "test-secret-key";
 
+/// The `rotor` binary under test: this build's, or `ROTOR_TEST_BIN` when set (to run
+/// the attack suite against another build, such as the one before a fix).
 pub fn bin() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_rotor"))
+    match std::env::var_os("ROTOR_TEST_BIN") {
+        Some(path) => PathBuf::from(path),
+        None => PathBuf::from(env!("CARGO_BIN_EXE_rotor")),
+    }
 }
 
 /// A running server; killed when dropped.

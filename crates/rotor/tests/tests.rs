@@ -3,6 +3,7 @@
 
 mod access;
 mod agent;
+mod attacks;
 mod audit;
 mod aws_sdk;
 mod cli;
