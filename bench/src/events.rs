@@ -7,6 +7,10 @@
 //!   replica's `replication.applied` event arriving at the watcher.
 //! - **webhook delivery**: a webhook subscription to a receiver in this process; M
 //!   puts from 16 writers; deliveries per second until the receiver has them all.
+//! - **idle waiters**: durable writes per second from 16 writers, alone and then with
+//!   W long polls waiting (`/v1/events?wait=60`) for principals that can see none of
+//!   the writes. Each waiter used to re-read the outbox on every commit; one reader
+//!   now serves them all, so the ratio should stay near 1.
 //!
 //! Writes bench/results/events.{md,json}.
 
@@ -37,6 +41,12 @@ struct Args {
     /// Changes delivered by webhook.
     #[arg(long, default_value_t = 2000)]
     deliveries: usize,
+    /// Idle long polls during the second write measurement.
+    #[arg(long, default_value_t = 200)]
+    waiters: usize,
+    /// Seconds each write measurement lasts.
+    #[arg(long, default_value_t = 5.0)]
+    load_secs: f64,
     /// Where results go.
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -265,14 +275,131 @@ async fn webhook_throughput(server: &Server, n: usize) -> Result<Delivery> {
     })
 }
 
-fn write(out_dir: &Path, l: &Latency, d: &Delivery) -> Result<()> {
+struct Waiting {
+    waiters: usize,
+    alone: f64,
+    with_waiters: f64,
+}
+
+/// Durable writes per second from 16 writers for `secs`.
+async fn write_rate(server: &Server, secs: f64, round: usize) -> Result<f64> {
+    let http = reqwest::Client::new();
+    let base = server.url.clone();
+    for w in 0..16 {
+        server::call(
+            &http,
+            TOKEN,
+            reqwest::Method::POST,
+            format!("{base}/v1/secrets"),
+            json!({"name": format!("/load/{round}/{w}"), "value": "v0"}),
+        )
+        .await?;
+    }
+    let done = Arc::new(AtomicU64::new(0));
+    let until = Instant::now() + Duration::from_secs_f64(secs);
+    let mut writers = tokio::task::JoinSet::new();
+    for w in 0..16 {
+        let (http, base, done) = (http.clone(), base.clone(), done.clone());
+        writers.spawn(async move {
+            let mut i = 0;
+            while Instant::now() < until {
+                server::call(
+                    &http,
+                    TOKEN,
+                    reqwest::Method::PUT,
+                    format!("{base}/v1/secrets//load/{round}/{w}"),
+                    json!({"value": format!("value-{i}")}),
+                )
+                .await?;
+                done.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+            anyhow::Ok(())
+        });
+    }
+    let started = Instant::now();
+    while let Some(r) = writers.join_next().await {
+        r??;
+    }
+    Ok(done.load(Ordering::Relaxed) as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn idle_waiters(server: &Server, waiters: usize, secs: f64) -> Result<Waiting> {
+    let http = reqwest::Client::new();
+    let base = server.url.clone();
+    let alone = write_rate(server, secs, 0).await?;
+    // Principals that may see nothing that is written, 50 waiters each (a principal
+    // may hold 128 at once).
+    let mut tokens = Vec::new();
+    for p in 0..waiters.div_ceil(50) {
+        let name = format!("idle-{p}");
+        server::call(
+            &http,
+            TOKEN,
+            reqwest::Method::POST,
+            format!("{base}/v1/sys/principals"),
+            json!({"name": name}),
+        )
+        .await?;
+        server::call(&http, TOKEN, reqwest::Method::PUT, format!("{base}/v1/sys/policies/{name}"),
+            json!({"statements": [{"effect": "allow", "capabilities": ["describe"], "paths": ["/nothing/**"]}]})).await?;
+        server::call(
+            &http,
+            TOKEN,
+            reqwest::Method::PUT,
+            format!("{base}/v1/sys/principals/{name}/policies/{name}"),
+            json!({}),
+        )
+        .await?;
+        let t = server::call(
+            &http,
+            TOKEN,
+            reqwest::Method::POST,
+            format!("{base}/v1/sys/tokens"),
+            json!({"principal": name}),
+        )
+        .await?;
+        tokens.push(t["token"].as_str().context("token")?.to_string());
+    }
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut polls = tokio::task::JoinSet::new();
+    for i in 0..waiters {
+        let (http, base, stop) = (http.clone(), base.clone(), stop.clone());
+        let token = tokens[i / 50].clone();
+        polls.spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                let r = http
+                    .get(format!("{base}/v1/events?wait=60"))
+                    .bearer_auth(&token)
+                    .send()
+                    .await;
+                if let Ok(r) = r {
+                    let _ = r.bytes().await;
+                }
+            }
+        });
+    }
+    // Let every poll reach its wait.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let with_waiters = write_rate(server, secs, 1).await?;
+    stop.store(true, Ordering::Relaxed);
+    polls.abort_all();
+    Ok(Waiting {
+        waiters,
+        alone,
+        with_waiters,
+    })
+}
+
+fn write(out_dir: &Path, l: &Latency, d: &Delivery, w: &Waiting) -> Result<()> {
     std::fs::create_dir_all(out_dir)?;
     let when = chrono::Utc::now().to_rfc3339();
     let md = format!(
         "# Change-event benchmark\n\nRun {when} on {cores} cores (shared, noisy), against `rotor server` with a durable SQLite store and the audit log on.\n\n\
 | measure | value |\n| --- | --- |\n\
 | source PutSecretValue → replica event at a watch client, {n} changes one at a time | p50 **{p50:.2} ms**, p99 **{p99:.2} ms**, max {max:.2} ms (target p99 < 100 ms) |\n\
-| webhook deliveries, {dn} events from 16 writers, one subscription | **{dps:.0} deliveries/s** ({dn} in {secs:.2} s, writes included) |\n",
+| webhook deliveries, {dn} events from 16 writers, one subscription | **{dps:.0} deliveries/s** ({dn} in {secs:.2} s, writes included) |\n\
+| durable writes/s from 16 writers, alone / with {wn} idle long polls waiting | {alone:.0} / {with:.0}: ratio **{ratio:.2}** (target ≥ 0.8) |\n",
         cores = std::thread::available_parallelism().map_or(0, |n| n.get()),
         n = l.changes,
         p50 = l.p50,
@@ -281,11 +408,17 @@ fn write(out_dir: &Path, l: &Latency, d: &Delivery) -> Result<()> {
         dn = d.deliveries,
         dps = d.per_second,
         secs = d.seconds,
+        wn = w.waiters,
+        alone = w.alone,
+        with = w.with_waiters,
+        ratio = w.with_waiters / w.alone,
     );
     std::fs::write(out_dir.join("events.md"), md)?;
     let j = json!({"run": when,
         "put_to_watch_ms": {"changes": l.changes, "p50": l.p50, "p99": l.p99, "max": l.max},
-        "webhook": {"deliveries": d.deliveries, "seconds": d.seconds, "per_second": d.per_second}});
+        "webhook": {"deliveries": d.deliveries, "seconds": d.seconds, "per_second": d.per_second},
+        "idle_waiters": {"waiters": w.waiters, "writes_per_second_alone": w.alone,
+            "writes_per_second_with_waiters": w.with_waiters, "ratio": w.with_waiters / w.alone}});
     std::fs::write(
         out_dir.join("events.json"),
         serde_json::to_string_pretty(&j)?,
@@ -319,12 +452,20 @@ fn main() -> Result<()> {
             "webhooks: {:.0} deliveries/s ({} in {:.2} s)",
             d.per_second, d.deliveries, d.seconds
         );
+        let w = idle_waiters(server, args.waiters, args.load_secs).await?;
+        println!(
+            "writes/s alone {:.0}, with {} idle waiters {:.0} (ratio {:.2})",
+            w.alone,
+            w.waiters,
+            w.with_waiters,
+            w.with_waiters / w.alone
+        );
         let _ = server.child.kill().await;
         let out = args
             .out_dir
             .clone()
             .unwrap_or_else(|| root.join("bench/results"));
-        write(&out, &l, &d)?;
+        write(&out, &l, &d, &w)?;
         println!("wrote {}", out.join("events.md").display());
         Ok(())
     })
