@@ -385,7 +385,8 @@ fn crash_rounds(storage: Option<&str>, dir: &Path, rounds: usize) {
                         // A put that never answers is not acknowledged: the writer
                         // stops rather than hold the round up (seen once on a loaded
                         // machine, with no connection left open).
-                        let put = c.put(&format!("/crash/{w}"), &text(&id), Some(&id), &[]);
+                        let (name, value) = (format!("/crash/{w}"), text(&id));
+                        let put = c.put(&name, &value, Some(&id), &[]);
                         match tokio::time::timeout(Duration::from_secs(20), put).await {
                             Ok(Ok(_)) => acked.lock().unwrap().push((format!("/crash/{w}"), id)),
                             _ => return,
