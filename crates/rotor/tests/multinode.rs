@@ -266,16 +266,46 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
     }
     assert!(kills >= 3, "the leader was killed {kills} times");
     rt.block_on(async {
-        let done: i64 = eventually("every rotation finished", async || {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let done: i64 = loop {
             let n: i64 = sqlx::query_scalar(
                 "SELECT count(*) FROM rotations WHERE status = 'succeeded'",
             )
             .fetch_one(&mut db)
             .await
-            .ok()?;
-            (n >= SECRETS as i64).then_some(n)
-        })
-        .await;
+            .unwrap_or(0);
+            if n >= SECRETS as i64 {
+                break n;
+            }
+            if Instant::now() > deadline {
+                // Say what is left: which rotations, where, and the lease.
+                let left: Vec<(String, String, String, Option<String>, Option<i64>, i64)> =
+                    sqlx::query_as(
+                        "SELECT s.name, r.status, r.step, r.error, r.resume_at, r.epoch
+                         FROM rotations r JOIN secrets s ON s.id = r.secret_id
+                         WHERE r.status <> 'succeeded' LIMIT 10",
+                    )
+                    .fetch_all(&mut db)
+                    .await
+                    .unwrap_or_default();
+                let unstarted: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM secrets s WHERE s.name LIKE '/sched/%'
+                       AND NOT EXISTS (SELECT 1 FROM rotations r WHERE r.secret_id = s.id)",
+                )
+                .fetch_one(&mut db)
+                .await
+                .unwrap_or(-1);
+                let lease: Vec<(String, i64, i64)> =
+                    sqlx::query_as("SELECT holder, epoch, expires_at FROM leases")
+                        .fetch_all(&mut db)
+                        .await
+                        .unwrap_or_default();
+                panic!(
+                    "{n} of {SECRETS} rotations finished; never started: {unstarted}; left: {left:?}; lease: {lease:?}"
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
         let other: Vec<(String, String, Option<String>)> = sqlx::query_as(
             "SELECT status, step, error FROM rotations WHERE status <> 'succeeded'",
         )

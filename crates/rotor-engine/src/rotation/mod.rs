@@ -746,16 +746,22 @@ impl Rotations {
                 _ => self.drive(r.secret, r.name.clone(), r.token.clone()),
             }
         }
+        // A secret that could not start stays due: try each once per pass.
+        let mut tried = HashSet::new();
         loop {
             let (due, after) = self.store().due_rotations(self.now(), 64).await?;
             if let Some(at) = after {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
             let full = due.len() == 64;
+            let mut new = false;
             for (secret, name) in due {
-                self.start_scheduled(secret, &name).await;
+                if tried.insert(secret) {
+                    new = true;
+                    self.start_scheduled(secret, &name).await;
+                }
             }
-            if !full {
+            if !full || !new {
                 break;
             }
         }
@@ -767,8 +773,15 @@ impl Rotations {
     }
 
     async fn start_scheduled(self: &Arc<Self>, secret: i64, name: &str) {
+        // Read from the store, not this node's cache: another node may have changed
+        // the secret a moment ago.
+        let fresh = || async {
+            self.store()
+                .load(&rotor_store::Lookup::Name(name.to_string()))
+                .await
+        };
         let started = async {
-            let record = self.service.resolve(name).await?;
+            let record = fresh().await?.ok_or_else(|| Error::not_found("gone"))?;
             let rotator = record.meta.rotation.rotator.clone();
             match rotator {
                 Some(r) if record.meta.rotation.enabled && !record.meta.is_deleted() => {
@@ -786,23 +799,37 @@ impl Rotations {
             }
         }
         .await;
-        match started {
-            Ok(token) => self.drive(secret, name.to_string(), token),
-            Err(e)
-                if e.kind == ErrorKind::InvalidRequest || e.kind == ErrorKind::ResourceNotFound =>
-            {
-                // Disabled, deleted or already rotating: take it off the schedule
-                // until its state changes.
-                tracing::info!(secret = %name, reason = %e.message, "scheduled rotation skipped");
-                if let Ok(record) = self.service.resolve(name).await {
-                    let mut meta = record.meta.rotation.clone();
-                    meta.due = None;
-                    let _ = self.service.set_rotation(&record, meta).await;
-                }
+        let e = match started {
+            Ok(token) => return self.drive(secret, name.to_string(), token),
+            Err(e) => e,
+        };
+        // Only a secret whose state says it should not rotate now (disabled,
+        // deleted, gone, or rotating already) comes off the schedule, until that
+        // state changes. Anything else, such as a save refused because the lease
+        // changed hands meanwhile, leaves it due for the next pass: a secret taken
+        // off the schedule by mistake would never rotate again.
+        let record = match fresh().await {
+            Ok(Some(record)) => record,
+            Ok(None) => return,
+            Err(read) => {
+                tracing::error!(secret = %name, error = %e, read = %read, "cannot start a scheduled rotation");
+                return;
             }
-            Err(e) => {
-                tracing::error!(secret = %name, error = %e, "cannot start a scheduled rotation")
-            }
+        };
+        let rotating = match self.store().running_rotations().await {
+            Ok(running) => running.iter().any(|r| r.secret == secret),
+            Err(_) => false,
+        };
+        let idle = !record.meta.rotation.enabled
+            || record.meta.rotation.rotator.is_none()
+            || record.meta.is_deleted();
+        if idle || rotating {
+            tracing::info!(secret = %name, reason = %e.message, "scheduled rotation skipped");
+            let mut meta = record.meta.rotation.clone();
+            meta.due = None;
+            let _ = self.service.set_rotation(&record, meta).await;
+        } else {
+            tracing::warn!(secret = %name, error = %e, "cannot start a scheduled rotation now; it stays due");
         }
     }
 
