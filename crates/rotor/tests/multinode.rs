@@ -64,6 +64,9 @@ async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
     }
 }
 
+/// A rotation left unfinished: secret, status, step, error, resume_at, epoch.
+type Unfinished = (String, String, String, Option<String>, Option<i64>, i64);
+
 fn value(v: &Value) -> String {
     v["value"].as_str().unwrap_or_default().to_string()
 }
@@ -279,7 +282,7 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
             }
             if Instant::now() > deadline {
                 // Say what is left: which rotations, where, and the lease.
-                let left: Vec<(String, String, String, Option<String>, Option<i64>, i64)> =
+                let left: Vec<Unfinished> =
                     sqlx::query_as(
                         "SELECT s.name, r.status, r.step, r.error, r.resume_at, r.epoch
                          FROM rotations r JOIN secrets s ON s.id = r.secret_id
