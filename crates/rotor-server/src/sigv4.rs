@@ -197,12 +197,7 @@ pub fn verify(
         }
         headers.push((name.to_string(), values.join(",")));
     }
-    let payload_hash = req
-        .headers
-        .get("x-amz-content-sha256")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
-        .unwrap_or_else(|| hex::encode(digest::digest(&digest::SHA256, req.body)));
+    let payload_hash = payload_hash(req)?;
     let expected = signature(
         req.method,
         req.path,
@@ -227,6 +222,21 @@ pub fn verify(
         access_key_id: auth.access_key_id.to_string(),
         region: auth.region.to_string(),
     })
+}
+
+/// The SHA-256 of the body, always computed from the body itself. A client may send
+/// it in `x-amz-content-sha256` as well; a header that disagrees with the body, or that
+/// opts out of covering it (`UNSIGNED-PAYLOAD`, streaming forms), is refused, so a
+/// captured signature never vouches for another body.
+fn payload_hash(req: &SignedRequest<'_>) -> Result<String, SigV4Error> {
+    let hash = hex::encode(digest::digest(&digest::SHA256, req.body));
+    match req.headers.get("x-amz-content-sha256") {
+        None => Ok(hash),
+        Some(claimed) if claimed.as_bytes().eq_ignore_ascii_case(hash.as_bytes()) => Ok(hash),
+        Some(_) => Err(SigV4Error::Mismatch(
+            "The x-amz-content-sha256 header must be the SHA-256 of the request body".into(),
+        )),
+    }
 }
 
 /// Signs a request, returning the `Authorization` header value. `headers` must hold
@@ -400,6 +410,37 @@ mod tests {
             )),
             Err(SigV4Error::Mismatch(_))
         ));
+    }
+
+    #[test]
+    fn the_signature_covers_the_body_whatever_the_content_hash_header_says() {
+        let (mut headers, body) = request("S3CRET", "20261121T100000Z");
+        let original = hex::encode(digest::digest(&digest::SHA256, &body));
+        let now = at("2026-11-21T10:05:00Z");
+        let check = |headers: &HeaderMap, body: &[u8]| {
+            let req = SignedRequest {
+                method: "POST",
+                path: "/",
+                query: "",
+                headers,
+                body,
+            };
+            verify(&req, now, |_| Some("S3CRET".into()))
+        };
+        headers.insert("x-amz-content-sha256", original.parse().unwrap());
+        assert!(check(&headers, &body).is_ok(), "the true hash is accepted");
+        let forged = br#"{"Name":"someone-elses"}"#;
+        assert!(
+            matches!(check(&headers, forged), Err(SigV4Error::Mismatch(_))),
+            "the original body's hash does not carry a signature over to another body"
+        );
+        for claimed in ["UNSIGNED-PAYLOAD", "STREAMING-AWS4-HMAC-SHA256-PAYLOAD"] {
+            headers.insert("x-amz-content-sha256", claimed.parse().unwrap());
+            assert!(matches!(
+                check(&headers, &body),
+                Err(SigV4Error::Mismatch(_))
+            ));
+        }
     }
 
     #[test]

@@ -702,3 +702,116 @@ fn a_replica_does_not_name_its_source() {
         assert!(!meta.to_string().contains("/dba/hidden"), "{meta}");
     });
 }
+
+/// Sends an AWS JSON request signed over `signed_body` but carrying `sent_body`,
+/// with `content_hash` (when given) in `x-amz-content-sha256`: what an eavesdropper
+/// replaying a captured request with another body sends.
+async fn replayed(
+    server: &Server,
+    action: &str,
+    signed_body: &str,
+    sent_body: &str,
+    content_hash: Option<&str>,
+) -> (u16, Value) {
+    let host = server.url.trim_start_matches("http://").to_string();
+    let date = chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string();
+    let mut headers = vec![
+        (
+            "content-type".to_string(),
+            "application/x-amz-json-1.1".to_string(),
+        ),
+        ("host".to_string(), host),
+        ("x-amz-date".to_string(), date),
+        (
+            "x-amz-target".to_string(),
+            format!("secretsmanager.{action}"),
+        ),
+    ];
+    if let Some(hash) = content_hash {
+        headers.push(("x-amz-content-sha256".to_string(), hash.to_string()));
+    }
+    let auth = rotor_server::sigv4::sign(
+        "POST",
+        "/",
+        "",
+        &headers,
+        signed_body.as_bytes(),
+        harness::AKID,
+        harness::SECRET_KEY,
+        "us-east-1",
+        "secretsmanager",
+    );
+    headers.push(("authorization".to_string(), auth));
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/", server.url))
+        .body(sent_body.to_string());
+    for (name, value) in &headers {
+        if name != "host" {
+            req = req.header(name, value);
+        }
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Hole 1: the verifier took the payload hash from `x-amz-content-sha256` without
+/// checking it against the body, so a captured signed request replayed with that
+/// header read or wrote any secret its signer could.
+#[test]
+fn a_captured_signature_does_not_carry_over_to_another_body() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = dev(dir.path());
+    let rt = harness::runtime();
+    rt.block_on(async {
+        let api = Api::new(&server);
+        for (name, value) in [("/public/motd", "hello"), ("/dba/crown-jewels", "s3cret")] {
+            api.root(
+                "POST",
+                "/v1/secrets",
+                Some(json!({"name": name, "value": value})),
+            )
+            .await;
+        }
+        let harmless = json!({"SecretId": "/public/motd"}).to_string();
+        let hash: String = rotor_crypto::sha256(harmless.as_bytes())
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let (status, genuine) =
+            replayed(&server, "GetSecretValue", &harmless, &harmless, Some(&hash)).await;
+        assert_eq!(status, 200, "the genuine request works: {genuine}");
+
+        let wanted = json!({"SecretId": "/dba/crown-jewels"}).to_string();
+        let (status, stolen) =
+            replayed(&server, "GetSecretValue", &harmless, &wanted, Some(&hash)).await;
+        assert!(
+            !stolen.to_string().contains("s3cret"),
+            "a replayed signature read another secret: {stolen}"
+        );
+        assert_eq!(status, 401, "{stolen}");
+        assert_eq!(stolen["__type"], "InvalidSignatureException", "{stolen}");
+
+        let write =
+            json!({"SecretId": "/dba/crown-jewels", "SecretString": "attacker"}).to_string();
+        let (status, _) = replayed(&server, "PutSecretValue", &harmless, &write, Some(&hash)).await;
+        assert_eq!(status, 401);
+        let (status, unsigned) = replayed(
+            &server,
+            "PutSecretValue",
+            &write,
+            &write,
+            Some("UNSIGNED-PAYLOAD"),
+        )
+        .await;
+        assert_eq!(status, 401, "an unsigned payload is refused: {unsigned}");
+        let kept = api
+            .root("GET", "/v1/secrets/%2Fdba%2Fcrown-jewels", None)
+            .await;
+        assert_eq!(kept["value"], "s3cret", "nothing was written: {kept}");
+    });
+}
