@@ -212,8 +212,18 @@ fn write_checkpoint(log: &Path, first: i64, chain: &Chain) -> std::io::Result<()
         "{{\"first\":{first},\"seq\":{},\"mac\":\"{}\"}}\n",
         chain.seq, chain.prev
     );
-    std::fs::write(&tmp, text)?;
+    let mut file = private_file().write(true).truncate(true).open(&tmp)?;
+    std::io::Write::write_all(&mut file, text.as_bytes())?;
     std::fs::rename(tmp, path)
+}
+
+/// Options that create a file readable by the server's user only: the audit log names
+/// principals and secrets.
+fn private_file() -> std::fs::OpenOptions {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.create(true).mode(0o600);
+    options
 }
 
 /// The first sequence number in a log file.
@@ -227,11 +237,7 @@ fn head_of(path: &Path) -> Option<i64> {
 }
 
 fn open_append(path: &Path) -> Option<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .ok()
+    private_file().append(true).open(path).ok()
 }
 
 /// Entries between checkpoints, at most: each costs a write and a rename.
@@ -324,7 +330,12 @@ impl AuditLog {
         envelope: Arc<Envelope>,
     ) -> Result<Self> {
         if let Some(dir) = config.file.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| Error::internal(format!("audit dir: {e}")))?;
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(dir)
+                .map_err(|e| Error::internal(format!("audit dir: {e}")))?;
         }
         let chain = match tail_of(&config.file)? {
             Some(c) => c,

@@ -73,6 +73,7 @@ impl SqliteStore {
     /// Opens (creating if needed) the database at `path` and applies migrations.
     /// `durable` selects `synchronous=FULL`; an ephemeral dev store passes `false`.
     pub async fn open(path: &Path, durable: bool) -> Result<Self> {
+        create_private(path)?;
         let options = SqliteConnectOptions::new()
             .filename(path)
             .create_if_missing(true)
@@ -97,6 +98,26 @@ impl SqliteStore {
             writer,
             feed,
         })
+    }
+}
+
+/// Creates the database file readable by the server's user only, when it is missing.
+/// SQLite gives the WAL and shared-memory files the database file's mode, so the three
+/// stay private.
+fn create_private(path: &Path) -> Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => {
+            tracing::error!(error = %e, path = %path.display(), "cannot create the database file");
+            Err(Error::internal("cannot create the database file"))
+        }
     }
 }
 

@@ -358,6 +358,26 @@ pub enum PolicyCommand {
     },
 }
 
+/// Where the server stores its data. The URL carries the database password, so its
+/// `Debug` shows only the scheme, and `--help` never prints the variable's value.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(transparent)]
+pub struct StorageUrl(pub String);
+
+impl std::str::FromStr for StorageUrl {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(StorageUrl(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for StorageUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let scheme = self.0.split_once("://").map_or("?", |(s, _)| s);
+        write!(f, "StorageUrl({scheme}://<redacted>)")
+    }
+}
+
 /// `rotor server`: every option also reads a `ROTOR_*` variable; `--config` fills in
 /// what neither gives.
 #[derive(Args, Debug, Default)]
@@ -376,8 +396,8 @@ pub struct ServerArgs {
     pub data_dir: Option<PathBuf>,
     /// Where secrets are stored: `postgres://USER:PASSWORD@HOST:PORT/DB` to share one
     /// PostgreSQL between several servers; by default SQLite in the data directory
-    #[arg(long, env = "ROTOR_STORAGE")]
-    pub storage: Option<String>,
+    #[arg(long, env = "ROTOR_STORAGE", hide_env_values = true)]
+    pub storage: Option<StorageUrl>,
     /// Master key file (base64 of 32 bytes); generated in the data dir when unset
     #[arg(long, env = "ROTOR_MASTER_KEY_FILE")]
     pub master_key_file: Option<PathBuf>,
@@ -433,6 +453,26 @@ pub struct ServerArgs {
     /// each later one, up to 5 minutes [default: 1000]
     #[arg(long, env = "ROTOR_WEBHOOK_BACKOFF_MS")]
     pub webhook_backoff_ms: Option<u64>,
+    /// Where webhooks (subscriptions and webhook rotators) may POST: URL prefixes such
+    /// as https://hooks.internal/rotor/ (repeatable, or comma-separated in the
+    /// variable); every http(s) URL when unset
+    #[arg(
+        long,
+        env = "ROTOR_WEBHOOK_ALLOW",
+        value_delimiter = ',',
+        value_name = "URL_PREFIX"
+    )]
+    pub webhook_allow: Vec<String>,
+    /// Seconds a client may take to send a request's headers [default: 10]
+    #[arg(long, env = "ROTOR_HEADER_READ_TIMEOUT_SECS")]
+    pub header_read_timeout_secs: Option<u64>,
+    /// Seconds a kept-alive connection may wait for its next request; streams and long
+    /// polls are not idle [default: 120]
+    #[arg(long, env = "ROTOR_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Connections held at once; more are closed on accept [default: 4096]
+    #[arg(long, env = "ROTOR_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
 }
 
 #[derive(Args, Debug)]

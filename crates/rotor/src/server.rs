@@ -4,7 +4,7 @@
 //! keeps everything in a temporary directory removed on exit. Either way the server
 //! prints `rotor listening on URL` on standard output once it accepts connections.
 
-use crate::cli::ServerArgs;
+use crate::cli::{ServerArgs, StorageUrl};
 use anyhow::{Context, bail};
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
@@ -31,7 +31,7 @@ use tokio::signal::unix::{SignalKind, signal};
 struct FileConfig {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
-    storage: Option<String>,
+    storage: Option<StorageUrl>,
     master_key_file: Option<PathBuf>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
@@ -49,6 +49,10 @@ struct FileConfig {
     rotation_lease_ms: Option<u64>,
     webhook_max_attempts: Option<i64>,
     webhook_backoff_ms: Option<u64>,
+    webhook_allow: Option<Vec<String>>,
+    header_read_timeout_secs: Option<u64>,
+    idle_timeout_secs: Option<u64>,
+    max_connections: Option<usize>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
@@ -95,6 +99,33 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             .unwrap_or(60)
             .max(1),
     );
+
+    let limits = {
+        let defaults = rotor_server::serve::Limits::default();
+        rotor_server::serve::Limits {
+            header_read_timeout: args
+                .header_read_timeout_secs
+                .or(file.header_read_timeout_secs)
+                .map_or(defaults.header_read_timeout, |s| {
+                    Duration::from_secs(s.max(1))
+                }),
+            idle_timeout: args
+                .idle_timeout_secs
+                .or(file.idle_timeout_secs)
+                .map_or(defaults.idle_timeout, |s| Duration::from_secs(s.max(1))),
+            max_connections: args
+                .max_connections
+                .or(file.max_connections)
+                .unwrap_or(defaults.max_connections)
+                .max(1),
+        }
+    };
+    let webhook_allow = if args.webhook_allow.is_empty() {
+        file.webhook_allow.clone().unwrap_or_default()
+    } else {
+        args.webhook_allow.clone()
+    };
+    rotor_engine::hooks::set_webhook_allow(&webhook_allow).context("webhook_allow")?;
 
     let tls = match (&tls_cert, &tls_key) {
         (Some(c), Some(k)) => Some(ReloadableCert::load(c, k)?),
@@ -152,8 +183,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                 "refusing to listen on {listen} without TLS: give --tls-cert and --tls-key, or --insecure-no-tls if something else terminates TLS"
             );
         }
-        std::fs::create_dir_all(&data_dir)
-            .with_context(|| format!("creating {}", data_dir.display()))?;
+        {
+            use std::os::unix::fs::DirBuilderExt as _;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&data_dir)
+                .with_context(|| format!("creating {}", data_dir.display()))?;
+        }
         let master = match env("ROTOR_MASTER_KEY") {
             Some(b64) => MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?,
             None => match args.master_key_file.or(file.master_key_file) {
@@ -162,7 +199,8 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             },
         };
         audit_dir = Some(data_dir.join("audit"));
-        let store: Arc<dyn rotor_store::Store> = match args.storage.or(file.storage) {
+        let storage = args.storage.or(file.storage).map(|s| s.0);
+        let store: Arc<dyn rotor_store::Store> = match storage {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 shared_store = true;
                 Arc::new(
@@ -171,8 +209,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                         .context("connecting to PostgreSQL")?,
                 )
             }
+            // The value is not echoed: a mistyped URL still holds a password.
             Some(other) if other != "sqlite" => {
-                bail!("storage must be postgres://... or sqlite, got {other:?}")
+                bail!("storage must be postgres://... or sqlite")
             }
             _ => Arc::new(SqliteStore::open(&data_dir.join("rotor.db"), true).await?),
         };
@@ -363,7 +402,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         tracing::info!("shutting down: draining in-flight requests");
         draining.set_draining();
     };
-    rotor_server::serve::serve(listener, app.router(), tls, shutdown).await?;
+    rotor_server::serve::serve_with(listener, app.router(), tls, limits, shutdown).await?;
     purger.abort();
     scheduler.abort();
     rotations.release_lease().await;
