@@ -21,6 +21,7 @@ mod events;
 pub mod reference;
 pub mod resolver;
 mod sigv4;
+pub mod webhook;
 
 pub use events::{HookTarget, NewSubscription, Watch};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};

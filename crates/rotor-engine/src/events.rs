@@ -173,13 +173,7 @@ impl Target {
 
     fn validate(&self) -> Result<()> {
         match self {
-            Target::Webhook { url, .. } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
-                    return Err(Error::invalid_parameter(
-                        "A webhook's url must start with http:// or https://",
-                    ));
-                }
-            }
+            Target::Webhook { url, .. } => crate::hooks::check_destination(url)?,
             Target::Exec { command, .. } => {
                 if command.first().is_none_or(String::is_empty) {
                     return Err(Error::invalid_parameter(

@@ -5,7 +5,12 @@
 //! `x-rotor-timestamp` header holds the Unix time in seconds, and
 //! `x-rotor-signature` is `sha256=` followed by the hex of
 //! `HMAC(key, "{timestamp}.{body}")`, so a receiver can check both the body and its
-//! age. Any 2xx answer is success.
+//! age. Any 2xx answer is success; a redirect is not followed (it would re-send the
+//! signed body to wherever the receiver points), so it counts as a failure.
+//!
+//! An operator may bound where webhooks go with [`set_webhook_allow`]: then a
+//! subscription or rotator is accepted, and a delivery made, only for a URL under one
+//! of the allowed prefixes.
 
 use rotor_core::{Error, Result};
 use std::sync::OnceLock;
@@ -35,7 +40,75 @@ pub(crate) fn command(program: &str) -> tokio::process::Command {
 
 fn http() -> &'static reqwest::Client {
     static CLIENT: OnceLock<reqwest::Client> = OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(|| {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap_or_else(|_| reqwest::Client::new())
+    })
+}
+
+/// The destinations webhooks may reach, when the operator named any.
+static WEBHOOK_ALLOW: OnceLock<Vec<reqwest::Url>> = OnceLock::new();
+
+/// Bounds webhooks (subscriptions and rotators) to URLs under `prefixes`, each a URL
+/// such as `https://hooks.internal:8443/rotor/`: a URL is allowed when its scheme,
+/// host and port are a prefix's and its path starts with the prefix's path. Set once,
+/// at start-up; an empty list (the default) allows every http(s) URL.
+pub fn set_webhook_allow(prefixes: &[String]) -> Result<()> {
+    let parsed = prefixes
+        .iter()
+        .map(|p| {
+            reqwest::Url::parse(p)
+                .ok()
+                .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+                .ok_or_else(|| {
+                    Error::invalid_parameter(format!(
+                        "webhook_allow: {p:?} is not an http(s) URL prefix"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    WEBHOOK_ALLOW
+        .set(parsed)
+        .map_err(|_| Error::internal("the webhook allow-list is already set"))
+}
+
+/// Checks that a webhook may POST to `url`: an http(s) URL with a host, without
+/// credentials, and under the operator's allow-list when there is one. Run when a
+/// webhook is configured and again before each delivery (the list may have changed
+/// across a restart).
+pub(crate) fn check_destination(url: &str) -> Result<()> {
+    let parsed = reqwest::Url::parse(url)
+        .ok()
+        .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+        .ok_or_else(|| {
+            Error::invalid_parameter("A webhook's url must be an http:// or https:// URL")
+        })?;
+    if !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(Error::invalid_parameter(
+            "A webhook's url must not carry credentials",
+        ));
+    }
+    match WEBHOOK_ALLOW.get() {
+        Some(allowed) if !allowed.is_empty() => {
+            if allowed.iter().any(|a| under(&parsed, a)) {
+                Ok(())
+            } else {
+                Err(Error::invalid_parameter(
+                    "The webhook's url is not among the destinations this server allows (webhook_allow)",
+                ))
+            }
+        }
+        _ => Ok(()),
+    }
+}
+
+fn under(url: &reqwest::Url, prefix: &reqwest::Url) -> bool {
+    url.scheme() == prefix.scheme()
+        && url.host_str() == prefix.host_str()
+        && url.port_or_known_default() == prefix.port_or_known_default()
+        && url.path().starts_with(prefix.path())
 }
 
 /// The `x-rotor-signature` value of `body` sent at `timestamp`.
@@ -60,6 +133,7 @@ pub(crate) async fn post_signed(
     timeout: Duration,
     headers: &[(&str, String)],
 ) -> Result<()> {
+    check_destination(url)?;
     let timestamp = chrono::Utc::now().timestamp().to_string();
     let mut request = http()
         .post(url)

@@ -32,7 +32,7 @@ mod cache;
 mod caller;
 pub mod consumers;
 pub mod events;
-mod hooks;
+pub mod hooks;
 pub mod replication;
 pub mod rotation;
 mod service;

@@ -4,6 +4,7 @@
 use crate::admin::finish;
 use crate::cli::{Global, Output};
 use crate::commands::client;
+use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
 use rotor_client::{HookTarget, NewSubscription};
 use serde_json::Value;
@@ -39,6 +40,9 @@ pub enum WebhookCommand {
         /// Subscription name
         name: String,
     },
+    /// Check a request Rotor sent to a webhook: exit 0 when its signature matches the
+    /// body under the key and it was signed less than 5 minutes ago, 1 otherwise
+    Verify(WebhookVerifyArgs),
     /// Show a subscription's delivery attempts, newest first
     Deliveries {
         /// Subscription name
@@ -77,6 +81,58 @@ pub struct WebhookAddArgs {
     /// Deliver the events after this sequence number too (from now on when unset)
     #[arg(long, value_name = "SEQ")]
     pub from_seq: Option<i64>,
+}
+
+/// `rotor webhook verify`.
+#[derive(Args, Debug)]
+#[command(group(ArgGroup::new("signing_key").required(true).args(["key_file", "key_env"])))]
+pub struct WebhookVerifyArgs {
+    /// File holding the signing key shown when the webhook was created
+    #[arg(long)]
+    pub key_file: Option<std::path::PathBuf>,
+    /// Environment variable holding the signing key
+    #[arg(long, value_name = "VARIABLE")]
+    pub key_env: Option<String>,
+    /// The request's x-rotor-timestamp header
+    #[arg(long)]
+    pub timestamp: String,
+    /// The request's x-rotor-signature header
+    #[arg(long)]
+    pub signature: String,
+    /// File holding the request's body (standard input when unset)
+    pub body_file: Option<std::path::PathBuf>,
+}
+
+fn verify(args: &WebhookVerifyArgs) -> anyhow::Result<ExitCode> {
+    let key = match (&args.key_file, &args.key_env) {
+        (Some(path), _) => std::fs::read_to_string(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim_end_matches(['\r', '\n'])
+            .to_string(),
+        (None, Some(var)) => {
+            std::env::var(var).with_context(|| format!("the variable {var} holds no key"))?
+        }
+        (None, None) => anyhow::bail!("give --key-file or --key-env"),
+    };
+    let body = match &args.body_file {
+        Some(path) => std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+        None => {
+            let mut body = Vec::new();
+            std::io::Read::read_to_end(&mut std::io::stdin(), &mut body)
+                .context("reading the body from standard input")?;
+            body
+        }
+    };
+    match rotor_client::webhook::verify(key.as_bytes(), &args.timestamp, &args.signature, &body) {
+        Ok(()) => {
+            println!("valid: signed by the key, less than 5 minutes ago");
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            eprintln!("invalid: {e}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 /// One event as a line: JSON with `--output json`, else columns.
@@ -142,6 +198,9 @@ async fn reconnect(
 }
 
 pub async fn webhook(global: &Global, cmd: WebhookCommand) -> anyhow::Result<ExitCode> {
+    if let WebhookCommand::Verify(args) = &cmd {
+        return verify(args);
+    }
     let c = client(global)?;
     match cmd {
         WebhookCommand::Add(args) => {
@@ -193,6 +252,7 @@ pub async fn webhook(global: &Global, cmd: WebhookCommand) -> anyhow::Result<Exi
             let doc = c.deliveries(&name, limit, dead).await?;
             finish(global, &doc, print_deliveries)
         }
+        WebhookCommand::Verify(args) => verify(&args),
     }
 }
 

@@ -321,6 +321,36 @@ fn a_webhook_added_with_the_cli_gets_signed_events_and_logs_them() {
         header(&headers, "x-rotor-signature"),
         format!("sha256={mac}")
     );
+    // The shipped verifier accepts the request as sent, and nothing else.
+    let verify = |body: &[u8]| {
+        let body_file = dir.path().join("body.json");
+        std::fs::write(&body_file, body).unwrap();
+        std::process::Command::new(harness::bin())
+            .args([
+                "webhook",
+                "verify",
+                "--key-env",
+                "HOOK_KEY",
+                "--timestamp",
+                header(&headers, "x-rotor-timestamp"),
+                "--signature",
+                header(&headers, "x-rotor-signature"),
+            ])
+            .arg(&body_file)
+            .env("HOOK_KEY", &key)
+            .output()
+            .unwrap()
+    };
+    let checked = verify(&body);
+    assert!(checked.status.success(), "{checked:?}");
+    let mut forged = body.clone();
+    forged.extend_from_slice(b" ");
+    let checked = verify(&forged);
+    assert_eq!(checked.status.code(), Some(1), "{checked:?}");
+    assert!(
+        String::from_utf8_lossy(&checked.stderr).contains("does not match"),
+        "{checked:?}"
+    );
     let event: Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(
         (event["kind"].as_str(), event["secret"].as_str()),

@@ -174,11 +174,7 @@ pub(super) fn validate(kind: &str, config: serde_json::Value) -> Result<serde_js
     let normal = match kind {
         "webhook" => {
             let c: WebhookConfig = parse(kind, config)?;
-            if !(c.url.starts_with("http://") || c.url.starts_with("https://")) {
-                return Err(Error::invalid_parameter(
-                    "A webhook rotator's url must start with http:// or https://",
-                ));
-            }
+            crate::hooks::check_destination(&c.url)?;
             serde_json::to_value(c)
         }
         "exec" => {
