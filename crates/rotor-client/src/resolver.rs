@@ -51,6 +51,15 @@ pub enum ResolveError {
     /// No vault has the reference's name.
     #[error("no vault named {0:?} is configured")]
     UnknownVault(String),
+    /// The reference tries to change an option that bounds what its vault may reach
+    /// (an env vault's configured `prefix`).
+    #[error("vault {vault:?} fixes its {option:?}: a reference cannot change it")]
+    FixedOption {
+        /// The vault.
+        vault: String,
+        /// The option.
+        option: String,
+    },
     /// The vault failed.
     #[error("vault {vault:?} could not fetch {resource:?}: {source}")]
     Backend {
@@ -365,6 +374,13 @@ fn is_cache_option(name: &str) -> bool {
     matches!(name, "ttl" | "neg_ttl" | "resurrect_ttl")
 }
 
+/// Options that, once a vault's configuration sets them, bound what its references
+/// reach: an env vault with `prefix = "app_"` reads `APP_*` variables only, so
+/// `?prefix=` on a reference must not reach `ROTOR_TOKEN`.
+fn is_bounding_option(name: &str) -> bool {
+    name == "prefix"
+}
+
 impl Resolver {
     /// A resolver over `vaults` with the system clock.
     pub fn new(vaults: Vaults) -> Self {
@@ -646,6 +662,14 @@ impl Resolver {
         let mut options = vault.options.clone();
         for (name, values) in reference.config() {
             if let ([ConfigValue::Text(t)], false) = (values.as_slice(), is_cache_option(name)) {
+                if is_bounding_option(name)
+                    && vault.options.get(name).is_some_and(|fixed| fixed != t)
+                {
+                    return Err(ResolveError::FixedOption {
+                        vault: reference.name().to_string(),
+                        option: name.clone(),
+                    });
+                }
                 options.insert(name.clone(), t.clone());
             }
         }

@@ -412,6 +412,18 @@ async fn env_and_file_vaults_read_kongs_names_and_files() {
         value(&r, "{vault://env/pkg-name?prefix=CARGO_}").await,
         "rotor-client"
     );
+    // Issue 11, hole 10: a configured prefix bounds the vault; a reference's own
+    // `?prefix=` reached any variable of the process.
+    let escaped = r.get("{vault://cargo/path?prefix=}").await.unwrap_err();
+    assert!(
+        matches!(&escaped, ResolveError::FixedOption { option, .. } if option == "prefix"),
+        "{escaped}"
+    );
+    assert_eq!(
+        value(&r, "{vault://cargo/pkg-name?prefix=cargo-}").await,
+        "rotor-client",
+        "repeating the configured prefix is harmless"
+    );
     let previous = r.get("{vault://env/cargo-pkg-name#2}").await.unwrap_err();
     assert!(
         previous
