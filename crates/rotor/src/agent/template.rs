@@ -241,8 +241,12 @@ impl Template {
                 .map(Zeroizing::new);
             if self.last.as_deref().map(String::as_str) == Some(content.as_str()) {
                 // Already rendered (by an agent before this one): make sure of the
-                // mode and owner, without counting it as a change.
-                self.fix_metadata()?;
+                // mode and owner, without counting it as a change. What cannot be fixed
+                // in place (a link planted at the destination) is written afresh: the
+                // rename replaces the link instead of following it.
+                if self.fix_metadata().is_err() {
+                    self.last = None;
+                }
             }
         }
         if self.last.as_deref().map(String::as_str) == Some(content.as_str()) {
@@ -257,18 +261,31 @@ impl Template {
         Ok(Outcome::Written)
     }
 
+    /// Sets the mode and owner of an already rendered file. The calls act on an open
+    /// descriptor, and only when that descriptor is the regular, singly linked file at
+    /// the destination itself: a symlink or hard link planted there (pointing at
+    /// `/etc/shadow`, say) is refused rather than followed.
     fn fix_metadata(&self) -> anyhow::Result<()> {
-        let meta = std::fs::metadata(&self.destination)?;
+        let file = std::fs::File::open(&self.destination)?;
+        let meta = file.metadata()?;
+        let entry = std::fs::symlink_metadata(&self.destination)?;
+        if !entry.file_type().is_file()
+            || entry.dev() != meta.dev()
+            || entry.ino() != meta.ino()
+            || meta.nlink() != 1
+        {
+            bail!(
+                "{} is not a regular file of its own (a link?): not changing its mode or owner",
+                self.destination.display()
+            );
+        }
         if meta.mode() & 0o7777 != self.mode {
-            std::fs::set_permissions(
-                &self.destination,
-                std::fs::Permissions::from_mode(self.mode),
-            )?;
+            file.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
         }
         if let Some((uid, gid)) = self.owner
             && (meta.uid() != uid || gid.is_some_and(|g| meta.gid() != g))
         {
-            std::os::unix::fs::chown(&self.destination, Some(uid), gid)?;
+            std::os::unix::fs::fchown(&file, Some(uid), gid)?;
         }
         Ok(())
     }
@@ -497,6 +514,38 @@ mod tests {
         let mut t = template(dir.path(), "{{ secret('{vault://nowhere/x}') }}", &r);
         let err = format!("{:#}", t.refresh(&r).await.unwrap_err());
         assert!(err.contains("no vault named \"nowhere\""), "{err}");
+    }
+
+    /// Issue 11, hole 10: the fix-up of an already rendered file followed a symlink
+    /// planted at the destination, changing the mode of the file it pointed at.
+    #[tokio::test]
+    async fn a_symlink_at_the_destination_is_replaced_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        vault_file(dir.path(), "db", "s3cr3t");
+        let r = resolver(dir.path());
+        let contents = "password={{ secret('{vault://files/db}') }}";
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "password=s3cr3t").unwrap();
+        std::fs::set_permissions(&victim, std::fs::Permissions::from_mode(0o604)).unwrap();
+        std::fs::create_dir_all(dir.path().join("out")).unwrap();
+        let out = dir.path().join("out/app.conf");
+        std::os::unix::fs::symlink(&victim, &out).unwrap();
+
+        let mut t = template(dir.path(), contents, &r);
+        assert_eq!(t.refresh(&r).await.unwrap(), Outcome::Written);
+        let victim_mode = std::fs::metadata(&victim).unwrap().mode() & 0o7777;
+        assert_eq!(victim_mode, 0o604, "the link's target is left alone");
+        let entry = std::fs::symlink_metadata(&out).unwrap();
+        assert!(entry.file_type().is_file(), "the link was replaced");
+        assert_eq!(entry.mode() & 0o7777, 0o640);
+
+        // A hard link is refused the same way.
+        std::fs::remove_file(&out).unwrap();
+        std::fs::hard_link(&victim, &out).unwrap();
+        let mut t = template(dir.path(), contents, &r);
+        assert_eq!(t.refresh(&r).await.unwrap(), Outcome::Written);
+        let victim_mode = std::fs::metadata(&victim).unwrap().mode() & 0o7777;
+        assert_eq!(victim_mode, 0o604, "the other link's file is left alone");
     }
 
     #[test]
