@@ -4,6 +4,7 @@
 mod access;
 mod agent;
 mod attacks;
+mod attacks_limits;
 mod audit;
 mod aws_sdk;
 mod cli;
