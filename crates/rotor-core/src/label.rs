@@ -27,6 +27,17 @@ pub const MAX_LABEL_LEN: usize = 256;
 pub const MAX_VERSIONS: usize = 100;
 /// Youngest a deprecated version may be and still be pruned.
 pub const MIN_PRUNE_AGE_HOURS: i64 = 24;
+/// Most versions a secret holds, however young: past it the oldest unlabeled
+/// versions go regardless of age (AWS instead refuses puts at its version quota;
+/// Rotor keeps writing and stays bounded). With [`MAX_LABELS_PER_SECRET`] and the
+/// 64 KiB value limit this bounds what one secret can store.
+pub const MAX_STORED_VERSIONS: usize = 1_000;
+/// Versions pruned at once past [`MAX_STORED_VERSIONS`], so that a secret written in
+/// a tight loop prunes once per batch rather than at every put.
+pub const PRUNE_BATCH: usize = 100;
+/// Most distinct staging labels one secret may hold: labeled versions are never
+/// pruned, so this bounds them.
+pub const MAX_LABELS_PER_SECRET: usize = 200;
 
 /// Maps the aliases the CLI and native API accept to the label they stand for:
 /// `current`/`previous`/`pending` and Alibaba's `ACSCurrent`/`ACSPrevious`.
@@ -118,6 +129,15 @@ impl LabelBoard {
         let i = self
             .slot(id)
             .ok_or_else(|| Error::not_found(format!("Version {id} does not exist")))?;
+        if self.holder(label).is_none() {
+            let held: usize = self.versions.iter().map(|(_, l)| l.len()).sum();
+            if held >= MAX_LABELS_PER_SECRET {
+                return Err(Error::new(
+                    ErrorKind::LimitExceeded,
+                    format!("A secret can hold at most {MAX_LABELS_PER_SECRET} staging labels"),
+                ));
+            }
+        }
         self.versions[i].1.insert(label.to_string());
         if self.versions[i].1.len() > MAX_LABELS_PER_VERSION {
             return Err(Error::new(
@@ -284,8 +304,10 @@ impl LabelBoard {
 
 /// Which deprecated (unlabeled) versions to delete: once a secret has more than
 /// [`MAX_VERSIONS`] (`total`), the oldest unlabeled versions older than 24 hours go
-/// first, until it is back at the limit. `unlabeled` holds `(id, created)` of unlabeled
-/// versions, at least the oldest `total - MAX_VERSIONS` of them, in any order.
+/// first, until it is back at the limit; and once it has more than
+/// [`MAX_STORED_VERSIONS`], the oldest unlabeled versions of any age go until it is
+/// [`PRUNE_BATCH`] below that. `unlabeled` holds `(id, created)` of unlabeled versions,
+/// at least the oldest [`prune_candidates`]`(total)` of them, in any order.
 pub fn prunable(
     total: usize,
     unlabeled: &[(String, DateTime<Utc>)],
@@ -295,15 +317,36 @@ pub fn prunable(
         return Vec::new();
     }
     let cutoff = now - Duration::hours(MIN_PRUNE_AGE_HOURS);
-    let mut old: Vec<_> = unlabeled
+    let mut oldest_first: Vec<_> = unlabeled.iter().collect();
+    oldest_first.sort_by_key(|(id, created)| (*created, id.clone()));
+    let old = oldest_first
         .iter()
-        .filter(|(_, created)| *created <= cutoff)
-        .collect();
-    old.sort_by_key(|(id, created)| (*created, id.clone()));
-    old.into_iter()
-        .take(total - MAX_VERSIONS)
+        .take_while(|(_, created)| *created <= cutoff)
+        .count()
+        .min(total - MAX_VERSIONS);
+    let over = if total > MAX_STORED_VERSIONS {
+        total - (MAX_STORED_VERSIONS - PRUNE_BATCH)
+    } else {
+        0
+    };
+    oldest_first
+        .into_iter()
+        .take(old.max(over))
         .map(|(id, _)| id.clone())
         .collect()
+}
+
+/// How many of a secret's oldest unlabeled versions [`prunable`] needs to see.
+pub fn prune_candidates(total: usize) -> usize {
+    total.saturating_sub(MAX_VERSIONS)
+}
+
+/// Whether a secret with `total` versions, the oldest created at `oldest`, may have
+/// versions to prune: the cheap test before looking.
+pub fn may_prune(total: usize, oldest: Option<DateTime<Utc>>, now: DateTime<Utc>) -> bool {
+    total > MAX_STORED_VERSIONS
+        || (total > MAX_VERSIONS
+            && oldest.is_some_and(|o| o <= now - Duration::hours(MIN_PRUNE_AGE_HOURS)))
 }
 
 #[cfg(test)]
@@ -398,6 +441,40 @@ mod tests {
         // Nothing old enough: nothing pruned even past the limit.
         let all_young: Vec<_> = (0..105).map(|i| (format!("y{i}"), young)).collect();
         assert!(prunable(105, &all_young, now).is_empty());
+    }
+
+    /// Issue 11, hole 10: versions grew without bound within a day. Past
+    /// MAX_STORED_VERSIONS even young unlabeled versions go, a batch at a time.
+    #[test]
+    fn pruning_bounds_young_versions_too() {
+        let now = Utc::now();
+        let young = now - Duration::hours(1);
+        let total = MAX_STORED_VERSIONS + 1;
+        let v: Vec<_> = (0..total - 2)
+            .map(|i| (format!("y{i:04}"), young + Duration::milliseconds(i as i64)))
+            .collect();
+        let doomed = prunable(total, &v, now);
+        assert_eq!(doomed.len(), PRUNE_BATCH + 1);
+        assert_eq!(doomed[0], "y0000", "oldest first");
+        assert!(may_prune(total, Some(young), now));
+        assert!(!may_prune(MAX_STORED_VERSIONS, Some(young), now));
+    }
+
+    #[test]
+    fn a_secret_holds_a_bounded_number_of_labels() {
+        let mut board = LabelBoard::default();
+        board.put_version("v0", &[]).unwrap();
+        let mut refused = None;
+        for i in 1..=MAX_LABELS_PER_SECRET {
+            if let Err(e) = board.put_version(&format!("v{i}"), &[format!("label{i}")]) {
+                refused = Some((i, e));
+                break;
+            }
+        }
+        let (at, e) = refused.expect("a limit");
+        assert_eq!(e.kind, ErrorKind::LimitExceeded);
+        // AWSCURRENT (on v0) counts too.
+        assert_eq!(at, MAX_LABELS_PER_SECRET);
     }
 
     mod props {

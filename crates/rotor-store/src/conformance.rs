@@ -379,6 +379,34 @@ pub async fn deprecated_versions_are_pruned(store: Arc<dyn Store>) {
     assert_eq!(holder(&r, AWSPREVIOUS), Some("v104"));
 }
 
+/// Issue 11, hole 10: written faster than pruning's 24 hours allow, a secret still
+/// stays under MAX_STORED_VERSIONS: past it the oldest unlabeled versions go, young or
+/// not, while the labeled ones stay.
+pub async fn versions_stay_bounded_when_written_fast(store: Arc<dyn Store>) {
+    let id = create(&*store, "s", Some(version("v0000", "0", &["keep"]))).await;
+    let total = rotor_core::label::MAX_STORED_VERSIONS + 1;
+    for i in 1..total {
+        put(
+            &*store,
+            id,
+            version(&format!("v{i:04}"), &i.to_string(), &[AWSCURRENT]),
+        )
+        .await
+        .unwrap();
+    }
+    let all = store.list_versions(id).await.unwrap();
+    assert!(
+        all.len() <= rotor_core::label::MAX_STORED_VERSIONS,
+        "{} versions kept",
+        all.len()
+    );
+    assert_eq!(all[0].id, "v0000", "a labeled version stays");
+    let r = load(&*store, "s").await;
+    let last = format!("v{:04}", total - 1);
+    assert_eq!(holder(&r, AWSCURRENT), Some(last.as_str()));
+    assert_eq!(holder(&r, "keep"), Some("v0000"));
+}
+
 /// Tags are added, replaced by key, and removed.
 pub async fn tags(store: Arc<dyn Store>) {
     let id = create(&*store, "s", None).await;
@@ -972,6 +1000,7 @@ pub const ALL: &[&str] = &[
     "label_moves",
     "deletion_lifecycle",
     "deprecated_versions_are_pruned",
+    "versions_stay_bounded_when_written_fast",
     "tags",
     "concurrent_writes_group_commit",
     "concurrent_replays_and_conflicts_across_secrets",

@@ -652,6 +652,17 @@ pub trait Store: Send + Sync + 'static {
 /// above 0 is saved only while this lease's epoch equals it (fencing).
 pub const SCHEDULER_LEASE: &str = "scheduler";
 
+/// The youngest creation time a pruning search of a secret with `total` versions
+/// must look back to: 24 hours ago, or now once the secret is past
+/// [`rotor_core::label::MAX_STORED_VERSIONS`] (then young versions may go too).
+pub(crate) fn prune_horizon(total: usize, now: DateTime<Utc>) -> DateTime<Utc> {
+    if total > rotor_core::label::MAX_STORED_VERSIONS {
+        now
+    } else {
+        now - chrono::Duration::hours(rotor_core::label::MIN_PRUNE_AGE_HOURS)
+    }
+}
+
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
     t.timestamp_millis()
 }

@@ -418,7 +418,6 @@ async fn prune(c: &mut Change, secret: i64, total: usize, now: DateTime<Utc>) ->
     if total <= label::MAX_VERSIONS {
         return Ok(());
     }
-    let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
     let rows = sqlx::query(
         "SELECT v.version_id, v.created_at FROM versions v
          WHERE v.secret_id = $1 AND v.created_at <= $2
@@ -426,8 +425,8 @@ async fn prune(c: &mut Change, secret: i64, total: usize, now: DateTime<Utc>) ->
          ORDER BY v.created_at, v.seq LIMIT $3",
     )
     .bind(secret)
-    .bind(millis(cutoff))
-    .bind((total - label::MAX_VERSIONS) as i64)
+    .bind(millis(crate::prune_horizon(total, now)))
+    .bind(label::prune_candidates(total) as i64)
     .fetch_all(c.conn())
     .await
     .map_err(db)?;

@@ -520,7 +520,6 @@ async fn prune(
     if total <= label::MAX_VERSIONS {
         return Ok(());
     }
-    let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
     let rows = sqlx::query(
         "SELECT v.version_id, v.created_at FROM versions v
          WHERE v.secret_id = ? AND v.created_at <= ?
@@ -528,8 +527,8 @@ async fn prune(
          ORDER BY v.created_at, v.seq LIMIT ?",
     )
     .bind(secret)
-    .bind(millis(cutoff))
-    .bind((total - label::MAX_VERSIONS) as i64)
+    .bind(millis(crate::prune_horizon(total, now)))
+    .bind(label::prune_candidates(total) as i64)
     .fetch_all(&mut *conn)
     .await
     .map_err(db_error)?;

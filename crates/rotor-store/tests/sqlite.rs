@@ -41,6 +41,7 @@ conformance!(
     label_moves,
     deletion_lifecycle,
     deprecated_versions_are_pruned,
+    versions_stay_bounded_when_written_fast,
     tags,
     concurrent_writes_group_commit,
     concurrent_replays_and_conflicts_across_secrets,

@@ -100,15 +100,14 @@ pub(super) async fn put(
     .await
     .map_err(db)?;
     if count as usize > label::MAX_VERSIONS {
-        // Only look for versions to prune when one is old enough to go.
-        let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
+        // Only look for versions to prune when some may go.
         let oldest: Option<i64> =
             sqlx::query_scalar("SELECT MIN(created_at) FROM versions WHERE secret_id = $1")
                 .bind(secret)
                 .fetch_one(c.conn())
                 .await
                 .map_err(db)?;
-        if oldest.is_some_and(|o| o <= millis(cutoff)) {
+        if label::may_prune(count as usize, oldest.map(crate::from_millis), now) {
             prune(c, secret, count as usize, now).await?;
         }
     }

@@ -150,11 +150,12 @@ pub(crate) async fn apply_run(
         .execute(&mut *conn)
         .await
         .map_err(db_error)?;
-        // Only look for versions to prune when one is old enough to go.
-        let cutoff = now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS);
-        if state.count as usize > label::MAX_VERSIONS
-            && state.oldest.is_some_and(|o| o <= millis(cutoff))
-        {
+        // Only look for versions to prune when some may go.
+        if label::may_prune(
+            state.count as usize,
+            state.oldest.map(crate::from_millis),
+            now,
+        ) {
             prune(conn, *secret, state.count as usize, now).await?;
         }
     }
