@@ -1155,6 +1155,29 @@ impl SecretService {
     }
 }
 
+impl SecretService {
+    /// Deletes outbox events older than `retention`, in batches of [`PRUNE_BATCH`],
+    /// keeping what subscriptions have not delivered, each consumer's latest
+    /// acknowledgement and the newest event (see [`Mutation::PruneEvents`]).
+    pub async fn prune_events(&self, retention: chrono::Duration) -> Result<()> {
+        let now = self.clock.now();
+        self.store
+            .apply(
+                Mutation::PruneEvents {
+                    older_than: now - retention,
+                    limit: PRUNE_BATCH,
+                },
+                now,
+            )
+            .await
+            .map(|_| ())
+    }
+}
+
+/// Outbox events deleted at once by [`SecretService::prune_events`], so that pruning
+/// a large backlog never holds the writer long.
+pub const PRUNE_BATCH: i64 = 10_000;
+
 /// Checks one label given by a client (after alias resolution where the API allows it).
 pub fn check_label(label_name: &str) -> Result<()> {
     label::validate_label(label_name)

@@ -6,6 +6,7 @@
 
 use crate::{
     AccessMutation, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, Store,
+    SubscriptionRow,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rotor_core::ErrorKind;
@@ -405,6 +406,114 @@ pub async fn versions_stay_bounded_when_written_fast(store: Arc<dyn Store>) {
     let last = format!("v{:04}", total - 1);
     assert_eq!(holder(&r, AWSCURRENT), Some(last.as_str()));
     assert_eq!(holder(&r, "keep"), Some("v0000"));
+}
+
+/// Issue 11, hole 10: the outbox grew without bound. Pruning past a retention keeps
+/// what a subscription has not delivered, each consumer's latest acknowledgement,
+/// and the newest event (so numbering goes on where it was).
+pub async fn events_are_pruned_past_retention_keeping_what_is_needed(store: Arc<dyn Store>) {
+    let append = |kind: &str, secret: &str, detail: serde_json::Value, at| {
+        let store = store.clone();
+        let (kind, secret) = (kind.to_string(), secret.to_string());
+        async move {
+            store
+                .apply(
+                    Mutation::AppendEvent {
+                        kind,
+                        secret: Some(secret),
+                        detail: detail.to_string(),
+                    },
+                    at,
+                )
+                .await
+                .unwrap();
+        }
+    };
+    let old = t0();
+    let ack = |consumer: &str, version: &str| serde_json::json!({"consumer": consumer, "version": version, "host": null});
+    append("consumer.ack", "app/db", ack("agent-1", "v1"), old).await; // 1: superseded
+    append("consumer.ack", "app/db", ack("agent-1", "v2"), old).await; // 2: latest of agent-1
+    append("consumer.ack", "app/db", ack("agent-2", "v1"), old).await; // 3: latest of agent-2
+    for _ in 0..5 {
+        append("secret.updated", "app/db", serde_json::json!({}), old).await; // 4..=8
+    }
+    store
+        .apply(
+            Mutation::PutSubscription {
+                subscription: SubscriptionRow {
+                    name: "slow".into(),
+                    prefix: String::new(),
+                    kinds: vec![],
+                    target_kind: "webhook".into(),
+                    target: r#"{"url":"http://127.0.0.1:9/"}"#.into(),
+                    key: None,
+                    cursor: 6,
+                    created: old,
+                    created_by: "root".into(),
+                },
+            },
+            old,
+        )
+        .await
+        .unwrap();
+    let later = old + Duration::hours(200);
+    append("secret.updated", "app/db", serde_json::json!({}), later).await; // 9: young
+    let retention = later - Duration::hours(168);
+    store
+        .apply(
+            Mutation::PruneEvents {
+                older_than: retention,
+                limit: 1000,
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let left: Vec<i64> = store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(
+        left,
+        [2, 3, 7, 8, 9],
+        "kept: latest acks, undelivered, young"
+    );
+
+    // Once the subscription is gone, old events go, but never the newest one.
+    store
+        .apply(
+            Mutation::DeleteSubscription {
+                name: "slow".into(),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    store
+        .apply(
+            Mutation::PruneEvents {
+                older_than: later + Duration::hours(1),
+                limit: 1000,
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    let left: Vec<i64> = store
+        .events(0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| e.seq)
+        .collect();
+    assert_eq!(left, [2, 3, 9]);
+    append("secret.updated", "app/db", serde_json::json!({}), later).await;
+    let last = store.events(9, 10).await.unwrap();
+    assert_eq!(last.len(), 1);
+    assert_eq!(last[0].seq, 10, "numbering goes on");
 }
 
 /// Tags are added, replaced by key, and removed.
@@ -1001,6 +1110,7 @@ pub const ALL: &[&str] = &[
     "deletion_lifecycle",
     "deprecated_versions_are_pruned",
     "versions_stay_bounded_when_written_fast",
+    "events_are_pruned_past_retention_keeping_what_is_needed",
     "tags",
     "concurrent_writes_group_commit",
     "concurrent_replays_and_conflicts_across_secrets",

@@ -189,6 +189,16 @@ pub enum Mutation {
         /// The secret's store id.
         secret: i64,
     },
+    /// Delete up to `limit` outbox events older than `older_than`, oldest first, except
+    /// what someone still needs: the newest event (it carries the sequence), events a
+    /// subscription has not yet delivered (past the lowest cursor), and the latest
+    /// `consumer.ack` of each (consumer, secret).
+    PruneEvents {
+        /// Events at or after this stay.
+        older_than: DateTime<Utc>,
+        /// Most events deleted by this call.
+        limit: i64,
+    },
     /// Remember that master key `key_id` seals data in this store.
     RecordMasterKey {
         /// The key's id.

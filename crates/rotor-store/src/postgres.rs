@@ -749,6 +749,25 @@ async fn apply(c: &mut Change, mutation: Mutation, now: DateTime<Utc>) -> Tx<Out
             .map_err(db)?;
             Ok(Outcome::Done)
         }
+        Mutation::PruneEvents { older_than, limit } => {
+            sqlx::query(
+                "DELETE FROM events WHERE seq IN (
+                   SELECT seq FROM events
+                   WHERE at < $1
+                     AND seq < (SELECT MAX(seq) FROM events)
+                     AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)
+                     AND NOT (kind = 'consumer.ack' AND seq IN (
+                       SELECT MAX(seq) FROM events WHERE kind = 'consumer.ack'
+                       GROUP BY secret, (detail::jsonb)->>'consumer'))
+                   ORDER BY seq LIMIT $2)",
+            )
+            .bind(millis(older_than))
+            .bind(limit)
+            .execute(c.conn())
+            .await
+            .map_err(db)?;
+            Ok(Outcome::Done)
+        }
         Mutation::Purge { secret } => {
             let meta = lock_meta(c, secret).await?;
             c.emit(

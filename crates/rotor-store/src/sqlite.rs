@@ -788,6 +788,25 @@ async fn apply(
                 .map_err(db_error)?;
             Ok(Outcome::Done)
         }
+        Mutation::PruneEvents { older_than, limit } => {
+            sqlx::query(
+                "DELETE FROM events WHERE seq IN (
+                   SELECT seq FROM events
+                   WHERE at < ?
+                     AND seq < (SELECT MAX(seq) FROM events)
+                     AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)
+                     AND NOT (kind = 'consumer.ack' AND seq IN (
+                       SELECT MAX(seq) FROM events WHERE kind = 'consumer.ack'
+                       GROUP BY secret, json_extract(detail, '$.consumer')))
+                   ORDER BY seq LIMIT ?)",
+            )
+            .bind(millis(older_than))
+            .bind(limit)
+            .execute(&mut *conn)
+            .await
+            .map_err(db_error)?;
+            Ok(Outcome::Done)
+        }
         Mutation::Purge { secret } => {
             let meta = meta_by_id(conn, secret).await?;
             events::emit(

@@ -42,6 +42,7 @@ conformance!(
     deletion_lifecycle,
     deprecated_versions_are_pruned,
     versions_stay_bounded_when_written_fast,
+    events_are_pruned_past_retention_keeping_what_is_needed,
     tags,
     concurrent_writes_group_commit,
     concurrent_replays_and_conflicts_across_secrets,

@@ -470,6 +470,10 @@ pub struct ServerArgs {
     /// polls are not idle [default: 120]
     #[arg(long, env = "ROTOR_IDLE_TIMEOUT_SECS")]
     pub idle_timeout_secs: Option<u64>,
+    /// Hours the event outbox keeps events; older ones are pruned unless a webhook has
+    /// not delivered them yet or they are a consumer's latest report [default: 168]
+    #[arg(long, env = "ROTOR_EVENTS_RETENTION_HOURS")]
+    pub events_retention_hours: Option<u64>,
     /// Connections held at once; more are closed on accept [default: 4096]
     #[arg(long, env = "ROTOR_MAX_CONNECTIONS")]
     pub max_connections: Option<usize>,

@@ -53,6 +53,7 @@ struct FileConfig {
     header_read_timeout_secs: Option<u64>,
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    events_retention_hours: Option<u64>,
 }
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
@@ -93,6 +94,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     let tls_cert = args.tls_cert.or(file.tls_cert);
     let tls_key = args.tls_key.or(file.tls_key);
     let insecure_no_tls = args.insecure_no_tls || file.insecure_no_tls.unwrap_or(false);
+    let events_retention = chrono::Duration::hours(
+        args.events_retention_hours
+            .or(file.events_retention_hours)
+            .unwrap_or(168)
+            .clamp(1, 24 * 365 * 10) as i64,
+    );
     let purge_every = Duration::from_secs(
         args.purge_interval_secs
             .or(file.purge_interval_secs)
@@ -373,6 +380,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
                         tracing::info!(count = n, "removed secrets past their recovery window")
                     }
                     Err(e) => tracing::warn!(error = %e, "purge failed"),
+                }
+                if let Err(e) = service.prune_events(events_retention).await {
+                    tracing::warn!(error = %e, "pruning the event outbox failed");
                 }
             }
         })
