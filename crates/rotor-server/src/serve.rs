@@ -292,6 +292,7 @@ async fn drive<I, S>(
                 }
                 return;
             }
+            () = activity.started.notified() => {}
             () = tokio::time::sleep_until(check.into()) => {
                 if activity.overstayed(limits, Instant::now()) {
                     tracing::debug!(%peer, "connection closed: headers too slow, or idle too long");
@@ -318,6 +319,9 @@ struct Activity {
     waiting: AtomicU64,
     /// Milliseconds after `epoch` at which the connection last became idle.
     idle_since: AtomicU64,
+    /// Woken when an idle connection starts receiving a request: its deadline is
+    /// now the (shorter) header-read timeout.
+    started: tokio::sync::Notify,
 }
 
 /// How often the watchdog looks at a connection that has a request in flight.
@@ -331,6 +335,7 @@ impl Activity {
             // A new connection owes its first request's headers at once.
             waiting: AtomicU64::new(1),
             idle_since: AtomicU64::new(0),
+            started: tokio::sync::Notify::new(),
         }
     }
 
@@ -351,6 +356,7 @@ impl Activity {
         if self.in_flight.load(Ordering::Relaxed) == 0 && self.waiting.load(Ordering::Relaxed) == 0
         {
             self.waiting_since(Instant::now());
+            self.started.notify_one();
         }
     }
 

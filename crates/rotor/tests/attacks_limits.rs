@@ -117,6 +117,16 @@ fn slow_and_idle_connections_are_closed_but_streams_are_not() {
         "an idle connection is held past the idle timeout"
     );
 
+    // Once a kept-alive connection starts a request, its headers are timed again.
+    let mut restarted = TcpStream::connect(&target).unwrap();
+    assert!(get(&mut restarted, "/healthz").starts_with("HTTP/1.1 200"));
+    std::thread::sleep(Duration::from_millis(500));
+    restarted.write_all(b"GET /healthz HTTP/1.1\r\n").unwrap();
+    assert!(
+        closed_within(&mut restarted, Duration::from_secs(2)),
+        "a request begun on a kept-alive connection waits out the idle timeout instead"
+    );
+
     // A watch stream idle for longer than the idle timeout still delivers.
     let rt = harness::runtime();
     rt.block_on(async {
