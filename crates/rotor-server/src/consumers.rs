@@ -23,27 +23,18 @@ use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
+/// The operations of [`router`]'s routes.
+pub(crate) const OPERATIONS: crate::auth::Operations = &[
+    ("POST", "/v1/consumers", "AcknowledgeVersion"),
+    ("GET", "/v1/consumers/{*name}", "ListConsumers"),
+];
+
 /// The routes (authenticated).
 pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/consumers", post(acknowledge))
-        .route("/v1/consumers/{*name}", get(list))
-        .layer(axum::middleware::from_fn_with_state(
-            app,
-            crate::native::authenticate,
-        ))
-}
-
-/// The operation a request to these routes performs, for metrics and the audit log.
-pub(crate) fn operation(method: &str, path: &str) -> Option<&'static str> {
-    if !(path == "/v1/consumers" || path.starts_with("/v1/consumers/")) {
-        return None;
-    }
-    match method {
-        "POST" => Some("AcknowledgeVersion"),
-        "GET" => Some("ListConsumers"),
-        _ => None,
-    }
+        .route("/v1/consumers/{*name}", get(list));
+    crate::auth::guard(routes, app, OPERATIONS)
 }
 
 #[derive(Deserialize)]

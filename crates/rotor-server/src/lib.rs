@@ -31,6 +31,7 @@
 #![deny(missing_docs)]
 
 mod audit;
+mod auth;
 pub mod aws_api;
 mod consumers;
 pub mod error;

@@ -9,14 +9,12 @@
 //! configuration and latest rotation; `PUT` configures it), `/v1/rotation-history/NAME`,
 //! `/v1/cancel-rotation/NAME` and `/v1/rotate/NAME` (rotate now).
 
+use crate::App;
 use crate::audit::AuditNote;
 use crate::error::NativeError;
-use crate::serve::PeerAddr;
-use crate::{App, audit, metrics};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -35,7 +33,6 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
@@ -57,9 +54,31 @@ fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
         .map_err(|e| NativeError::bad_request(e.body_text()))
 }
 
-/// The `/v1` routes (authenticated) over the shared state.
+/// The operations of [`router`]'s routes.
+pub(crate) const OPERATIONS: crate::auth::Operations = &[
+    ("POST", "/v1/secrets", "CreateSecret"),
+    ("GET", "/v1/secrets", "ListSecrets"),
+    ("GET", "/v1/secrets/{*name}", "GetSecretValue"),
+    ("PUT", "/v1/secrets/{*name}", "PutSecretValue"),
+    ("DELETE", "/v1/secrets/{*name}", "DeleteSecret"),
+    ("GET", "/v1/metadata/{*name}", "DescribeSecret"),
+    ("PATCH", "/v1/metadata/{*name}", "UpdateSecret"),
+    ("POST", "/v1/restore/{*name}", "RestoreSecret"),
+    ("GET", "/v1/versions/{*name}", "ListSecretVersionIds"),
+    ("POST", "/v1/stages/{*name}", "UpdateSecretVersionStage"),
+    ("POST", "/v1/tags/{*name}", "TagResource"),
+    ("DELETE", "/v1/tags/{*name}", "UntagResource"),
+    ("GET", "/v1/rotation/{*name}", "DescribeRotation"),
+    ("PUT", "/v1/rotation/{*name}", "RotateSecret"),
+    ("GET", "/v1/rotation-history/{*name}", "ListRotations"),
+    ("POST", "/v1/cancel-rotation/{*name}", "CancelRotateSecret"),
+    ("POST", "/v1/rotate/{*name}", "RotateSecret"),
+    ("POST", "/v1/password", "GetRandomPassword"),
+];
+
+/// The `/v1` secret routes (authenticated) over the shared state.
 pub fn router(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/secrets", post(create).get(list))
         .route(
             "/v1/secrets/{*name}",
@@ -74,116 +93,8 @@ pub fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route("/v1/rotation-history/{*name}", get(rotation_history))
         .route("/v1/cancel-rotation/{*name}", post(cancel_rotation))
         .route("/v1/rotate/{*name}", post(rotate))
-        .route("/v1/password", post(password))
-        .layer(axum::middleware::from_fn_with_state(app, authenticate))
-}
-
-pub(crate) async fn authenticate(
-    State(app): State<Arc<App>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    let start = Instant::now();
-    let token = req
-        .headers()
-        .get("authorization")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "));
-    let op = operation(&req);
-    let peer = req.extensions().get::<PeerAddr>().copied();
-    let subject = match app.audit {
-        Some(_) => audit::native_subject(req.uri().path(), req.uri().query()),
-        None => audit::Subject::default(),
-    };
-    let request_id = crate::aws_api::request_id();
-    let authenticated = token.map(|t| app.access.authenticate_token(t));
-    let mut principal = None;
-    let mut req = req;
-    let mut response = match authenticated {
-        Some(Ok(caller)) => {
-            principal = Some(caller.name().to_string());
-            req.extensions_mut().insert(caller);
-            next.run(req).await
-        }
-        Some(Err(e)) => NativeError::from(e).into_response(),
-        None => NativeError::unauthenticated().into_response(),
-    };
-    if let Ok(id) = axum::http::HeaderValue::from_str(&request_id) {
-        response.headers_mut().insert("x-request-id", id);
-    }
-    let response = audit::record(
-        &app,
-        "native",
-        op,
-        request_id,
-        principal,
-        peer.as_ref(),
-        subject,
-        response,
-        audit::native_failure,
-    )
-    .await;
-    metrics::observe("native", op, response.status().as_u16(), start);
-    response
-}
-
-/// The operation a native request performs, for metrics.
-fn operation(req: &Request) -> &'static str {
-    let path = req.uri().path();
-    let method = req.method().as_str();
-    let resource = path
-        .strip_prefix("/v1/")
-        .and_then(|p| p.split('/').next())
-        .unwrap_or("");
-    match (method, resource) {
-        ("GET", "secrets") if path.len() > "/v1/secrets/".len() => "GetSecretValue",
-        ("GET", "secrets") => "ListSecrets",
-        ("POST", "secrets") => "CreateSecret",
-        ("PUT", "secrets") => "PutSecretValue",
-        ("DELETE", "secrets") => "DeleteSecret",
-        ("GET", "metadata") => "DescribeSecret",
-        ("PATCH", "metadata") => "UpdateSecret",
-        ("POST", "restore") => "RestoreSecret",
-        ("GET", "versions") => "ListSecretVersionIds",
-        ("POST", "stages") => "UpdateSecretVersionStage",
-        ("POST", "tags") => "TagResource",
-        ("DELETE", "tags") => "UntagResource",
-        ("POST", "password") => "GetRandomPassword",
-        ("GET", "rotation") => "DescribeRotation",
-        ("PUT", "rotation") | ("POST", "rotate") => "RotateSecret",
-        ("GET", "rotation-history") => "ListRotations",
-        ("POST", "cancel-rotation") => "CancelRotateSecret",
-        ("POST", "replication") => "AddReplicationRule",
-        ("GET", "replication") if path.len() > "/v1/replication/".len() => {
-            "DescribeReplicationRule"
-        }
-        ("GET", "replication") => "ListReplicationRules",
-        ("DELETE", "replication") => "RemoveReplicationRule",
-        ("POST", "replication-sync") => "SyncReplicas",
-        ("POST", "sys") if path.starts_with("/v1/sys/rotators") => "CreateRotator",
-        ("GET", "sys") if path.starts_with("/v1/sys/rotators/") => "DescribeRotator",
-        ("GET", "sys") if path.starts_with("/v1/sys/rotators") => "ListRotators",
-        ("DELETE", "sys") if path.starts_with("/v1/sys/rotators") => "DeleteRotator",
-        ("POST", "sys") if path.starts_with("/v1/sys/principals") => "CreatePrincipal",
-        ("GET", "sys") if path.starts_with("/v1/sys/principals") => "ListPrincipals",
-        ("DELETE", "sys")
-            if path.starts_with("/v1/sys/principals") && path.contains("/policies/") =>
-        {
-            "DetachPolicy"
-        }
-        ("PUT", "sys") if path.starts_with("/v1/sys/principals") => "AttachPolicy",
-        ("DELETE", "sys") if path.starts_with("/v1/sys/principals") => "DeletePrincipal",
-        ("PUT", "sys") if path.starts_with("/v1/sys/policies") => "PutPolicy",
-        ("GET", "sys") if path.starts_with("/v1/sys/policies") => "GetPolicy",
-        ("DELETE", "sys") if path.starts_with("/v1/sys/policies") => "DeletePolicy",
-        ("POST", "sys") if path.starts_with("/v1/sys/tokens/lookup") => "LookupToken",
-        ("POST", "sys") if path.starts_with("/v1/sys/tokens/revoke") => "RevokeToken",
-        ("POST", "sys") if path.starts_with("/v1/sys/tokens") => "CreateToken",
-        ("POST", "sys") if path.starts_with("/v1/sys/access-keys") => "CreateAccessKey",
-        ("DELETE", "sys") if path.starts_with("/v1/sys/access-keys") => "DeleteAccessKey",
-        _ => crate::consumers::operation(method, path)
-            .unwrap_or_else(|| crate::watch::operation(method, path)),
-    }
+        .route("/v1/password", post(password));
+    crate::auth::guard(routes, app, OPERATIONS)
 }
 
 fn rfc3339(t: DateTime<Utc>) -> String {

@@ -17,16 +17,22 @@ use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
+/// The operations of [`router`]'s routes.
+pub(crate) const OPERATIONS: crate::auth::Operations = &[
+    ("POST", "/v1/replication", "AddReplicationRule"),
+    ("GET", "/v1/replication", "ListReplicationRules"),
+    ("GET", "/v1/replication/{name}", "DescribeReplicationRule"),
+    ("DELETE", "/v1/replication/{name}", "RemoveReplicationRule"),
+    ("POST", "/v1/replication-sync", "SyncReplicas"),
+];
+
 /// The replication routes (authenticated).
 pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/replication", post(add).get(list))
         .route("/v1/replication/{name}", get(show).delete(remove))
-        .route("/v1/replication-sync", post(sync))
-        .layer(axum::middleware::from_fn_with_state(
-            app,
-            crate::native::authenticate,
-        ))
+        .route("/v1/replication-sync", post(sync));
+    crate::auth::guard(routes, app, OPERATIONS)
 }
 
 fn rule_json(r: &RuleInfo) -> Value {

@@ -27,9 +27,39 @@ fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
         .map_err(|e| NativeError::bad_request(e.body_text()))
 }
 
+/// The operations of [`router`]'s routes.
+pub(crate) const OPERATIONS: crate::auth::Operations = &[
+    ("POST", "/v1/sys/principals", "CreatePrincipal"),
+    ("GET", "/v1/sys/principals", "ListPrincipals"),
+    ("DELETE", "/v1/sys/principals/{name}", "DeletePrincipal"),
+    (
+        "PUT",
+        "/v1/sys/principals/{name}/policies/{policy}",
+        "AttachPolicy",
+    ),
+    (
+        "DELETE",
+        "/v1/sys/principals/{name}/policies/{policy}",
+        "DetachPolicy",
+    ),
+    ("GET", "/v1/sys/policies", "ListPolicies"),
+    ("PUT", "/v1/sys/policies/{name}", "PutPolicy"),
+    ("GET", "/v1/sys/policies/{name}", "GetPolicy"),
+    ("DELETE", "/v1/sys/policies/{name}", "DeletePolicy"),
+    ("POST", "/v1/sys/tokens", "CreateToken"),
+    ("POST", "/v1/sys/tokens/lookup", "LookupToken"),
+    ("POST", "/v1/sys/tokens/revoke", "RevokeToken"),
+    ("POST", "/v1/sys/access-keys", "CreateAccessKey"),
+    ("DELETE", "/v1/sys/access-keys/{id}", "DeleteAccessKey"),
+    ("POST", "/v1/sys/rotators", "CreateRotator"),
+    ("GET", "/v1/sys/rotators", "ListRotators"),
+    ("GET", "/v1/sys/rotators/{name}", "DescribeRotator"),
+    ("DELETE", "/v1/sys/rotators/{name}", "DeleteRotator"),
+];
+
 /// The `/v1/sys` routes (authenticated).
 pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route(
             "/v1/sys/principals",
             post(create_principal).get(list_principals),
@@ -53,11 +83,8 @@ pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
         .route(
             "/v1/sys/rotators/{name}",
             get(get_rotator).delete(delete_rotator),
-        )
-        .layer(axum::middleware::from_fn_with_state(
-            app,
-            crate::native::authenticate,
-        ))
+        );
+    crate::auth::guard(routes, app, OPERATIONS)
 }
 
 fn time(t: DateTime<Utc>) -> String {

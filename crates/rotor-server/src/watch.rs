@@ -44,9 +44,32 @@ const STREAM_WAIT: Duration = Duration::from_secs(30);
 /// The keep-alive comment interval of a watch stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// The operations of [`router`]'s routes.
+pub(crate) const OPERATIONS: crate::auth::Operations = &[
+    ("GET", "/v1/watch", "Watch"),
+    ("GET", "/v1/events", "ListEvents"),
+    ("GET", "/v1/sys/subscriptions", "ListSubscriptions"),
+    ("POST", "/v1/sys/subscriptions", "CreateSubscription"),
+    (
+        "GET",
+        "/v1/sys/subscriptions/{name}",
+        "DescribeSubscription",
+    ),
+    (
+        "DELETE",
+        "/v1/sys/subscriptions/{name}",
+        "DeleteSubscription",
+    ),
+    (
+        "GET",
+        "/v1/sys/subscriptions/{name}/deliveries",
+        "ListDeliveries",
+    ),
+];
+
 /// The routes (authenticated).
 pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    Router::new()
+    let routes = Router::new()
         .route("/v1/watch", get(watch))
         .route("/v1/events", get(poll))
         .route(
@@ -57,28 +80,8 @@ pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
             "/v1/sys/subscriptions/{name}",
             get(get_subscription).delete(delete_subscription),
         )
-        .route("/v1/sys/subscriptions/{name}/deliveries", get(deliveries))
-        .layer(axum::middleware::from_fn_with_state(
-            app,
-            crate::native::authenticate,
-        ))
-}
-
-/// The operation a request to these routes performs, for metrics and the audit log.
-pub(crate) fn operation(method: &str, path: &str) -> &'static str {
-    let subscriptions = path.starts_with("/v1/sys/subscriptions");
-    match method {
-        "GET" if path == "/v1/watch" => "Watch",
-        "GET" if path == "/v1/events" => "ListEvents",
-        "GET" if subscriptions && path.ends_with("/deliveries") => "ListDeliveries",
-        "GET" if subscriptions && path.len() > "/v1/sys/subscriptions/".len() => {
-            "DescribeSubscription"
-        }
-        "GET" if subscriptions => "ListSubscriptions",
-        "POST" if subscriptions => "CreateSubscription",
-        "DELETE" if subscriptions => "DeleteSubscription",
-        _ => "unknown",
-    }
+        .route("/v1/sys/subscriptions/{name}/deliveries", get(deliveries));
+    crate::auth::guard(routes, app, OPERATIONS)
 }
 
 fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
