@@ -20,7 +20,6 @@ mod consumers;
 mod events;
 pub mod reference;
 pub mod resolver;
-mod sigv4;
 pub mod webhook;
 
 pub use events::{HookTarget, NewSubscription, Watch};

@@ -24,6 +24,7 @@
 mod envelope;
 mod master;
 pub mod random;
+pub mod sigv4;
 
 pub use envelope::{ALGORITHM, DecryptError, EncryptError, Envelope, Sealed, SealedRef};
 pub use master::{MasterKey, MasterKeyError};

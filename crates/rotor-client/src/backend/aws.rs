@@ -1,11 +1,11 @@
 //! Any endpoint speaking the [AWS Secrets Manager API] (JSON 1.1), Rotor's own
-//! included: one `GetSecretValue`, signed with SigV4 by [`crate::sigv4`], over plain
+//! included: one `GetSecretValue`, signed with SigV4 by [`rotor_crypto::sigv4`], over plain
 //! reqwest, so the client needs no AWS SDK.
 //!
 //! [AWS Secrets Manager API]: https://docs.aws.amazon.com/secretsmanager/latest/apireference/API_GetSecretValue.html
 
 use super::{Backend, BackendError, BackendErrorKind, BoxFuture, Fetched, Lookup};
-use crate::sigv4;
+use rotor_crypto::sigv4;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 
@@ -116,14 +116,12 @@ impl Backend for AwsBackend {
                 headers.push(("x-amz-security-token", t.as_str()));
             }
             let authorization = sigv4::authorization(
-                &sigv4::Request {
-                    method: "POST",
-                    path: self.endpoint.path(),
-                    query: self.endpoint.query().unwrap_or(""),
-                    headers: &headers,
-                    body: &body,
-                },
-                &sigv4::Scope {
+                "POST",
+                self.endpoint.path(),
+                self.endpoint.query().unwrap_or(""),
+                &headers,
+                &body,
+                &sigv4::Credentials {
                     access_key_id: &self.access_key_id,
                     secret_access_key: self.secret_access_key.expose_secret(),
                     region: &self.region,
