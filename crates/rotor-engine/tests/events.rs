@@ -3,8 +3,9 @@
 //! this test (signatures checked, retries, dead letters, a restarted dispatcher) and
 //! to a local command.
 
+use crate::fixtures;
 use rotor_core::ErrorKind;
-use rotor_core::policy::{Capability, Effect, Policy, Statement};
+use rotor_core::policy::{Capability, Effect, Statement};
 use rotor_core::value::SecretValue;
 use rotor_engine::events::{Events, NewSubscription, Settings, Target};
 use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService, Session};
@@ -13,8 +14,6 @@ use secrecy::ExposeSecret;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-const ROOT_TOKEN: &str = "root-token";
 
 struct World {
     service: Arc<SecretService>,
@@ -34,42 +33,23 @@ fn fast() -> Settings {
 }
 
 async fn world(settings: Settings) -> World {
-    let service = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
-    let access = Arc::new(
-        AccessService::load(service.store(), service.envelope(), service.clock())
-            .await
-            .unwrap(),
-    );
-    access.bootstrap(Some(ROOT_TOKEN), None).await.unwrap();
-    let root = access.authenticate_token(ROOT_TOKEN).unwrap();
-    let events = Arc::new(Events::new(service.clone(), access.clone(), settings));
+    let base = fixtures::base().await;
+    let events = Arc::new(Events::new(
+        base.service.clone(),
+        base.access.clone(),
+        settings,
+    ));
     World {
-        service,
-        access,
+        service: base.service,
+        access: base.access,
         events,
-        root,
+        root: base.root,
     }
 }
 
 /// A principal allowed `statements`, as a caller.
 async fn principal(w: &World, name: &str, statements: Vec<Statement>) -> Caller {
-    w.access
-        .create_principal(&w.root, name, "service")
-        .await
-        .unwrap();
-    w.access
-        .put_policy(
-            &w.root,
-            &Policy {
-                name: name.into(),
-                statements,
-            },
-        )
-        .await
-        .unwrap();
-    w.access.attach(&w.root, name, name).await.unwrap();
-    let (_, token) = w.access.create_token(&w.root, name, None).await.unwrap();
-    w.access.authenticate_token(token.expose_secret()).unwrap()
+    fixtures::principal(&w.access, &w.root, name, statements).await
 }
 
 fn allow(capabilities: &[Capability], paths: &[&str]) -> Statement {
@@ -613,6 +593,18 @@ async fn failed_deliveries_are_retried_then_dead_lettered_and_the_dispatcher_mov
         "{log:?}"
     );
 
+    // Every event of the create delivered before the receiver goes down: otherwise a
+    // slow machine dead-letters those too.
+    let created = w.events.last_seq().await.unwrap();
+    until("the create's events", async || {
+        w.events
+            .subscription(&w.root, "flaky")
+            .await
+            .unwrap()
+            .cursor
+            >= created
+    })
+    .await;
     rx.behaviour.lock().unwrap().down = true;
     put(&w, "/svc/one", "2").await;
     let doomed = w.events.last_seq().await.unwrap();

@@ -2,7 +2,7 @@
 //! rules, replicas in the source's transaction, permissions, cycles, drift repair.
 
 use rotor_core::label::{AWSCURRENT, AWSPREVIOUS};
-use rotor_core::policy::{Capability, Effect, Policy, Statement};
+use rotor_core::policy::{Capability, Effect, Statement};
 use rotor_core::value::SecretValue;
 use rotor_core::{ErrorKind, Result};
 use rotor_engine::replication::{Kind, RuleSpec};
@@ -20,37 +20,20 @@ struct World {
     root: Caller,
 }
 
-const ROOT_TOKEN: &str = "root-token";
-
 /// A service whose rules copy as real principals, looked up with their current
 /// policies each time they copy.
 async fn world() -> World {
-    let s = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
-    let access = Arc::new(
-        AccessService::load(s.store(), s.envelope(), s.clock())
-            .await
-            .unwrap(),
-    );
-    access.bootstrap(Some(ROOT_TOKEN), None).await.unwrap();
-    s.bind_access(&access);
-    let root = access.authenticate_token(ROOT_TOKEN).unwrap();
-    World { s, access, root }
+    let base = crate::fixtures::base().await;
+    World {
+        s: base.service,
+        access: base.access,
+        root: base.root,
+    }
 }
 
 /// A principal allowed (and denied) what `grants` say, as a caller.
 async fn principal_with(w: &World, name: &str, statements: Vec<Statement>) -> Caller {
-    w.access
-        .create_principal(&w.root, name, "service")
-        .await
-        .unwrap();
-    let policy = Policy {
-        name: format!("{name}-policy"),
-        statements,
-    };
-    w.access.put_policy(&w.root, &policy).await.unwrap();
-    w.access.attach(&w.root, name, &policy.name).await.unwrap();
-    let (_, token) = w.access.create_token(&w.root, name, None).await.unwrap();
-    w.access.authenticate_token(token.expose_secret()).unwrap()
+    crate::fixtures::principal(&w.access, &w.root, name, statements).await
 }
 
 async fn principal(w: &World, name: &str, grants: &[(&[Capability], &str)]) -> Caller {
@@ -467,7 +450,7 @@ async fn a_prefix_rule_never_copies_around_its_owners_deny() {
 
     // The owner loses read: copying stops, and the kept destination is told.
     w.access
-        .detach(&root, "team-owner", "team-owner-policy")
+        .detach(&root, "team-owner", "team-owner")
         .await
         .unwrap();
     put(s, &root, "/dba/team/a", "a-2").await.unwrap();
@@ -486,7 +469,7 @@ async fn a_prefix_rule_never_copies_around_its_owners_deny() {
 
     // Given back, then the owner is deleted: copying stops again.
     w.access
-        .attach(&root, "team-owner", "team-owner-policy")
+        .attach(&root, "team-owner", "team-owner")
         .await
         .unwrap();
     put(s, &root, "/dba/team/a", "a-3").await.unwrap();

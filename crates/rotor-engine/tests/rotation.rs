@@ -40,14 +40,8 @@ fn root() -> Caller {
 }
 
 async fn world() -> World {
-    let service = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
-    let access = Arc::new(
-        AccessService::load(service.store(), service.envelope(), service.clock())
-            .await
-            .unwrap(),
-    );
-    access.bootstrap(Some("root-token"), None).await.unwrap();
-    service.bind_access(&access);
+    let base = crate::fixtures::base().await;
+    let (service, access) = (base.service, base.access);
     let rotations = Arc::new(Rotations::new(
         service.clone(),
         access.clone(),
@@ -806,17 +800,8 @@ async fn exec_rotator_gets_the_event_and_credentials() {
 
 /// A real principal allowed what `statements` say, as a caller.
 async fn principal(w: &World, name: &str, statements: serde_json::Value) -> Caller {
-    let policy: rotor_core::policy::Policy =
-        serde_json::from_value(serde_json::json!({"name": name, "statements": statements}))
-            .unwrap();
-    w.access
-        .create_principal(&root(), name, "service")
-        .await
-        .unwrap();
-    w.access.put_policy(&root(), &policy).await.unwrap();
-    w.access.attach(&root(), name, name).await.unwrap();
-    let (_, token) = w.access.create_token(&root(), name, None).await.unwrap();
-    w.access.authenticate_token(token.expose_secret()).unwrap()
+    let statements = serde_json::from_value(statements).unwrap();
+    crate::fixtures::principal(&w.access, &root(), name, statements).await
 }
 
 /// Issue 11, hole 2: a rotation acts for the principal that configured it, with that

@@ -1,7 +1,7 @@
 //! The story every [`Store`] backend must tell the same way.
 //!
 //! Each check takes a fresh store and panics with a message on the first difference,
-//! so a backend's test file is one line per check (see `tests/sqlite.rs`). Values here
+//! so a backend's test module is one line: [`conformance_tests!`](crate::conformance_tests). Values here
 //! are opaque bytes: the store never decrypts.
 
 use crate::{
@@ -1099,25 +1099,23 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
     );
 }
 
-/// Every check, by name, for backends' test files.
-pub const ALL: &[&str] = &[
-    "create_and_load",
-    "put_moves_labels",
-    "version_ids_are_immutable",
-    "deprecated_versions_load_on_demand",
-    "create_is_idempotent_per_token",
-    "label_moves",
-    "deletion_lifecycle",
-    "deprecated_versions_are_pruned",
-    "versions_stay_bounded_when_written_fast",
-    "events_are_pruned_past_retention_keeping_what_is_needed",
-    "tags",
-    "concurrent_writes_group_commit",
-    "concurrent_replays_and_conflicts_across_secrets",
-    "master_keys_are_recorded",
-    "access_configuration",
-    "audit_entries_append_in_order",
-    "events_are_gap_free_and_transactional",
-    "atomic_changes_are_all_or_nothing",
-    "rotation_records",
-];
+/// Defines one test per check of the suite, each on a fresh store: `$fresh` is an
+/// async fn taking the check's name and returning `(guard, Arc<dyn Store>)`, the
+/// guard kept alive (a temporary directory, a database server) until the check ends.
+/// A backend's test module is then one line: `rotor_store::conformance_tests!(fresh);`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($fresh:path) => {
+        $crate::conformance_tests!(@each $fresh; create_and_load, put_moves_labels, version_ids_are_immutable, deprecated_versions_load_on_demand, create_is_idempotent_per_token, label_moves, deletion_lifecycle, deprecated_versions_are_pruned, versions_stay_bounded_when_written_fast, events_are_pruned_past_retention_keeping_what_is_needed, tags, concurrent_writes_group_commit, concurrent_replays_and_conflicts_across_secrets, master_keys_are_recorded, access_configuration, audit_entries_append_in_order, events_are_gap_free_and_transactional, atomic_changes_are_all_or_nothing, rotation_records);
+    };
+    (@each $fresh:path; $($check:ident),*) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $check() {
+                let (_guard, store) = $fresh(stringify!($check)).await;
+                $crate::conformance::$check(store.clone()).await;
+                store.close().await;
+            }
+        )*
+    };
+}

@@ -6,7 +6,7 @@
 use rotor_core::ErrorKind;
 use rotor_core::label::{AWSCURRENT, LabelBoard};
 use rotor_store::postgres::PgStore;
-use rotor_store::{Lookup, Mutation, NewVersion, Outcome, SealedValue, Store, conformance};
+use rotor_store::{Lookup, Mutation, NewVersion, Outcome, SealedValue, Store};
 use rotor_testkit::PgServer;
 use sqlx::Connection as _;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -53,45 +53,7 @@ async fn fresh(name: &str) -> (Arc<PgServer>, Arc<dyn Store>) {
     (pg, Arc::new(store))
 }
 
-macro_rules! conformance {
-    ($($check:ident),* $(,)?) => {
-        $(
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn $check() {
-                let (_pg, store) = fresh(stringify!($check)).await;
-                conformance::$check(store.clone()).await;
-                store.close().await;
-            }
-        )*
-        #[test]
-        fn every_check_runs() {
-            let here: &[&str] = &[$(stringify!($check)),*];
-            assert_eq!(here, conformance::ALL);
-        }
-    };
-}
-
-conformance!(
-    create_and_load,
-    put_moves_labels,
-    version_ids_are_immutable,
-    deprecated_versions_load_on_demand,
-    create_is_idempotent_per_token,
-    label_moves,
-    deletion_lifecycle,
-    deprecated_versions_are_pruned,
-    versions_stay_bounded_when_written_fast,
-    events_are_pruned_past_retention_keeping_what_is_needed,
-    tags,
-    concurrent_writes_group_commit,
-    concurrent_replays_and_conflicts_across_secrets,
-    master_keys_are_recorded,
-    access_configuration,
-    audit_entries_append_in_order,
-    events_are_gap_free_and_transactional,
-    atomic_changes_are_all_or_nothing,
-    rotation_records,
-);
+rotor_store::conformance_tests!(fresh);
 
 fn sealed(value: &str) -> SealedValue {
     SealedValue {
