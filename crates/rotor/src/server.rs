@@ -1,11 +1,14 @@
-//! `rotor server`: configuration, start-up, signals and shutdown.
+//! `rotor server`: configuration ([`config`]), wiring the services together, then
+//! serving until a signal, and shutting down.
 //!
 //! Persistent mode keeps its database and master key in the data directory. `--dev`
 //! keeps everything in a temporary directory removed on exit. Either way the server
 //! prints `rotor listening on URL` on standard output once it accepts connections.
 
-use crate::cli::{ServerArgs, StorageUrl};
+mod config;
+
 use anyhow::{Context, bail};
+pub use config::ServerConfig;
 use rotor_core::clock::SystemClock;
 use rotor_crypto::MasterKey;
 use rotor_engine::audit::{AuditConfig, AuditLog};
@@ -13,48 +16,15 @@ use rotor_engine::events::{self, Events};
 use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
 use rotor_server::App;
-use rotor_server::serve::ReloadableCert;
+use rotor_server::serve::{Limits, ReloadableCert};
 use rotor_store::sqlite::SqliteStore;
 use secrecy::ExposeSecret;
-use serde::Deserialize;
 use std::io::Write as _;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
-
-/// `rotor.toml`: the same options as the flags, which win over it.
-#[derive(Deserialize, Default, Debug)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    storage: Option<StorageUrl>,
-    master_key_file: Option<PathBuf>,
-    tls_cert: Option<PathBuf>,
-    tls_key: Option<PathBuf>,
-    insecure_no_tls: Option<bool>,
-    account_id: Option<String>,
-    purge_interval_secs: Option<u64>,
-    audit: Option<String>,
-    audit_file: Option<PathBuf>,
-    audit_store: Option<String>,
-    audit_max_bytes: Option<u64>,
-    rotation_max_attempts: Option<i64>,
-    rotation_backoff_ms: Option<u64>,
-    rotation_step_timeout_ms: Option<u64>,
-    rotation_concurrency: Option<usize>,
-    rotation_lease_ms: Option<u64>,
-    webhook_max_attempts: Option<i64>,
-    webhook_backoff_ms: Option<u64>,
-    webhook_allow: Option<Vec<String>>,
-    header_read_timeout_secs: Option<u64>,
-    idle_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-    events_retention_hours: Option<u64>,
-}
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8200";
 
@@ -73,86 +43,43 @@ fn init_logging() {
         .try_init();
 }
 
-pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
+/// `rotor server`: configuration, then wiring, then serving.
+pub async fn run(flags: ServerConfig) -> anyhow::Result<ExitCode> {
     init_logging();
-    let file: FileConfig = match &args.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => FileConfig::default(),
-    };
-    let listen = match args.listen.or(file.listen) {
-        Some(a) => a,
-        None => DEFAULT_LISTEN.parse()?,
-    };
-    let account_id = args
-        .account_id
-        .or(file.account_id)
-        .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string());
-    let tls_cert = args.tls_cert.or(file.tls_cert);
-    let tls_key = args.tls_key.or(file.tls_key);
-    let insecure_no_tls = args.insecure_no_tls || file.insecure_no_tls.unwrap_or(false);
-    let events_retention = chrono::Duration::hours(
-        args.events_retention_hours
-            .or(file.events_retention_hours)
-            .unwrap_or(168)
-            .clamp(1, 24 * 365 * 10) as i64,
-    );
-    let purge_every = Duration::from_secs(
-        args.purge_interval_secs
-            .or(file.purge_interval_secs)
-            .unwrap_or(60)
-            .max(1),
-    );
+    let config = flags.layered()?;
+    let node = wire(config).await?;
+    serve(node).await
+}
 
-    let limits = {
-        let defaults = rotor_server::serve::Limits::default();
-        rotor_server::serve::Limits {
-            header_read_timeout: args
-                .header_read_timeout_secs
-                .or(file.header_read_timeout_secs)
-                .map_or(defaults.header_read_timeout, |s| {
-                    Duration::from_secs(s.max(1))
-                }),
-            idle_timeout: args
-                .idle_timeout_secs
-                .or(file.idle_timeout_secs)
-                .map_or(defaults.idle_timeout, |s| Duration::from_secs(s.max(1))),
-            max_connections: args
-                .max_connections
-                .or(file.max_connections)
-                .unwrap_or(defaults.max_connections)
-                .max(1),
-        }
-    };
-    let webhook_allow = if args.webhook_allow.is_empty() {
-        file.webhook_allow.clone().unwrap_or_default()
-    } else {
-        args.webhook_allow.clone()
-    };
-    rotor_engine::hooks::set_webhook_allow(&webhook_allow).context("webhook_allow")?;
+/// Everything a started server runs, before it listens.
+struct Node {
+    dev: bool,
+    listen: SocketAddr,
+    tls: Option<Arc<ReloadableCert>>,
+    limits: Limits,
+    banner: Vec<String>,
+    /// Several servers share the store: follow the others' changes.
+    shared_store: bool,
+    purge_every: Duration,
+    events_retention: chrono::Duration,
+    service: Arc<SecretService>,
+    rotations: Arc<Rotations>,
+    events: Arc<Events>,
+    audit: Option<Arc<AuditLog>>,
+    app: Arc<App>,
+}
 
-    let tls = match (&tls_cert, &tls_key) {
-        (Some(c), Some(k)) => Some(ReloadableCert::load(c, k)?),
-        (None, None) => None,
-        _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
-    };
+/// The root credentials from the environment: `ROTOR_DEV_*` for a dev server,
+/// `ROTOR_ROOT_*` for a persistent one; otherwise made up on the store's first start.
+type RootCredentials = (Option<String>, Option<(String, String)>);
 
-    let mut banner = Vec::new();
-    // Root credentials: ROTOR_DEV_* for a dev server, ROTOR_ROOT_* for a persistent
-    // one; otherwise made up on the store's first start and shown once.
-    let prefix = if args.dev {
-        "ROTOR_DEV_"
-    } else {
-        "ROTOR_ROOT_"
-    };
-    let root_token = env(&format!(
+fn root_credentials(dev: bool) -> anyhow::Result<RootCredentials> {
+    let prefix = if dev { "ROTOR_DEV_" } else { "ROTOR_ROOT_" };
+    let token = env(&format!(
         "{prefix}{}",
-        if args.dev { "ROOT_TOKEN" } else { "TOKEN" }
+        if dev { "ROOT_TOKEN" } else { "TOKEN" }
     ));
-    let root_key = match (
+    let key = match (
         env(&format!("{prefix}ACCESS_KEY_ID")),
         env(&format!("{prefix}SECRET_ACCESS_KEY")),
     ) {
@@ -162,30 +89,59 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
             "{prefix}ACCESS_KEY_ID and {prefix}SECRET_ACCESS_KEY go together: set both or neither"
         ),
     };
-    let audit_on = args.audit.or(file.audit).is_none_or(|a| a != "off");
-    let audit_file = args.audit_file.or(file.audit_file);
-    let audit_store = args
-        .audit_store
-        .or(file.audit_store)
-        .is_some_and(|a| a == "on");
-    let audit_max_bytes = args
-        .audit_max_bytes
-        .or(file.audit_max_bytes)
-        .unwrap_or(64 << 20);
+    Ok((token, key))
+}
+
+/// Opens the store and the services over it, as `config` says.
+async fn wire(config: ServerConfig) -> anyhow::Result<Node> {
+    let listen = match config.listen {
+        Some(a) => a,
+        None => DEFAULT_LISTEN.parse()?,
+    };
+    let account_id = config
+        .account_id
+        .clone()
+        .unwrap_or_else(|| DEFAULT_ACCOUNT_ID.to_string());
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(c), Some(k)) => Some(ReloadableCert::load(c, k)?),
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together: give both or neither"),
+    };
+    let limits = {
+        let defaults = Limits::default();
+        Limits {
+            header_read_timeout: config
+                .header_read_timeout_secs
+                .map_or(defaults.header_read_timeout, |s| {
+                    Duration::from_secs(s.max(1))
+                }),
+            idle_timeout: config
+                .idle_timeout_secs
+                .map_or(defaults.idle_timeout, |s| Duration::from_secs(s.max(1))),
+            max_connections: config
+                .max_connections
+                .unwrap_or(defaults.max_connections)
+                .max(1),
+        }
+    };
+    rotor_engine::hooks::set_webhook_allow(&config.webhook_allow).context("webhook_allow")?;
+
+    let mut banner = Vec::new();
+    let (root_token, root_key) = root_credentials(config.dev)?;
     let audit_dir;
     let mut shared_store = false;
-    let service = if args.dev {
+    let service = if config.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
         let service = SecretService::open_ephemeral(&account_id).await?;
         audit_dir = service.scratch_dir().map(|d| d.join("audit"));
         service
     } else {
-        let Some(data_dir) = args.data_dir.or(file.data_dir) else {
+        let Some(data_dir) = config.data_dir.clone() else {
             bail!(
                 "a persistent server needs a data directory: set data_dir in --config, --data-dir or ROTOR_DATA_DIR (or use --dev)"
             );
         };
-        if !listen.ip().is_loopback() && tls.is_none() && !insecure_no_tls {
+        if !listen.ip().is_loopback() && tls.is_none() && !config.insecure_no_tls {
             bail!(
                 "refusing to listen on {listen} without TLS: give --tls-cert and --tls-key, or --insecure-no-tls if something else terminates TLS"
             );
@@ -200,18 +156,17 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         let master = match env("ROTOR_MASTER_KEY") {
             Some(b64) => MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?,
-            None => match args.master_key_file.or(file.master_key_file) {
-                Some(path) => MasterKey::load(&path)?,
+            None => match &config.master_key_file {
+                Some(path) => MasterKey::load(path)?,
                 None => MasterKey::load_or_create(&data_dir.join("master.key"))?,
             },
         };
         audit_dir = Some(data_dir.join("audit"));
-        let storage = args.storage.or(file.storage).map(|s| s.0);
-        let store: Arc<dyn rotor_store::Store> = match storage {
+        let store: Arc<dyn rotor_store::Store> = match config.storage.as_ref().map(|s| &s.0) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 shared_store = true;
                 Arc::new(
-                    rotor_store::postgres::PgStore::connect(&url)
+                    rotor_store::postgres::PgStore::connect(url)
                         .await
                         .context("connecting to PostgreSQL")?,
                 )
@@ -234,7 +189,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         .as_ref()
         .map(|(id, secret)| (id.as_str(), secret.as_str()));
     if let Some(made) = access.bootstrap(root_token.as_deref(), key).await? {
-        if !args.dev {
+        if !config.dev {
             banner.push(
                 "First start: a root principal was created. Its credentials are shown this once:"
                     .into(),
@@ -252,64 +207,38 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
     }
 
+    let audit_on = config.audit.as_deref() != Some("off");
     let audit = match (
         audit_on,
-        audit_file.or(audit_dir.map(|d| d.join("audit.log"))),
+        config
+            .audit_file
+            .clone()
+            .or(audit_dir.map(|d| d.join("audit.log"))),
     ) {
         (true, Some(file)) => {
-            let config = AuditConfig {
+            let audit = AuditConfig {
                 file,
-                max_bytes: audit_max_bytes,
-                store_sink: audit_store,
+                max_bytes: config.audit_max_bytes.unwrap_or(64 << 20),
+                store_sink: config.audit_store.as_deref() == Some("on"),
             };
             Some(Arc::new(
-                AuditLog::open(config, service.store(), service.envelope()).await?,
+                AuditLog::open(audit, service.store(), service.envelope()).await?,
             ))
         }
         _ => None,
     };
     let service = Arc::new(service);
     let access = Arc::new(access);
-    let defaults = rotation::Settings::default();
-    let settings = rotation::Settings {
-        max_attempts: args
-            .rotation_max_attempts
-            .or(file.rotation_max_attempts)
-            .unwrap_or(defaults.max_attempts)
-            .max(1),
-        backoff: args
-            .rotation_backoff_ms
-            .or(file.rotation_backoff_ms)
-            .map_or(defaults.backoff, Duration::from_millis),
-        step_timeout: args
-            .rotation_step_timeout_ms
-            .or(file.rotation_step_timeout_ms)
-            .map_or(defaults.step_timeout, Duration::from_millis),
-        concurrency: args
-            .rotation_concurrency
-            .or(file.rotation_concurrency)
-            .unwrap_or(defaults.concurrency),
-        lease: args
-            .rotation_lease_ms
-            .or(file.rotation_lease_ms)
-            .map_or(defaults.lease, Duration::from_millis),
-        ..defaults
-    };
-    let rotations = Arc::new(Rotations::new(service.clone(), access.clone(), settings));
-    let delivery = events::Settings::default();
-    let delivery = events::Settings {
-        max_attempts: args
-            .webhook_max_attempts
-            .or(file.webhook_max_attempts)
-            .unwrap_or(delivery.max_attempts)
-            .max(1),
-        backoff: args
-            .webhook_backoff_ms
-            .or(file.webhook_backoff_ms)
-            .map_or(delivery.backoff, Duration::from_millis),
-        ..delivery
-    };
-    let events = Arc::new(Events::new(service.clone(), access.clone(), delivery));
+    let rotations = Arc::new(Rotations::new(
+        service.clone(),
+        access.clone(),
+        rotation_settings(&config),
+    ));
+    let events = Arc::new(Events::new(
+        service.clone(),
+        access.clone(),
+        delivery_settings(&config),
+    ));
     let app = App::with_events(
         service.clone(),
         access,
@@ -317,6 +246,81 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         events.clone(),
         audit.clone(),
     );
+    Ok(Node {
+        dev: config.dev,
+        listen,
+        tls,
+        limits,
+        banner,
+        shared_store,
+        purge_every: Duration::from_secs(config.purge_interval_secs.unwrap_or(60).max(1)),
+        events_retention: chrono::Duration::hours(
+            config
+                .events_retention_hours
+                .unwrap_or(168)
+                .clamp(1, 24 * 365 * 10) as i64,
+        ),
+        service,
+        rotations,
+        events,
+        audit,
+        app,
+    })
+}
+
+fn rotation_settings(config: &ServerConfig) -> rotation::Settings {
+    let defaults = rotation::Settings::default();
+    rotation::Settings {
+        max_attempts: config
+            .rotation_max_attempts
+            .unwrap_or(defaults.max_attempts)
+            .max(1),
+        backoff: config
+            .rotation_backoff_ms
+            .map_or(defaults.backoff, Duration::from_millis),
+        step_timeout: config
+            .rotation_step_timeout_ms
+            .map_or(defaults.step_timeout, Duration::from_millis),
+        concurrency: config.rotation_concurrency.unwrap_or(defaults.concurrency),
+        lease: config
+            .rotation_lease_ms
+            .map_or(defaults.lease, Duration::from_millis),
+        ..defaults
+    }
+}
+
+fn delivery_settings(config: &ServerConfig) -> events::Settings {
+    let defaults = events::Settings::default();
+    events::Settings {
+        max_attempts: config
+            .webhook_max_attempts
+            .unwrap_or(defaults.max_attempts)
+            .max(1),
+        backoff: config
+            .webhook_backoff_ms
+            .map_or(defaults.backoff, Duration::from_millis),
+        ..defaults
+    }
+}
+
+/// Listens, runs the background work (scheduler, dispatcher, purger, followers of
+/// other nodes, certificate reloads) until SIGTERM or Ctrl-C, then drains and stops.
+async fn serve(node: Node) -> anyhow::Result<ExitCode> {
+    let Node {
+        dev,
+        listen,
+        tls,
+        limits,
+        banner,
+        shared_store,
+        purge_every,
+        events_retention,
+        service,
+        rotations,
+        events,
+        audit,
+        app,
+    } = node;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
@@ -330,7 +334,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         writeln!(out, "rotor listening on {scheme}://{local}")?;
         out.flush()?;
     }
-    tracing::info!(%local, dev = args.dev, "server started");
+    tracing::info!(%local, dev, "server started");
     let callback_host = if local.ip().is_unspecified() {
         std::net::SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), local.port())
     } else {
@@ -338,7 +342,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
     };
     rotations.set_endpoint(&format!("{scheme}://{callback_host}"));
     let scheduler = rotations.spawn();
-    // Several servers on one store: follow the others' changes.
     let followers = shared_store.then(|| {
         let caches = service.follow_other_nodes();
         let access = app.access.clone();
@@ -367,7 +370,6 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<ExitCode> {
         }
         Err(e) => tracing::error!(error = %e, "replica sync at start failed"),
     }
-
     let purger = {
         let service = service.clone();
         tokio::spawn(async move {
