@@ -17,7 +17,8 @@ const SECRET_KEY: &str = "client-test-secret-key";
 /// Starts a server with an ephemeral store; returns its address. The listener is bound
 /// before this returns, so the server accepts connections at once.
 async fn server() -> String {
-    let service = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
+    let store = Arc::new(rotor_store::sqlite::SqliteStore::ephemeral().await.unwrap());
+    let service = Arc::new(SecretService::with_random_key(store, "123456789012"));
     let access = Arc::new(
         AccessService::load(service.store(), service.envelope(), service.clock())
             .await

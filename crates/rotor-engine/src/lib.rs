@@ -11,7 +11,9 @@
 //! # async fn demo() -> rotor_core::Result<()> {
 //! use rotor_engine::{Caller, SecretService, CreateSecret};
 //! use rotor_core::value::SecretValue;
-//! let service = SecretService::open_ephemeral("123456789012").await?;
+//! use rotor_store::sqlite::SqliteStore;
+//! use std::sync::Arc;
+//! let service = SecretService::with_random_key(Arc::new(SqliteStore::ephemeral().await?), "123456789012");
 //! let me = Caller::system("docs");
 //! service.create(&me, CreateSecret {
 //!     name: "prod/db".into(),

@@ -13,7 +13,6 @@ use rotor_core::policy::Capability;
 use rotor_core::value::SecretValue;
 use rotor_core::{Error, ErrorKind, Result};
 use rotor_crypto::{Envelope, MasterKey, SealedRef};
-use rotor_store::sqlite::SqliteStore;
 use rotor_store::{
     Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary, Store,
     StoredVersion,
@@ -175,7 +174,6 @@ pub struct SecretService {
     /// Principals, for work done on their behalf (a replication rule's copies).
     principals: std::sync::OnceLock<Arc<crate::AccessService>>,
     // Keeps an ephemeral store's directory alive as long as the service.
-    _scratch: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SecretService {
@@ -236,23 +234,18 @@ impl SecretService {
             identities: IdentityCache::default(),
             rules: Default::default(),
             principals: std::sync::OnceLock::new(),
-            _scratch: None,
         }
     }
 
-    /// A throw-away service: a SQLite store in a temporary directory removed on drop,
-    /// without fsync, and a random master key. For `--dev` and tests.
-    pub async fn open_ephemeral(account_id: &str) -> Result<Self> {
-        let dir = tempfile::tempdir().map_err(|e| Error::internal(format!("temp dir: {e}")))?;
-        let store = SqliteStore::open(&dir.path().join("rotor-dev.db"), false).await?;
-        let mut service = Self::new(
-            Arc::new(store),
+    /// A service over `store` with a fresh random master key, on the system clock:
+    /// for `--dev` (over an ephemeral store) and tests.
+    pub fn with_random_key(store: Arc<dyn Store>, account_id: &str) -> Self {
+        Self::new(
+            store,
             MasterKey::generate(),
             Arc::new(SystemClock),
             account_id,
-        );
-        service._scratch = Some(dir);
-        Ok(service)
+        )
     }
 
     /// Checks that this service's master key is the one the store's data was sealed
@@ -292,11 +285,6 @@ impl SecretService {
     /// same master key.
     pub fn envelope(&self) -> Arc<Envelope> {
         self.envelope.clone()
-    }
-
-    /// The temporary directory of an ephemeral service (removed when it is dropped).
-    pub fn scratch_dir(&self) -> Option<&std::path::Path> {
-        self._scratch.as_ref().map(|d| d.path())
     }
 
     /// The store under this service.

@@ -16,9 +16,15 @@ pub struct Base {
     pub root: Caller,
 }
 
+/// A service over a fresh ephemeral store, with a random master key.
+pub async fn ephemeral() -> SecretService {
+    let store = rotor_store::sqlite::SqliteStore::ephemeral().await.unwrap();
+    SecretService::with_random_key(Arc::new(store), "123456789012")
+}
+
 /// A fresh service over an ephemeral store, root bootstrapped with [`ROOT_TOKEN`].
 pub async fn base() -> Base {
-    let service = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
+    let service = Arc::new(ephemeral().await);
     let access = Arc::new(
         AccessService::load(service.store(), service.envelope(), service.clock())
             .await

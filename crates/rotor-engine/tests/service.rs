@@ -71,7 +71,7 @@ proptest! {
     fn random_operation_sequences_keep_the_invariants(ops in proptest::collection::vec(op(), 1..30)) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
-            let s = SecretService::open_ephemeral("123456789012").await.unwrap();
+            let s = crate::fixtures::ephemeral().await;
             s.create(&sys(), CreateSecret { name: "p".into(), region: "us-east-1".into(), token: Some("v0".into()),
                 value: Some(value("x0")), ..Default::default() }).await.unwrap();
             for op in ops {
@@ -104,7 +104,7 @@ proptest! {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_never_go_back_past_an_acknowledged_write() {
-    let s = Arc::new(SecretService::open_ephemeral("123456789012").await.unwrap());
+    let s = Arc::new(crate::fixtures::ephemeral().await);
     s.create(
         &sys(),
         CreateSecret {
@@ -155,7 +155,7 @@ async fn reads_never_go_back_past_an_acknowledged_write() {
 
 #[tokio::test]
 async fn secret_ids_resolve_as_name_full_arn_and_partial_arn() {
-    let s = SecretService::open_ephemeral("123456789012").await.unwrap();
+    let s = crate::fixtures::ephemeral().await;
     let created = s
         .create(
             &sys(),

@@ -19,7 +19,8 @@
 //! use rotor_server::App;
 //! use rotor_engine::{AccessService, SecretService};
 //! use std::sync::Arc;
-//! let service = Arc::new(SecretService::open_ephemeral("123456789012").await?);
+//! let store = Arc::new(rotor_store::sqlite::SqliteStore::ephemeral().await?);
+//! let service = Arc::new(SecretService::with_random_key(store, "123456789012"));
 //! let access = Arc::new(AccessService::load(service.store(), service.envelope(), service.clock()).await?);
 //! access.bootstrap(Some("root-token"), Some(("AKID", "secret"))).await?;
 //! let app = App::new(service, access, None);

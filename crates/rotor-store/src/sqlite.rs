@@ -49,6 +49,8 @@ pub struct SqliteStore {
     readers: SqlitePool,
     writer: mpsc::Sender<Job>,
     feed: tokio::sync::watch::Receiver<i64>,
+    /// An ephemeral store's directory, removed when the store is dropped.
+    scratch: Option<tempfile::TempDir>,
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -97,7 +99,26 @@ impl SqliteStore {
             readers,
             writer,
             feed,
+            scratch: None,
         })
+    }
+
+    /// A throw-away store: a database in a temporary directory removed when the store
+    /// is dropped, written without fsync. For `--dev` and tests.
+    pub async fn ephemeral() -> Result<Self> {
+        let dir = tempfile::tempdir().map_err(|e| {
+            tracing::error!(error = %e, "cannot create a temporary directory");
+            Error::internal("cannot create a temporary directory")
+        })?;
+        let mut store = SqliteStore::open(&dir.path().join("rotor-dev.db"), false).await?;
+        store.scratch = Some(dir);
+        Ok(store)
+    }
+
+    /// An ephemeral store's temporary directory, where other throw-away files (a dev
+    /// server's audit log) may go too.
+    pub fn scratch_dir(&self) -> Option<&Path> {
+        self.scratch.as_ref().map(|d| d.path())
     }
 }
 

@@ -132,9 +132,9 @@ async fn wire(config: ServerConfig) -> anyhow::Result<Node> {
     let mut shared_store = false;
     let service = if config.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
-        let service = SecretService::open_ephemeral(&account_id).await?;
-        audit_dir = service.scratch_dir().map(|d| d.join("audit"));
-        service
+        let store = SqliteStore::ephemeral().await?;
+        audit_dir = store.scratch_dir().map(|d| d.join("audit"));
+        SecretService::with_random_key(Arc::new(store), &account_id)
     } else {
         let Some(data_dir) = config.data_dir.clone() else {
             bail!(
