@@ -39,4 +39,7 @@ pub mod policy;
 pub mod schedule;
 pub mod value;
 
+#[cfg(test)]
+mod fuzzing;
+
 pub use error::{Error, ErrorKind, Result};

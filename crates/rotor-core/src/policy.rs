@@ -190,21 +190,19 @@ pub fn validate_glob(glob: &str) -> Result<()> {
     Ok(())
 }
 
-/// Whether `glob` matches the secret name `path`.
+/// Whether `glob` matches the secret name `path`, in time linear in the path (times
+/// the glob's pieces): a glob full of `**` cannot make a request expensive.
 pub fn glob_matches(glob: &str, path: &str) -> bool {
-    matches_from(glob.as_bytes(), path.as_bytes())
-}
-
-fn matches_from(glob: &[u8], path: &[u8]) -> bool {
-    match glob {
-        [] => path.is_empty(),
-        [b'*', b'*', rest @ ..] => (0..=path.len()).any(|i| matches_from(rest, &path[i..])),
-        [b'*', rest @ ..] => {
-            let segment_end = path.iter().position(|c| *c == b'/').unwrap_or(path.len());
-            (0..=segment_end).any(|i| matches_from(rest, &path[i..]))
-        }
-        [c, rest @ ..] => path.first() == Some(c) && matches_from(rest, &path[1..]),
+    if !glob.contains('*') {
+        return glob == path;
     }
+    // The common grant `/team/**`: a prefix.
+    if let Some(prefix) = glob.strip_suffix("**")
+        && !prefix.contains('*')
+    {
+        return path.starts_with(prefix);
+    }
+    Glob::new(glob).matches(path.as_bytes())
 }
 
 /// The outcome of evaluating policies.
@@ -420,6 +418,48 @@ impl Glob {
     fn accepts(&self, states: &[usize]) -> bool {
         states.contains(&self.0.len())
     }
+
+    /// Runs the automaton over `path`: each byte moves every live state at once, so
+    /// the cost is at most the path's length times the glob's pieces.
+    fn matches(&self, path: &[u8]) -> bool {
+        let n = self.0.len();
+        let mut live = vec![false; n + 1];
+        let mut next = vec![false; n + 1];
+        live[0] = true;
+        self.close_in_place(&mut live);
+        for &c in path {
+            next.fill(false);
+            let mut any = false;
+            for (s, piece) in self.0.iter().enumerate() {
+                if !live[s] {
+                    continue;
+                }
+                let to = match piece {
+                    Piece::Byte(b) if *b == c => s + 1,
+                    Piece::Star if c != b'/' => s,
+                    Piece::Stars => s,
+                    _ => continue,
+                };
+                next[to] = true;
+                any = true;
+            }
+            if !any {
+                return false;
+            }
+            self.close_in_place(&mut next);
+            std::mem::swap(&mut live, &mut next);
+        }
+        live[n]
+    }
+
+    /// Adds the states reachable past stars (a star may match nothing).
+    fn close_in_place(&self, states: &mut [bool]) {
+        for (s, piece) in self.0.iter().enumerate() {
+            if states[s] && matches!(piece, Piece::Star | Piece::Stars) {
+                states[s + 1] = true;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -452,6 +492,23 @@ mod tests {
             "/app/**/password",
             "/app/mp/replicated/mongo/user"
         ));
+    }
+
+    /// Found by fuzzing (issue 11): matching backtracked, so a glob of many `**`
+    /// against a long name took exponential time on every request it was checked for.
+    #[test]
+    fn a_glob_full_of_double_stars_matches_in_linear_time() {
+        let glob = format!("{}x", "**/a**".repeat(20));
+        let path = "a/".repeat(200);
+        let started = std::time::Instant::now();
+        assert!(!glob_matches(&glob, &path));
+        assert!(glob_matches(&glob, &format!("{path}x")));
+        assert!(started.elapsed() < std::time::Duration::from_millis(200));
+        assert!(glob_matches("/a/*/b/**", "/a/x/b/c/d"));
+        assert!(!glob_matches("/a/*/b/**", "/a/x/y/b/c"));
+        assert!(glob_matches("*", "top"));
+        assert!(!glob_matches("*", "a/b"));
+        assert!(glob_matches("**x", "a/b/x"));
     }
 
     #[test]
