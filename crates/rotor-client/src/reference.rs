@@ -61,6 +61,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#[cfg(test)]
+mod fuzzing;
 mod lua;
 
 use std::collections::BTreeMap;

@@ -39,6 +39,9 @@ pub mod replication;
 pub mod rotation;
 mod service;
 
+#[cfg(test)]
+mod fuzzing;
+
 pub use access::{
     AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, Session, TokenInfo,
 };

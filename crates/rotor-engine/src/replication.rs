@@ -79,7 +79,7 @@ impl Template {
             let end = inner.find('}').ok_or_else(|| {
                 Error::invalid_parameter(format!(
                     "Template: a reference starting at {:?} has no closing }}",
-                    &rest[..rest.len().min(30)]
+                    rest.chars().take(30).collect::<String>()
                 ))
             })?;
             let body = &inner[..end];
@@ -1029,6 +1029,10 @@ mod tests {
             let e = Template::parse(text).unwrap_err();
             assert!(e.message.contains(fragment), "{text}: {}", e.message);
         }
+        // Found by fuzzing (issue 11): the message cut the text at byte 30, inside
+        // a multi-byte character, and panicked.
+        let e = Template::parse("${éééééééééééééééééééééééééééééé").unwrap_err();
+        assert!(e.message.contains("no closing"), "{}", e.message);
         let t = Template::parse("${/a#missing}").unwrap();
         let e = t.render(|_| Some("{}".into())).unwrap_err();
         assert!(e.message.contains("no field missing"), "{}", e.message);
