@@ -46,6 +46,9 @@ pub mod sigv4;
 mod sys;
 mod watch;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
