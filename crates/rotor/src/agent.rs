@@ -18,6 +18,9 @@ mod follow;
 mod run;
 mod template;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use run::{RunArgs, run};
 
 use crate::cli::{Global, Output};

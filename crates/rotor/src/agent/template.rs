@@ -192,7 +192,10 @@ impl Template {
     }
 
     /// Renders the template, resolving what it needs through `resolver`.
-    async fn render(&mut self, resolver: &Resolver) -> anyhow::Result<Zeroizing<String>> {
+    pub(crate) async fn render(
+        &mut self,
+        resolver: &Resolver,
+    ) -> anyhow::Result<Zeroizing<String>> {
         *lock(&self.pass) = Pass::default();
         let result = self.passes(resolver).await;
         let pass = std::mem::take(&mut *lock(&self.pass));
