@@ -4,6 +4,7 @@
 //! to a local command.
 
 use crate::fixtures;
+use rotor_testkit::{Answer, WebhookReceiver};
 use rotor_core::ErrorKind;
 use rotor_core::policy::{Capability, Effect, Statement};
 use rotor_core::value::SecretValue;
@@ -11,9 +12,8 @@ use rotor_engine::events::{Events, NewSubscription, Settings, Target};
 use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService, Session};
 use rotor_store::Mutation;
 use secrecy::ExposeSecret;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 struct World {
     service: Arc<SecretService>,
@@ -322,37 +322,16 @@ async fn a_waiting_watch_wakes_on_the_next_change() {
     assert!(w.events.is_closed());
 }
 
-/// How the test receiver answers.
-#[derive(Default)]
-struct Behaviour {
-    /// Answer 500 to this many requests first.
-    fail_first: usize,
-    /// Answer 500 to everything.
-    down: bool,
-}
-
-#[derive(Default)]
-struct Received {
-    /// Every request: (headers, body), in arrival order.
-    requests: Vec<(String, Vec<u8>)>,
-    answered_ok: usize,
-}
-
+/// The test's webhook receiver (rotor-testkit's), with the helpers these tests use.
 struct Receiver {
     url: String,
-    behaviour: Arc<Mutex<Behaviour>>,
-    received: Arc<Mutex<Received>>,
+    inner: WebhookReceiver,
 }
 
 impl Receiver {
     /// The events answered with 200, as JSON, in order.
     fn delivered(&self) -> Vec<serde_json::Value> {
-        let r = self.received.lock().unwrap();
-        r.requests
-            .iter()
-            .filter(|(h, _)| h.contains("x-test-ok"))
-            .map(|(_, b)| serde_json::from_slice(b).unwrap())
-            .collect()
+        self.inner.accepted_json()
     }
 
     fn seqs(&self) -> Vec<i64> {
@@ -364,91 +343,10 @@ impl Receiver {
 }
 
 async fn receiver() -> Receiver {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let behaviour = Arc::new(Mutex::new(Behaviour::default()));
-    let received = Arc::new(Mutex::new(Received::default()));
-    let (b, r) = (behaviour.clone(), received.clone());
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                return;
-            };
-            let (b, r) = (b.clone(), r.clone());
-            tokio::spawn(async move {
-                let Some((mut headers, body)) = read_request(&mut sock).await else {
-                    return;
-                };
-                let ok = {
-                    let mut b = b.lock().unwrap();
-                    if b.down {
-                        false
-                    } else if b.fail_first > 0 {
-                        b.fail_first -= 1;
-                        false
-                    } else {
-                        true
-                    }
-                };
-                if ok {
-                    // Marks the requests this receiver accepted.
-                    headers.push_str("\nx-test-ok: 1");
-                }
-                {
-                    let mut r = r.lock().unwrap();
-                    r.requests.push((headers, body));
-                    if ok {
-                        r.answered_ok += 1;
-                    }
-                }
-                let status = if ok {
-                    "200 OK"
-                } else {
-                    "500 Internal Server Error"
-                };
-                let _ = sock
-                    .write_all(
-                        format!(
-                            "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
-                        )
-                        .as_bytes(),
-                    )
-                    .await;
-            });
-        }
-    });
+    let inner = WebhookReceiver::start().unwrap();
     Receiver {
-        url,
-        behaviour,
-        received,
-    }
-}
-
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<(String, Vec<u8>)> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let len: usize = headers
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .map(|v| v.trim().parse().unwrap())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = sock.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some((headers, buf[end + 4..end + 4 + len].to_vec()));
-        }
+        url: format!("{}/hook", inner.url()),
+        inner,
     }
 }
 
@@ -526,7 +424,8 @@ async fn a_webhook_gets_each_matching_event_signed_in_order() {
         "no values"
     );
 
-    for (headers, body) in &rx.received.lock().unwrap().requests {
+    for request in rx.inner.requests() {
+        let (headers, body) = (&request.headers, &request.body);
         let timestamp = header(headers, "x-rotor-timestamp");
         let mut signed = timestamp.as_bytes().to_vec();
         signed.push(b'.');
@@ -566,7 +465,7 @@ async fn a_webhook_gets_each_matching_event_signed_in_order() {
 async fn failed_deliveries_are_retried_then_dead_lettered_and_the_dispatcher_moves_on() {
     let w = world(fast()).await;
     let rx = receiver().await;
-    rx.behaviour.lock().unwrap().fail_first = 2;
+    rx.inner.answer(Answer::FailFirst(2));
     w.events
         .create_subscription(&w.root, webhook("flaky", "/svc/", &[], &rx.url))
         .await
@@ -605,7 +504,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_and_the_dispatcher_mov
             >= created
     })
     .await;
-    rx.behaviour.lock().unwrap().down = true;
+    rx.inner.answer(Answer::Down);
     put(&w, "/svc/one", "2").await;
     let doomed = w.events.last_seq().await.unwrap();
     until("a dead letter", async || {
@@ -638,7 +537,7 @@ async fn failed_deliveries_are_retried_then_dead_lettered_and_the_dispatcher_mov
         "a dead letter moves the cursor"
     );
 
-    rx.behaviour.lock().unwrap().down = false;
+    rx.inner.answer(Answer::Ok);
     put(&w, "/svc/one", "3").await;
     let after = w.events.last_seq().await.unwrap();
     until("the next event after the dead one", async || {
@@ -659,7 +558,7 @@ async fn a_new_dispatcher_resumes_from_the_cursor_and_loses_nothing() {
     })
     .await;
     let rx = receiver().await;
-    rx.behaviour.lock().unwrap().down = true;
+    rx.inner.answer(Answer::Down);
     w.events
         .create_subscription(&w.root, webhook("resume", "", &[], &rx.url))
         .await
@@ -682,7 +581,7 @@ async fn a_new_dispatcher_resumes_from_the_cursor_and_loses_nothing() {
         put(&w, "/svc/a", &format!("v{i}")).await;
     }
     let last = w.events.last_seq().await.unwrap();
-    rx.behaviour.lock().unwrap().down = false;
+    rx.inner.answer(Answer::Ok);
 
     let events = Arc::new(Events::new(w.service.clone(), w.access.clone(), fast()));
     let second = events.spawn();
@@ -875,11 +774,11 @@ async fn subscriptions_need_admin_and_deliver_what_their_owner_may_see() {
             .kind,
         ErrorKind::ResourceNotFound
     );
-    let before = rx.received.lock().unwrap().requests.len();
+    let before = rx.inner.requests().len();
     create(&w, "/app/after-delete", "z").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(
-        rx.received.lock().unwrap().requests.len(),
+        rx.inner.requests().len(),
         before,
         "nothing delivered once deleted"
     );

@@ -1,6 +1,7 @@
-//! Throwaway database servers for Rotor's tests: a real PostgreSQL ([`PgServer`]) and
-//! a real MariaDB ([`MariaDb`]), started from the binaries Debian's `postgresql` and
-//! `mariadb-server` packages install (`scripts/ensure-test-deps` installs them), each
+//! Throwaway servers for Rotor's tests: a real PostgreSQL ([`PgServer`]), a real
+//! MariaDB ([`MariaDb`]) and a webhook receiver ([`WebhookReceiver`]). The databases
+//! are started from the binaries Debian's `postgresql` and `mariadb-server` packages
+//! install (`scripts/ensure-test-deps` installs them), each
 //! in its own temporary directory, listening on `127.0.0.1` on a free port. No Docker.
 //!
 //! Password checks are real: PostgreSQL authenticates TCP connections with
@@ -25,6 +26,8 @@
 mod mariadb;
 mod postgres;
 mod process;
+mod webhook;
 
 pub use mariadb::MariaDb;
 pub use postgres::PgServer;
+pub use webhook::{Answer, Received, WebhookReceiver};

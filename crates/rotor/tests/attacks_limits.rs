@@ -4,12 +4,12 @@
 //! `ROTOR_TEST_BIN`).
 
 use crate::harness::{self, Launch, Server};
+use rotor_testkit::{Answer, WebhookReceiver};
 use serde_json::json;
 use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 fn dev_with(dir: &Path, extra: &[&str]) -> Server {
@@ -366,45 +366,22 @@ fn the_storage_password_shows_in_neither_help_nor_errors() {
     assert!(!all.contains(password), "{all}");
 }
 
-/// A listener that answers every request with `answer` and keeps the requests it got.
-fn receiver(answer: String) -> (String, Arc<Mutex<Vec<String>>>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    let got = Arc::new(Mutex::new(Vec::new()));
-    let log = got.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { continue };
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-            let mut buf = vec![0u8; 65536];
-            let n = stream.read(&mut buf).unwrap_or(0);
-            log.lock()
-                .unwrap()
-                .push(String::from_utf8_lossy(&buf[..n]).into_owned());
-            let _ = stream.write_all(answer.as_bytes());
-        }
-    });
-    (url, got)
-}
-
 /// Hole 10: the server followed a webhook's redirect, re-POSTing the signed body to
 /// wherever the receiver pointed.
 #[test]
 fn a_webhook_redirect_is_not_followed() {
     let dir = tempfile::tempdir().unwrap();
     let server = harness::dev(dir.path());
-    let ok = "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string();
-    let (elsewhere, stolen) = receiver(ok);
-    let (hook, asked) = receiver(format!(
-        "HTTP/1.1 307 Temporary Redirect\r\nLocation: {elsewhere}/collect\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
-    ));
+    let elsewhere = WebhookReceiver::start().unwrap();
+    let hook = WebhookReceiver::start().unwrap();
+    hook.answer(Answer::Redirect(format!("{}/collect", elsewhere.url())));
     let rt = harness::runtime();
     rt.block_on(async {
         let http = reqwest::Client::new();
         let r = http
             .post(format!("{}/v1/sys/subscriptions", server.url))
             .bearer_auth(harness::TOKEN)
-            .json(&json!({"name": "hook", "url": format!("{hook}/in")}))
+            .json(&json!({"name": "hook", "url": format!("{}/in", hook.url())}))
             .send()
             .await
             .unwrap();
@@ -418,19 +395,34 @@ fn a_webhook_redirect_is_not_followed() {
             .unwrap();
         assert!(r.status().is_success());
     });
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while asked.lock().unwrap().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Wait for the server's own verdict on the first delivery: a redirect it did not
+    // follow is a failed attempt; one it followed would have reached `elsewhere` and
+    // been logged as delivered.
+    let verdict = rt.block_on(async {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let log: serde_json::Value = reqwest::Client::new()
+                .get(format!("{}/v1/sys/subscriptions/hook/deliveries", server.url))
+                .bearer_auth(harness::TOKEN)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if let Some(first) = log["deliveries"].as_array().and_then(|d| d.last()) {
+                break first.clone();
+            }
+            assert!(Instant::now() < deadline, "no delivery was attempted");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    });
+    assert_eq!(verdict["status"], "failed", "{verdict}");
+    assert!(!hook.requests().is_empty());
     assert!(
-        !asked.lock().unwrap().is_empty(),
-        "the hook was never called"
-    );
-    std::thread::sleep(Duration::from_millis(1500));
-    assert!(
-        stolen.lock().unwrap().is_empty(),
+        elsewhere.requests().is_empty(),
         "the signed event went to the redirect's target: {:?}",
-        stolen.lock().unwrap()
+        elsewhere.requests()
     );
 }
 

@@ -7,12 +7,12 @@
 
 use crate::harness::{self, client, dev, runtime, text};
 use rotor_client::{HookTarget, NewSubscription};
+use rotor_testkit::WebhookReceiver;
 use serde_json::Value;
 use std::io::{BufRead as _, BufReader};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn rotor(server: &harness::Server, args: &[&str]) -> Output {
     Command::new(harness::bin())
@@ -157,84 +157,12 @@ fn rotor_watch_prints_a_change_within_a_second() {
     );
 }
 
-/// A request as the receiver got it: lowercased headers, and the body.
-type Request = (String, Vec<u8>);
-
-/// An HTTP receiver for webhooks: answers 200 and keeps what it got.
-#[derive(Clone, Default)]
-struct Receiver {
-    got: Arc<Mutex<Vec<Request>>>,
-}
-
-impl Receiver {
-    /// Accepts on `listener` until the runtime ends.
-    fn serve(&self, rt: &tokio::runtime::Runtime, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let got = self.got.clone();
-        rt.spawn(async move {
-            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-            loop {
-                let Ok((mut sock, _)) = listener.accept().await else {
-                    return;
-                };
-                let got = got.clone();
-                tokio::spawn(async move {
-                    if let Some(request) = read_request(&mut sock).await {
-                        got.lock().unwrap().push(request);
-                        let _ = sock
-                            .write_all(
-                                b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-                            )
-                            .await;
-                    }
-                });
-            }
-        });
-    }
-
-    fn events(&self) -> Vec<Value> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(_, body)| serde_json::from_slice(body).unwrap())
-            .collect()
-    }
-
-    fn seqs(&self) -> Vec<i64> {
-        self.events()
-            .iter()
-            .map(|e| e["seq"].as_i64().unwrap())
-            .collect()
-    }
-}
-
-async fn read_request(sock: &mut tokio::net::TcpStream) -> Option<Request> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    loop {
-        let n = sock.read(&mut chunk).await.ok()?;
-        if n == 0 {
-            return None;
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let headers = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-            let len: usize = headers
-                .lines()
-                .find_map(|l| l.strip_prefix("content-length:"))
-                .and_then(|v| v.trim().parse().ok())
-                .unwrap_or(0);
-            while buf.len() < end + 4 + len {
-                let n = sock.read(&mut chunk).await.ok()?;
-                if n == 0 {
-                    return None;
-                }
-                buf.extend_from_slice(&chunk[..n]);
-            }
-            return Some((headers, buf[end + 4..end + 4 + len].to_vec()));
-        }
-    }
+/// The events a receiver accepted, as JSON, and their sequence numbers.
+fn seqs(rx: &WebhookReceiver) -> Vec<i64> {
+    rx.accepted_json()
+        .iter()
+        .map(|e| e["seq"].as_i64().unwrap())
+        .collect()
 }
 
 fn header<'a>(headers: &'a str, name: &str) -> &'a str {
@@ -259,10 +187,8 @@ fn a_webhook_added_with_the_cli_gets_signed_events_and_logs_them() {
     let server = dev(dir.path());
     let c = client(&server);
     let rt = runtime();
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/hook", listener.local_addr().unwrap());
-    let rx = Receiver::default();
-    rx.serve(&rt, listener);
+    let rx = WebhookReceiver::start().unwrap();
+    let url = format!("{}/hook", rx.url());
 
     let added = json_of(
         &server,
@@ -307,9 +233,10 @@ fn a_webhook_added_with_the_cli_gets_signed_events_and_logs_them() {
     rt.block_on(c.create("/other/b", Some(&text("two")), None, &[], None))
         .unwrap();
     until("the webhook call", Duration::from_secs(10), || {
-        !rx.events().is_empty()
+        !rx.accepted_json().is_empty()
     });
-    let (headers, body) = rx.got.lock().unwrap()[0].clone();
+    let first = rx.requests()[0].clone();
+    let (headers, body) = (first.headers, first.body);
     let mut signed = header(&headers, "x-rotor-timestamp").as_bytes().to_vec();
     signed.push(b'.');
     signed.extend_from_slice(&body);
@@ -439,11 +366,10 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
     server.child.wait().unwrap();
 
     // The target comes back; so does the server, over the same data.
-    let rx = Receiver::default();
-    rx.serve(
-        &rt,
+    let rx = WebhookReceiver::on(
         std::net::TcpListener::bind(("127.0.0.1", port)).expect("the target's port is free again"),
-    );
+    )
+    .unwrap();
     let server = launch(dir.path());
     let c = client(&server);
     let expected: Vec<i64> = rt.block_on(c.events("/app/", Some(0), 0)).unwrap()["events"]
@@ -455,9 +381,9 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
     assert_eq!(expected.len(), 7, "created, its version, five puts");
     let last = *expected.last().unwrap();
     until("the backlog", Duration::from_secs(20), || {
-        rx.seqs().contains(&last)
+        seqs(&rx).contains(&last)
     });
-    assert_eq!(rx.seqs(), expected, "every event, once each, in order");
+    assert_eq!(seqs(&rx), expected, "every event, once each, in order");
     // The server logs a delivery once the target has answered: wait for the last.
     until("the last delivery logged", Duration::from_secs(20), || {
         rt.block_on(c.deliveries("backlog", 100, false)).unwrap()["deliveries"]
