@@ -402,7 +402,10 @@ fn a_webhook_redirect_is_not_followed() {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
             let log: serde_json::Value = reqwest::Client::new()
-                .get(format!("{}/v1/sys/subscriptions/hook/deliveries", server.url))
+                .get(format!(
+                    "{}/v1/sys/subscriptions/hook/deliveries",
+                    server.url
+                ))
                 .bearer_auth(harness::TOKEN)
                 .send()
                 .await
