@@ -4,13 +4,13 @@
 //! to a local command.
 
 use crate::fixtures;
-use rotor_testkit::{Answer, WebhookReceiver};
 use rotor_core::ErrorKind;
 use rotor_core::policy::{Capability, Effect, Statement};
 use rotor_core::value::SecretValue;
 use rotor_engine::events::{Events, NewSubscription, Settings, Target};
 use rotor_engine::{AccessService, Caller, CreateSecret, PutValue, SecretService, Session};
 use rotor_store::Mutation;
+use rotor_testkit::{Answer, WebhookReceiver};
 use secrecy::ExposeSecret;
 use std::sync::Arc;
 use std::time::Duration;
