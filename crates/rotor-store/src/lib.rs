@@ -20,6 +20,7 @@
 pub mod conformance;
 mod migrate;
 pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};

@@ -28,7 +28,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
-use rotor_core::model::{RotationRecord, SecretMeta, Tag, VersionMeta};
+use rotor_core::model::{RotationRecord, SecretMeta, VersionMeta};
 use rotor_core::{Error, Result};
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{Row as _, Transaction};
@@ -279,27 +279,6 @@ fn get<'r, T: sqlx::Decode<'r, Postgres> + sqlx::Type<Postgres>>(
     row.try_get(column).map_err(db_error)
 }
 
-fn meta_from_row(row: &PgRow) -> Result<SecretMeta> {
-    let tags: String = get(row, "tags")?;
-    let tags: Vec<Tag> = serde_json::from_str(&tags)
-        .map_err(|_| Error::internal("stored tags are not valid JSON"))?;
-    Ok(SecretMeta {
-        id: get(row, "id")?,
-        name: get(row, "name")?,
-        arn: get(row, "arn")?,
-        description: get(row, "description")?,
-        kms_key_id: get(row, "kms_key_id")?,
-        tags,
-        created: from_millis(get(row, "created_at")?),
-        last_changed: from_millis(get(row, "last_changed_at")?),
-        deletion_date: get::<Option<i64>>(row, "deletion_date")?.map(from_millis),
-        deleted_date: get::<Option<i64>>(row, "deleted_date")?.map(from_millis),
-        rotation: rotation::meta_from_row(row)?,
-        replica_of: get(row, "replica_of")?,
-        source_deleted: get::<i64>(row, "source_deleted")? != 0,
-    })
-}
-
 /// The secret's metadata, its row locked until the transaction ends: every mutation
 /// of a secret goes through here (or [`lock_secret`]) before reading anything else.
 async fn lock_meta(c: &mut Change, id: i64) -> Tx<SecretMeta> {
@@ -309,7 +288,7 @@ async fn lock_meta(c: &mut Change, id: i64) -> Tx<SecretMeta> {
         .await
         .map_err(db)?
         .ok_or_else(|| Error::not_found("Secrets Manager can't find the specified secret."))?;
-    Ok(meta_from_row(&row)?)
+    Ok(crate::rows::secret_meta(&row)?)
 }
 
 /// Locks the secret's row until the transaction ends; whether it exists.
@@ -472,7 +451,7 @@ async fn create_secret(c: &mut Change, mutation: Mutation, now: DateTime<Utc>) -
         .await
         .map_err(db)?;
     if let Some(row) = existing {
-        let meta = meta_from_row(&row)?;
+        let meta = crate::rows::secret_meta(&row)?;
         if meta.is_deleted() {
             return Err(Error::invalid_request(format!(
                 "You can't create this secret because a secret with the name {name} is already scheduled for deletion."
@@ -883,7 +862,7 @@ impl PgStore {
         .await
         .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
-        let meta = meta_from_row(&row)?;
+        let meta = crate::rows::secret_meta(&row)?;
         // Labeled versions only: their number does not grow with deprecated ones.
         let rows = sqlx::query(
             "SELECT v.version_id, v.created_at, v.ciphertext, v.wrapped_key, v.algorithm, v.key_id, v.digest,
@@ -971,7 +950,7 @@ impl PgStore {
         }
         rows.iter()
             .map(|row| {
-                let meta = meta_from_row(row)?;
+                let meta = crate::rows::secret_meta(row)?;
                 let stages = stages
                     .remove(&meta.id)
                     .unwrap_or_default()

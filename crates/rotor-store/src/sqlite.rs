@@ -14,7 +14,7 @@ use crate::{
 };
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
-use rotor_core::model::{RotationRecord, SecretMeta, Tag, VersionMeta};
+use rotor_core::model::{RotationRecord, SecretMeta, VersionMeta};
 use rotor_core::{Error, Result};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
@@ -375,34 +375,6 @@ async fn run_batch(
     }
 }
 
-fn meta_from_row(row: &SqliteRow) -> Result<SecretMeta> {
-    let get_err = |e: sqlx::Error| db_error(e);
-    let tags: String = row.try_get("tags").map_err(get_err)?;
-    let tags: Vec<Tag> = serde_json::from_str(&tags)
-        .map_err(|_| Error::internal("stored tags are not valid JSON"))?;
-    Ok(SecretMeta {
-        id: row.try_get("id").map_err(get_err)?,
-        name: row.try_get("name").map_err(get_err)?,
-        arn: row.try_get("arn").map_err(get_err)?,
-        description: row.try_get("description").map_err(get_err)?,
-        kms_key_id: row.try_get("kms_key_id").map_err(get_err)?,
-        tags,
-        created: from_millis(row.try_get("created_at").map_err(get_err)?),
-        last_changed: from_millis(row.try_get("last_changed_at").map_err(get_err)?),
-        deletion_date: row
-            .try_get::<Option<i64>, _>("deletion_date")
-            .map_err(get_err)?
-            .map(from_millis),
-        deleted_date: row
-            .try_get::<Option<i64>, _>("deleted_date")
-            .map_err(get_err)?
-            .map(from_millis),
-        rotation: rotation::meta_from_row(row)?,
-        replica_of: row.try_get("replica_of").map_err(get_err)?,
-        source_deleted: row.try_get::<i64, _>("source_deleted").map_err(get_err)? != 0,
-    })
-}
-
 async fn meta_by_id(conn: &mut SqliteConnection, id: i64) -> Result<SecretMeta> {
     let row = sqlx::query("SELECT * FROM secrets WHERE id = ?")
         .bind(id)
@@ -410,7 +382,7 @@ async fn meta_by_id(conn: &mut SqliteConnection, id: i64) -> Result<SecretMeta> 
         .await
         .map_err(db_error)?
         .ok_or_else(|| Error::not_found("Secrets Manager can't find the specified secret."))?;
-    meta_from_row(&row)
+    crate::rows::secret_meta(&row)
 }
 
 fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
@@ -599,7 +571,7 @@ async fn apply(
                 .await
                 .map_err(db_error)?;
             if let Some(row) = existing {
-                let meta = meta_from_row(&row)?;
+                let meta = crate::rows::secret_meta(&row)?;
                 if meta.is_deleted() {
                     return Err(Error::invalid_request(format!(
                         "You can't create this secret because a secret with the name {name} is already scheduled for deletion."
@@ -917,7 +889,7 @@ impl SqliteStore {
         .await
         .map_err(db_error)?;
         let Some(row) = row else { return Ok(None) };
-        let meta = meta_from_row(&row)?;
+        let meta = crate::rows::secret_meta(&row)?;
         // Labeled versions only: their number does not grow with deprecated ones.
         let rows = sqlx::query(
             "SELECT v.version_id, v.created_at, v.ciphertext, v.wrapped_key, v.algorithm, v.key_id, v.digest,
@@ -1008,7 +980,7 @@ impl SqliteStore {
         }
         rows.iter()
             .map(|row| {
-                let meta = meta_from_row(row)?;
+                let meta = crate::rows::secret_meta(row)?;
                 let stages = stages
                     .remove(&meta.id)
                     .unwrap_or_default()

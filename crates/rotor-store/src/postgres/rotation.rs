@@ -5,30 +5,13 @@ use super::{
     Change, Tx, board, db, db_error, get, lock_meta, lock_secret, refuse_if_deleted, save_labels,
     taken,
 };
+use crate::rows::{rotation_record, select_rotations, steps_json};
 use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::AWSPENDING;
-use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, Step, StepRun};
+use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus};
 use rotor_core::{Error, Result};
-use sqlx::postgres::{PgPool, PgRow};
-
-fn time(row: &PgRow, column: &str) -> Result<Option<DateTime<Utc>>> {
-    Ok(get::<Option<i64>>(row, column)?.map(from_millis))
-}
-
-/// The rotation columns of a `secrets` row.
-pub(super) fn meta_from_row(row: &PgRow) -> Result<RotationMeta> {
-    Ok(RotationMeta {
-        enabled: get::<i64>(row, "rotation_enabled")? != 0,
-        rotator: get(row, "rotator")?,
-        rules: get(row, "rotation_rules")?,
-        last_rotated: time(row, "last_rotated_at")?,
-        next_rotation: time(row, "next_rotation_at")?,
-        due: time(row, "rotation_due_at")?,
-        failed: get(row, "rotation_failed")?,
-        principal: get(row, "rotation_principal")?,
-    })
-}
+use sqlx::postgres::PgPool;
 
 async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     sqlx::query(
@@ -49,45 +32,6 @@ async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     .await
     .map_err(db)?;
     Ok(())
-}
-
-/// A query over rotations with their secret's name.
-macro_rules! select {
-    ($rest:literal) => {
-        concat!(
-            "SELECT r.*, s.name AS secret_name FROM rotations r JOIN secrets s ON s.id = r.secret_id ",
-            $rest
-        )
-    };
-}
-
-fn record_from_row(row: &PgRow) -> Result<RotationRecord> {
-    let status: String = get(row, "status")?;
-    let step: String = get(row, "step")?;
-    let steps: String = get(row, "steps")?;
-    Ok(RotationRecord {
-        secret: get(row, "secret_id")?,
-        name: get(row, "secret_name")?,
-        token: get(row, "token")?,
-        rotator: get(row, "rotator")?,
-        status: RotationStatus::parse(&status)
-            .ok_or_else(|| Error::internal("a stored rotation has an unknown status"))?,
-        step: Step::parse(&step)
-            .ok_or_else(|| Error::internal("a stored rotation has an unknown step"))?,
-        attempt: get(row, "attempt")?,
-        started: from_millis(get(row, "started_at")?),
-        updated: from_millis(get(row, "updated_at")?),
-        finished: time(row, "finished_at")?,
-        resume_at: time(row, "resume_at")?,
-        error: get(row, "error")?,
-        steps: serde_json::from_str::<Vec<StepRun>>(&steps)
-            .map_err(|_| Error::internal("a stored rotation has unreadable steps"))?,
-        epoch: get(row, "epoch")?,
-    })
-}
-
-fn steps_json(record: &RotationRecord) -> Result<String> {
-    serde_json::to_string(&record.steps).map_err(|_| Error::internal("steps could not be encoded"))
 }
 
 async fn start(c: &mut Change, r: RotationRecord, now: DateTime<Utc>) -> Tx<Outcome> {
@@ -310,20 +254,20 @@ pub(super) async fn rotation(
     secret: i64,
     token: &str,
 ) -> Result<Option<RotationRecord>> {
-    sqlx::query(select!("WHERE r.secret_id = $1 AND r.token = $2"))
+    sqlx::query(select_rotations!("WHERE r.secret_id = $1 AND r.token = $2"))
         .bind(secret)
         .bind(token)
         .fetch_optional(pool)
         .await
         .map_err(db_error)?
         .as_ref()
-        .map(record_from_row)
+        .map(rotation_record)
         .transpose()
 }
 
 /// The last `limit` rotations of `secret`, newest first.
 pub(super) async fn history(pool: &PgPool, secret: i64, limit: i64) -> Result<Vec<RotationRecord>> {
-    sqlx::query(select!(
+    sqlx::query(select_rotations!(
         "WHERE r.secret_id = $1 ORDER BY r.id DESC LIMIT $2"
     ))
     .bind(secret)
@@ -332,19 +276,21 @@ pub(super) async fn history(pool: &PgPool, secret: i64, limit: i64) -> Result<Ve
     .await
     .map_err(db_error)?
     .iter()
-    .map(record_from_row)
+    .map(rotation_record)
     .collect()
 }
 
 /// Every running rotation.
 pub(super) async fn running(pool: &PgPool) -> Result<Vec<RotationRecord>> {
-    sqlx::query(select!("WHERE r.status = 'running' ORDER BY r.id"))
-        .fetch_all(pool)
-        .await
-        .map_err(db_error)?
-        .iter()
-        .map(record_from_row)
-        .collect()
+    sqlx::query(select_rotations!(
+        "WHERE r.status = 'running' ORDER BY r.id"
+    ))
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?
+    .iter()
+    .map(rotation_record)
+    .collect()
 }
 
 /// Secrets due for rotation at `now`, and the next due time after them.
