@@ -127,3 +127,93 @@ where
 pub(crate) fn steps_json(record: &RotationRecord) -> Result<String> {
     serde_json::to_string(&record.steps).map_err(|_| Error::internal("steps could not be encoded"))
 }
+
+/// An `events` row.
+pub(crate) fn event<'r, R>(r: &'r R) -> Result<crate::Event>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::Event {
+        seq: get(r, "seq")?,
+        at: from_millis(get(r, "at")?),
+        kind: get(r, "kind")?,
+        secret: get(r, "secret")?,
+        detail: get(r, "detail")?,
+    })
+}
+
+/// A `replication_rules` row.
+pub(crate) fn rule<'r, R>(r: &'r R) -> Result<crate::RuleRow>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::RuleRow {
+        name: get(r, "name")?,
+        kind: get(r, "kind")?,
+        source: get(r, "source")?,
+        destination: get(r, "destination")?,
+        template: get(r, "template")?,
+        created: from_millis(get(r, "created_at")?),
+        created_by: get(r, "created_by")?,
+    })
+}
+
+/// A `subscriptions` row, its signing key still sealed.
+pub(crate) fn subscription<'r, R>(r: &'r R) -> Result<crate::SubscriptionRow>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kinds: String = get(r, "kinds")?;
+    let ciphertext: Option<Vec<u8>> = get(r, "key_ciphertext")?;
+    let key = match ciphertext {
+        Some(ciphertext) => Some(crate::SealedValue {
+            ciphertext,
+            wrapped_key: get(r, "key_wrapped")?,
+            algorithm: get(r, "key_algorithm")?,
+            key_id: get(r, "key_id")?,
+            digest: Vec::new(),
+        }),
+        None => None,
+    };
+    Ok(crate::SubscriptionRow {
+        name: get(r, "name")?,
+        prefix: get(r, "prefix")?,
+        kinds: serde_json::from_str(&kinds)
+            .map_err(|_| Error::internal("stored event kinds are not valid JSON"))?,
+        target_kind: get(r, "target_kind")?,
+        target: get(r, "target")?,
+        key,
+        cursor: get(r, "cursor")?,
+        created: from_millis(get(r, "created_at")?),
+        created_by: get(r, "created_by")?,
+    })
+}
+
+/// A `deliveries` row.
+pub(crate) fn delivery<'r, R>(r: &'r R) -> Result<crate::DeliveryRow>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    Ok(crate::DeliveryRow {
+        id: get(r, "id")?,
+        subscription: get(r, "subscription")?,
+        seq: get(r, "seq")?,
+        attempt: get(r, "attempt")?,
+        status: get(r, "status")?,
+        at: from_millis(get(r, "at")?),
+        error: get(r, "error")?,
+    })
+}

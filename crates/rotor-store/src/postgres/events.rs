@@ -1,8 +1,8 @@
 //! The events outbox, replication rules and subscriptions on PostgreSQL, and how
 //! each node's event feed learns of events committed on other nodes.
 
-use super::{Change, FEED_POLL, Tx, db, db_error, get, taken};
-use crate::{DeliveryRow, Event, Outcome, RuleRow, SealedValue, SubscriptionRow, from_millis};
+use super::{Change, FEED_POLL, Tx, db, db_error, taken};
+use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, Result};
 use sqlx::postgres::{PgListener, PgPool};
@@ -159,15 +159,7 @@ pub(super) async fn events(pool: &PgPool, after: i64, limit: i64) -> Result<Vec<
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            Ok(Event {
-                seq: get(r, "seq")?,
-                at: from_millis(get(r, "at")?),
-                kind: get(r, "kind")?,
-                secret: get(r, "secret")?,
-                detail: get(r, "detail")?,
-            })
-        })
+        .map(crate::rows::event)
         .collect()
 }
 
@@ -178,17 +170,7 @@ pub(super) async fn rules(pool: &PgPool) -> Result<Vec<RuleRow>> {
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            Ok(RuleRow {
-                name: get(r, "name")?,
-                kind: get(r, "kind")?,
-                source: get(r, "source")?,
-                destination: get(r, "destination")?,
-                template: get(r, "template")?,
-                created: from_millis(get(r, "created_at")?),
-                created_by: get(r, "created_by")?,
-            })
-        })
+        .map(crate::rows::rule)
         .collect::<Result<Vec<_>>>()?;
     // By byte, as SQLite orders them, whatever the database's collation.
     all.sort_by(|a, b| a.name.cmp(&b.name));
@@ -202,32 +184,7 @@ pub(super) async fn subscriptions(pool: &PgPool) -> Result<Vec<SubscriptionRow>>
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            let kinds: String = get(r, "kinds")?;
-            let ciphertext: Option<Vec<u8>> = get(r, "key_ciphertext")?;
-            let key = match ciphertext {
-                Some(ciphertext) => Some(SealedValue {
-                    ciphertext,
-                    wrapped_key: get(r, "key_wrapped")?,
-                    algorithm: get(r, "key_algorithm")?,
-                    key_id: get(r, "key_id")?,
-                    digest: Vec::new(),
-                }),
-                None => None,
-            };
-            Ok(SubscriptionRow {
-                name: get(r, "name")?,
-                prefix: get(r, "prefix")?,
-                kinds: serde_json::from_str(&kinds)
-                    .map_err(|_| Error::internal("stored event kinds are not valid JSON"))?,
-                target_kind: get(r, "target_kind")?,
-                target: get(r, "target")?,
-                key,
-                cursor: get(r, "cursor")?,
-                created: from_millis(get(r, "created_at")?),
-                created_by: get(r, "created_by")?,
-            })
-        })
+        .map(crate::rows::subscription)
         .collect::<Result<Vec<_>>>()?;
     all.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(all)
@@ -247,17 +204,7 @@ pub(super) async fn deliveries(
     .await
     .map_err(db_error)?
     .iter()
-    .map(|r| {
-        Ok(DeliveryRow {
-            id: get(r, "id")?,
-            subscription: get(r, "subscription")?,
-            seq: get(r, "seq")?,
-            attempt: get(r, "attempt")?,
-            status: get(r, "status")?,
-            at: from_millis(get(r, "at")?),
-            error: get(r, "error")?,
-        })
-    })
+    .map(crate::rows::delivery)
     .collect()
 }
 

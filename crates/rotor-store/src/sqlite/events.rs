@@ -1,20 +1,10 @@
 //! The events outbox, replication rules and subscriptions on SQLite.
 
 use super::db_error;
-use crate::{
-    DeliveryRow, Event, Outcome, RuleRow, SealedValue, SubscriptionRow, from_millis, millis,
-};
+use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, ErrorKind, Result};
-use sqlx::Row as _;
-use sqlx::sqlite::{SqliteConnection, SqliteRow};
-
-fn get<'r, T: sqlx::Decode<'r, sqlx::Sqlite> + sqlx::Type<sqlx::Sqlite>>(
-    row: &'r SqliteRow,
-    column: &str,
-) -> Result<T> {
-    row.try_get(column).map_err(db_error)
-}
+use sqlx::sqlite::SqliteConnection;
 
 /// Appends one event in the current transaction.
 pub(super) async fn emit(
@@ -78,15 +68,7 @@ pub(super) async fn events(
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            Ok(Event {
-                seq: get(r, "seq")?,
-                at: from_millis(get(r, "at")?),
-                kind: get(r, "kind")?,
-                secret: get(r, "secret")?,
-                detail: get(r, "detail")?,
-            })
-        })
+        .map(crate::rows::event)
         .collect()
 }
 
@@ -96,17 +78,7 @@ pub(super) async fn rules(conn: &mut SqliteConnection) -> Result<Vec<RuleRow>> {
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            Ok(RuleRow {
-                name: get(r, "name")?,
-                kind: get(r, "kind")?,
-                source: get(r, "source")?,
-                destination: get(r, "destination")?,
-                template: get(r, "template")?,
-                created: from_millis(get(r, "created_at")?),
-                created_by: get(r, "created_by")?,
-            })
-        })
+        .map(crate::rows::rule)
         .collect()
 }
 
@@ -116,32 +88,7 @@ pub(super) async fn subscriptions(conn: &mut SqliteConnection) -> Result<Vec<Sub
         .await
         .map_err(db_error)?
         .iter()
-        .map(|r| {
-            let kinds: String = get(r, "kinds")?;
-            let ciphertext: Option<Vec<u8>> = get(r, "key_ciphertext")?;
-            let key = match ciphertext {
-                Some(ciphertext) => Some(SealedValue {
-                    ciphertext,
-                    wrapped_key: get(r, "key_wrapped")?,
-                    algorithm: get(r, "key_algorithm")?,
-                    key_id: get(r, "key_id")?,
-                    digest: Vec::new(),
-                }),
-                None => None,
-            };
-            Ok(SubscriptionRow {
-                name: get(r, "name")?,
-                prefix: get(r, "prefix")?,
-                kinds: serde_json::from_str(&kinds)
-                    .map_err(|_| Error::internal("stored event kinds are not valid JSON"))?,
-                target_kind: get(r, "target_kind")?,
-                target: get(r, "target")?,
-                key,
-                cursor: get(r, "cursor")?,
-                created: from_millis(get(r, "created_at")?),
-                created_by: get(r, "created_by")?,
-            })
-        })
+        .map(crate::rows::subscription)
         .collect()
 }
 
@@ -160,17 +107,7 @@ pub(super) async fn deliveries(
     .await
     .map_err(db_error)?
     .iter()
-    .map(|r| {
-        Ok(DeliveryRow {
-            id: get(r, "id")?,
-            subscription: get(r, "subscription")?,
-            seq: get(r, "seq")?,
-            attempt: get(r, "attempt")?,
-            status: get(r, "status")?,
-            at: from_millis(get(r, "at")?),
-            error: get(r, "error")?,
-        })
-    })
+    .map(crate::rows::delivery)
     .collect()
 }
 
