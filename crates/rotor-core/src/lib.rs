@@ -40,6 +40,8 @@ pub mod schedule;
 pub mod value;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod fuzzing;
 
 pub use error::{Error, ErrorKind, Result};
