@@ -42,6 +42,9 @@ mod subscriptions;
 mod tail;
 mod watch;
 
+/// An event of the outbox, and a delivery attempt, as the store keeps them: the front
+/// doors use these names, not the store's.
+pub use rotor_store::{DeliveryRow as Delivery, Event};
 pub use subscriptions::{DEFAULT_TIMEOUT_MS, NewSubscription, SubscriptionInfo, Target};
 
 use crate::access::AccessService;
@@ -49,7 +52,7 @@ use crate::caller::Caller;
 use crate::service::SecretService;
 use rotor_core::Result;
 use rotor_core::policy::Capability;
-use rotor_store::{Event, Store};
+use rotor_store::Store;
 use serde_json::{Value, json};
 use std::sync::Arc;
 use std::time::Duration;

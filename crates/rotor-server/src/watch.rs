@@ -26,9 +26,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
 use chrono::{DateTime, Utc};
-use rotor_engine::events::{self, Events, NewSubscription, SubscriptionInfo, Target};
+use rotor_engine::events::{
+    self, Delivery, Event, Events, NewSubscription, SubscriptionInfo, Target,
+};
 use rotor_engine::{Caller, Session};
-use rotor_store::{DeliveryRow, Event};
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -259,7 +260,7 @@ fn subscription_json(s: &SubscriptionInfo) -> Value {
            "created_by": s.created_by})
 }
 
-fn delivery_json(d: &DeliveryRow) -> Value {
+fn delivery_json(d: &Delivery) -> Value {
     json!({"id": d.id, "seq": d.seq, "attempt": d.attempt, "status": d.status,
            "at": time(d.at), "error": d.error})
 }
