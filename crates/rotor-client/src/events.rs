@@ -35,7 +35,7 @@ pub struct NewSubscription {
 
 /// One message of a Server-Sent Events stream.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Message {
+pub(crate) struct Message {
     id: Option<String>,
     event: Option<String>,
     data: String,
@@ -43,14 +43,14 @@ struct Message {
 
 /// Splits a Server-Sent Events byte stream into messages, whatever the chunking.
 #[derive(Debug, Default)]
-struct SseParser {
+pub(crate) struct SseParser {
     buf: Vec<u8>,
     current: Message,
     has_data: bool,
 }
 
 impl SseParser {
-    fn push(&mut self, bytes: &[u8]) -> Vec<Message> {
+    pub(crate) fn push(&mut self, bytes: &[u8]) -> Vec<Message> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
         while let Some(end) = self.buf.iter().position(|&b| b == b'\n') {

@@ -22,6 +22,9 @@ pub mod reference;
 pub mod resolver;
 pub mod webhook;
 
+#[cfg(test)]
+mod fuzz_tests;
+
 pub use events::{HookTarget, NewSubscription, Watch};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
