@@ -40,6 +40,8 @@ pub mod rotation;
 mod service;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod fuzzing;
 
 pub use access::{
