@@ -13,19 +13,6 @@ use crate::reference::{ConfigValue, MAX_TTL_SECS, Reference, Version};
 use crate::webhook;
 use proptest::prelude::*;
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or 256.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// One edit of a byte string.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -120,7 +107,7 @@ fn check_parsed(source: &str, r: &Reference) -> Result<(), TestCaseError> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Valid references, edited byte by byte: an error names a part and a place in
     /// the text, or the reference round-trips through its canonical form.
@@ -178,7 +165,7 @@ const KEY: &[u8] = b"webhook signing key";
 const NOW: i64 = 1_700_000_000;
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Any timestamp and signature header over any body: an error or Ok, never a
     /// panic, and only the true signature of a fresh timestamp passes.
@@ -256,7 +243,7 @@ fn sse_stream() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Any byte stream splits into the same messages whatever its chunking.
     #[test]

@@ -17,19 +17,6 @@ use chrono::{DateTime, Utc};
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or 256.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// One edit of a string, by character.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -133,7 +120,7 @@ fn rules() -> impl Strategy<Value = RotationRules> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Edited valid schedules parse or are refused; one that parses prints back to
     /// itself, and its windows, followed one after another, open strictly later each
@@ -198,7 +185,7 @@ fn meta(name: &str, description: Option<String>, tags: Vec<(String, String)>) ->
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Edited secret names and ARNs: a name that validates is also a `SecretRef`
     /// name; an ARN's resource is the text after `:secret:`.
@@ -334,7 +321,7 @@ fn path() -> impl Strategy<Value = String> {
 const CAPABILITIES: &[Capability] = &Capability::ALL;
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Glob matching agrees with the reference matcher on any glob and path.
     #[test]

@@ -13,19 +13,6 @@ use crate::schedule::{RotationRules, Schedule};
 use chrono::{DateTime, Duration, Utc};
 use proptest::prelude::*;
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or a count the test command affords.
-pub(crate) fn config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Text that looks like a schedule expression often enough to reach deep into the
 /// parser, and arbitrary text otherwise.
 fn expression() -> impl Strategy<Value = String> {
@@ -55,7 +42,7 @@ fn at(secs: i64) -> DateTime<Utc> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     #[test]
     fn fuzz_schedules_parse_or_refuse_and_next_windows_move_forward(

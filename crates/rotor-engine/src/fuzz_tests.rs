@@ -12,19 +12,6 @@ use crate::replication::{Kind, Piece, Rule, Template, check_new};
 use proptest::prelude::*;
 use std::time::{Duration, Instant};
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or 256.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// One edit of a string, by character.
 #[derive(Debug, Clone)]
 enum Edit {
@@ -117,7 +104,7 @@ fn value_of(path: &str, mode: u8) -> Option<String> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Edited valid templates: parse or are refused; one that parses has sources
     /// that are secret names, writes back out to text that parses to the same
@@ -183,7 +170,7 @@ fn rule() -> impl Strategy<Value = (String, Kind, Option<String>, String, Option
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Edited rules: built or refused; a built copy rule maps its source onto its
     /// destination and back; checking it against existing rules answers quickly, and

@@ -5,18 +5,6 @@
 use crate::replication::Template;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Template-like text: literals (some multi-byte), `$`, `$$`, references with
 /// fields and modifiers, and unclosed ones.
 fn template() -> impl Strategy<Value = String> {
@@ -32,7 +20,7 @@ fn template() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     #[test]
     fn fuzz_merge_templates_parse_or_refuse_and_render(

@@ -784,7 +784,10 @@ async fn subscriptions_need_admin_and_deliver_what_their_owner_may_see() {
     let before = rx.inner.requests().len();
     create(&w, "/app/after-delete", "z").await;
     let last = w.events.last_seq().await.unwrap();
-    until("the probe's delivery", async || probe.seqs().contains(&last)).await;
+    until("the probe's delivery", async || {
+        probe.seqs().contains(&last)
+    })
+    .await;
     assert_eq!(
         rx.inner.requests().len(),
         before,

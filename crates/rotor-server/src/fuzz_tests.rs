@@ -22,19 +22,6 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tower::ServiceExt as _;
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or 256.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 const AKID: &str = "AKIDFUZZROOT";
 const SECRET: &str = "fuzz-root-secret-access-key";
 const TOKEN: &str = "fuzz-root-token";
@@ -320,7 +307,7 @@ fn authorization() -> impl Strategy<Value = Vec<u8>> {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Any `Authorization`, `X-Amz-Date` and `x-amz-content-sha256`, over any body:
     /// an error or a verification, never a panic; only the true signature verifies.
@@ -567,7 +554,7 @@ fn aws_templates() -> Vec<Value> {
 static AWS_SERVERS: Servers = Servers::new();
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Signed `POST /` requests for every operation with arbitrary and edited JSON
     /// bodies: never a panic, never a 500, never a 401 (they are signed), and every
@@ -749,7 +736,7 @@ fn query_string() -> impl Strategy<Value = String> {
 static NATIVE_SERVERS: Servers = Servers::new();
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Every `/v1` route with arbitrary path parameters, query strings and JSON
     /// bodies, as root: never a panic, never a 500; an error in JSON is

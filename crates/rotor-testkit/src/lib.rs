@@ -23,11 +23,13 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod fuzz;
 mod mariadb;
 mod postgres;
 mod process;
 mod webhook;
 
+pub use fuzz::fuzz_config;
 pub use mariadb::MariaDb;
 pub use postgres::PgServer;
 pub use webhook::{Answer, Received, WebhookReceiver};

@@ -5,18 +5,6 @@
 use crate::reference::Reference;
 use proptest::prelude::*;
 
-fn config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// Reference-like text: `{vault://NAME/RESOURCE/KEY?OPTS#VERSION}` with every part
 /// drawn from what tends to break URL splitting (percent escapes, empty parts,
 /// repeated separators, multi-byte characters).
@@ -47,7 +35,7 @@ fn reference() -> impl Strategy<Value = String> {
 }
 
 proptest! {
-    #![proptest_config(config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     #[test]
     fn fuzz_references_parse_or_refuse(text in prop_oneof![reference(), ".{0,60}"]) {

@@ -17,19 +17,6 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// The cases per property: `ROTOR_FUZZ_CASES`, or 256.
-fn fuzz_config() -> ProptestConfig {
-    let cases = std::env::var("ROTOR_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(256);
-    ProptestConfig {
-        cases,
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 /// What every case shares: a runtime, a vault directory with a few secrets, and a
 /// resolver over it (vault `files`) and over the environment (vault `env`).
 struct Fixture {
@@ -178,7 +165,7 @@ fn fresh_name() -> String {
 }
 
 proptest! {
-    #![proptest_config(fuzz_config())]
+    #![proptest_config(rotor_testkit::fuzz_config())]
 
     /// Any template text compiles or is refused; one that compiles renders or fails,
     /// never panics, and reports every reference it used.
