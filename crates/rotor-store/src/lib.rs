@@ -18,6 +18,7 @@
 #![deny(missing_docs)]
 
 pub mod conformance;
+mod errors;
 mod migrate;
 pub mod postgres;
 mod rows;
@@ -672,6 +673,27 @@ pub(crate) fn prune_horizon(total: usize, now: DateTime<Utc>) -> DateTime<Utc> {
     } else {
         now - chrono::Duration::hours(rotor_core::label::MIN_PRUNE_AGE_HOURS)
     }
+}
+
+/// `tags` merged into the secret's own: a new key is added, a known one takes the new
+/// value. Refused past [`rotor_core::model::MAX_TAGS`].
+pub(crate) fn merge_tags(meta: &mut SecretMeta, tags: Vec<Tag>) -> Result<()> {
+    for tag in tags {
+        match meta.tags.iter_mut().find(|t| t.key == tag.key) {
+            Some(t) => t.value = tag.value,
+            None => meta.tags.push(tag),
+        }
+    }
+    if meta.tags.len() > rotor_core::model::MAX_TAGS {
+        return Err(rotor_core::Error::new(
+            rotor_core::ErrorKind::LimitExceeded,
+            format!(
+                "A secret can have at most {} tags",
+                rotor_core::model::MAX_TAGS
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn millis(t: DateTime<Utc>) -> i64 {

@@ -21,6 +21,7 @@
 //! `schema_migrations`, so nodes starting together apply each migration once. No
 //! advisory locks: PostgreSQL-wire engines such as CockroachDB treat them as no-ops.
 
+use crate::errors::{refuse_if_deleted, refuse_if_deleted_date};
 use crate::{
     AccessSnapshot, BoxFuture, DeliveryRow, DueRotations, Event, Lookup, Mutation, Outcome,
     RotatorRow, RuleRow, SealedValue, SecretRecord, SecretSummary, Store, StoredVersion,
@@ -76,19 +77,13 @@ impl Drop for PgStore {
     }
 }
 
-/// Logs a database error and turns it into an internal error that says nothing about
-/// the data. A unique-constraint violation is the client's doing: `ResourceExists`.
+/// A database error as both backends tell it ([`crate::errors::db_error`]), except
+/// that a closed pool means the store is shutting down.
 pub(crate) fn db_error(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return Error::exists("The resource already exists");
-    }
     if let sqlx::Error::PoolClosed = e {
         return shutting_down();
     }
-    tracing::error!(error = %e, "database error");
-    Error::internal("The store failed to complete the request")
+    crate::errors::db_error(e)
 }
 
 /// What a caller hears once [`Store::close`] has begun, as from SQLite.
@@ -299,19 +294,6 @@ async fn lock_secret(c: &mut Change, id: i64) -> Tx<bool> {
         .await
         .map_err(db)?;
     Ok(found.is_some())
-}
-
-fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
-    refuse_if_deleted_date(meta.deletion_date.map(millis))
-}
-
-fn refuse_if_deleted_date(deletion_date: Option<i64>) -> Result<()> {
-    if deletion_date.is_some() {
-        return Err(Error::invalid_request(
-            "You can't perform this operation on the secret because it was marked for deletion.",
-        ));
-    }
-    Ok(())
 }
 
 /// The label board of a secret: its labeled versions only, so that its cost does not
@@ -630,22 +612,7 @@ async fn apply(c: &mut Change, mutation: Mutation, now: DateTime<Utc>) -> Tx<Out
         }
         Mutation::Tag { secret, tags } => {
             let mut meta = lock_meta(c, secret).await?;
-            for tag in tags {
-                match meta.tags.iter_mut().find(|t| t.key == tag.key) {
-                    Some(t) => t.value = tag.value,
-                    None => meta.tags.push(tag),
-                }
-            }
-            if meta.tags.len() > rotor_core::model::MAX_TAGS {
-                return Err(Error::new(
-                    rotor_core::ErrorKind::LimitExceeded,
-                    format!(
-                        "A secret can have at most {} tags",
-                        rotor_core::model::MAX_TAGS
-                    ),
-                )
-                .into());
-            }
+            crate::merge_tags(&mut meta, tags)?;
             save_tags(c, &meta, now).await
         }
         Mutation::Untag { secret, keys } => {

@@ -7,6 +7,7 @@
 //! answers each caller. One fsync then covers many writes (group commit), and a
 //! failed mutation rolls back to its savepoint without touching the others.
 
+use crate::errors::{db_error, refuse_if_deleted, refuse_if_deleted_date};
 use crate::{
     AccessSnapshot, BoxFuture, DeliveryRow, DueRotations, Event, Lookup, Mutation, NewVersion,
     Outcome, RotatorRow, RuleRow, SealedValue, SecretRecord, SecretSummary, Store, StoredVersion,
@@ -57,18 +58,6 @@ impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore").finish_non_exhaustive()
     }
-}
-
-/// Logs a database error and turns it into an internal error that says nothing about
-/// the data. A unique-constraint violation is the client's doing: `ResourceExists`.
-pub(crate) fn db_error(e: sqlx::Error) -> Error {
-    if let sqlx::Error::Database(d) = &e
-        && d.is_unique_violation()
-    {
-        return Error::exists("The resource already exists");
-    }
-    tracing::error!(error = %e, "database error");
-    Error::internal("The store failed to complete the request")
 }
 
 impl SqliteStore {
@@ -385,19 +374,6 @@ async fn meta_by_id(conn: &mut SqliteConnection, id: i64) -> Result<SecretMeta> 
     crate::rows::secret_meta(&row)
 }
 
-fn refuse_if_deleted(meta: &SecretMeta) -> Result<()> {
-    refuse_if_deleted_date(meta.deletion_date.map(millis))
-}
-
-fn refuse_if_deleted_date(deletion_date: Option<i64>) -> Result<()> {
-    if deletion_date.is_some() {
-        return Err(Error::invalid_request(
-            "You can't perform this operation on the secret because it was marked for deletion.",
-        ));
-    }
-    Ok(())
-}
-
 /// The label board of a secret: its labeled versions only, so that its cost does not
 /// grow with deprecated versions. `also` names versions to include even without
 /// labels, once checked to exist (e.g. the target of a label move).
@@ -681,21 +657,7 @@ async fn apply(
         }
         Mutation::Tag { secret, tags } => {
             let mut meta = meta_by_id(conn, secret).await?;
-            for tag in tags {
-                match meta.tags.iter_mut().find(|t| t.key == tag.key) {
-                    Some(t) => t.value = tag.value,
-                    None => meta.tags.push(tag),
-                }
-            }
-            if meta.tags.len() > rotor_core::model::MAX_TAGS {
-                return Err(Error::new(
-                    rotor_core::ErrorKind::LimitExceeded,
-                    format!(
-                        "A secret can have at most {} tags",
-                        rotor_core::model::MAX_TAGS
-                    ),
-                ));
-            }
+            crate::merge_tags(&mut meta, tags)?;
             save_tags(conn, &meta, now).await
         }
         Mutation::Untag { secret, keys } => {
