@@ -1,6 +1,6 @@
 //! Principals, policies, credentials and the audit store sink, in SQLite.
 
-use super::db_error;
+use crate::errors::db_error;
 use crate::{
     AccessKeyRow, AccessMutation, AccessSnapshot, Outcome, PrincipalRow, SealedValue, TokenRow,
     from_millis, millis,

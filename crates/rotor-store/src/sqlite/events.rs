@@ -1,6 +1,6 @@
 //! The events outbox, replication rules and subscriptions on SQLite.
 
-use super::db_error;
+use crate::errors::db_error;
 use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, ErrorKind, Result};

@@ -8,7 +8,8 @@
 //! counters with a few multi-row statements. Only a database failure can fail the
 //! writes, and then the caller rolls the whole run back.
 
-use super::{db_error, prune, refuse_if_deleted_date, save_labels};
+use super::apply::{prune, save_labels};
+use crate::errors::{db_error, refuse_if_deleted_date};
 use crate::{NewVersion, Outcome, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};

@@ -1,7 +1,8 @@
 //! Rotation on SQLite: each secret's schedule columns, the rotation records and the
 //! registered rotators.
 
-use super::{board, db_error, meta_by_id, refuse_if_deleted, save_labels};
+use super::apply::{board, meta_by_id, save_labels};
+use crate::errors::{db_error, refuse_if_deleted};
 use crate::rows::{rotation_record, select_rotations, steps_json};
 use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
 use chrono::{DateTime, Utc};
@@ -235,7 +236,7 @@ async fn save(
             let mut after = before.clone();
             after.move_label(AWSPENDING, None, Some(&r.token))?;
             save_labels(conn, &[(r.secret, &before, &after)]).await?;
-            super::touch(conn, r.secret, now).await?;
+            super::apply::touch(conn, r.secret, now).await?;
         }
     }
     Ok(Outcome::Done)
