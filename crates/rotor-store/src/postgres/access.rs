@@ -1,6 +1,8 @@
 //! Principals, policies, credentials and the audit store sink, in PostgreSQL.
 
-use super::{Change, Tx, db, db_error, get};
+use super::db_error;
+use super::queries::get;
+use super::writer::{Change, Tx, db};
 use crate::{
     AccessKeyRow, AccessMutation, AccessSnapshot, Outcome, PrincipalRow, SealedValue, TokenRow,
     from_millis, millis,

@@ -1,7 +1,8 @@
 //! The events outbox, replication rules and subscriptions on PostgreSQL, and how
 //! each node's event feed learns of events committed on other nodes.
 
-use super::{Change, FEED_POLL, Tx, db, db_error, taken};
+use super::writer::{Change, Tx, db, taken};
+use super::{FEED_POLL, db_error};
 use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, Result};

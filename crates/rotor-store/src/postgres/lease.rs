@@ -1,7 +1,7 @@
 //! Leases on PostgreSQL: the scheduler's, with its fencing epoch. Times come from
 //! the database's clock, so the nodes' clocks need not agree.
 
-use super::{Change, Tx, db};
+use super::writer::{Change, Tx, db};
 use crate::Outcome;
 use rotor_core::Error;
 

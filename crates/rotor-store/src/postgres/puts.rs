@@ -4,9 +4,10 @@
 //! then the existing digest decides between a new version, a replay and a clash, and
 //! [`LabelBoard`] moves the labels exactly as on SQLite.
 
-use super::{
-    Change, Tx, board, db, get, prune, refuse_if_deleted_date, save_labels, stored_digest,
-};
+use super::apply::{board, prune, save_labels, stored_digest};
+use super::queries::get;
+use super::writer::{Change, Tx, db};
+use crate::errors::refuse_if_deleted_date;
 use crate::{NewVersion, Outcome, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::Error;

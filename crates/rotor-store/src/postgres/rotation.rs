@@ -1,10 +1,11 @@
 //! Rotation on PostgreSQL: each secret's schedule columns, the rotation records and
 //! the registered rotators.
 
-use super::{
-    Change, Tx, board, db, db_error, get, lock_meta, lock_secret, refuse_if_deleted, save_labels,
-    taken,
-};
+use super::apply::{board, lock_meta, lock_secret, save_labels};
+use super::db_error;
+use super::queries::get;
+use super::writer::{Change, Tx, db, taken};
+use crate::errors::refuse_if_deleted;
 use crate::rows::{rotation_record, select_rotations, steps_json};
 use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
 use chrono::{DateTime, Utc};
@@ -163,7 +164,7 @@ async fn save(
             let mut after = before.clone();
             after.move_label(AWSPENDING, None, Some(&r.token))?;
             save_labels(c, r.secret, &before, &after).await?;
-            super::touch(c, r.secret, now).await?;
+            super::apply::touch(c, r.secret, now).await?;
         }
     }
     Ok(Outcome::Done)
