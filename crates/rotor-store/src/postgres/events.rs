@@ -3,7 +3,7 @@
 
 use super::writer::{Change, Tx, db, taken};
 use super::{FEED_POLL, db_error};
-use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow};
+use crate::{DeliveryRow, Event, Outcome, RuleRow, SubscriptionRow, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, Result};
 use sqlx::postgres::{PgListener, PgPool};
@@ -216,36 +216,8 @@ pub(super) async fn apply(
     now: DateTime<Utc>,
 ) -> Tx<Outcome> {
     use crate::Mutation as M;
-    use crate::millis;
     match mutation {
-        M::PutRule { rule } => {
-            sqlx::query(
-                "INSERT INTO replication_rules (name, kind, source, destination, template, created_at, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            )
-            .bind(&rule.name)
-            .bind(&rule.kind)
-            .bind(&rule.source)
-            .bind(&rule.destination)
-            .bind(&rule.template)
-            .bind(millis(now))
-            .bind(&rule.created_by)
-            .execute(c.conn())
-            .await
-            .map_err(|e| {
-                taken(db(e), || {
-                    format!("A replication rule named {} already exists", rule.name)
-                })
-            })?;
-            c.emit(
-                now,
-                "replication.rule_added",
-                None,
-                serde_json::json!({"rule": rule.name, "kind": rule.kind,
-                                   "source": rule.source, "destination": rule.destination}),
-            );
-            Ok(Outcome::Done)
-        }
+        M::PutRule { rule } => put_rule(c, rule, now).await,
         M::DeleteRule { name } => {
             let gone = sqlx::query("DELETE FROM replication_rules WHERE name = $1")
                 .bind(&name)
@@ -314,36 +286,7 @@ pub(super) async fn apply(
             c.emit(now, &kind, secret.as_deref(), detail);
             Ok(Outcome::Done)
         }
-        M::PutSubscription { subscription: s } => {
-            let key = s.key.as_ref();
-            let kinds = serde_json::to_string(&s.kinds)
-                .map_err(|_| Error::internal("event kinds could not be encoded"))?;
-            sqlx::query(
-                "INSERT INTO subscriptions (name, prefix, kinds, target_kind, target, key_ciphertext,
-                 key_wrapped, key_algorithm, key_id, cursor, created_at, created_by)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-            )
-            .bind(&s.name)
-            .bind(&s.prefix)
-            .bind(kinds)
-            .bind(&s.target_kind)
-            .bind(&s.target)
-            .bind(key.map(|k| k.ciphertext.clone()))
-            .bind(key.map(|k| k.wrapped_key.clone()))
-            .bind(key.map(|k| k.algorithm.clone()))
-            .bind(key.map(|k| k.key_id.clone()))
-            .bind(s.cursor)
-            .bind(millis(now))
-            .bind(&s.created_by)
-            .execute(c.conn())
-            .await
-            .map_err(|e| {
-                taken(db(e), || {
-                    format!("A subscription named {} already exists", s.name)
-                })
-            })?;
-            Ok(Outcome::Done)
-        }
+        M::PutSubscription { subscription: s } => put_subscription(c, s, now).await,
         M::DeleteSubscription { name } => {
             sqlx::query("DELETE FROM deliveries WHERE subscription = $1")
                 .bind(&name)
@@ -398,4 +341,66 @@ pub(super) async fn apply(
         }
         _ => Err(Error::internal("not an events mutation").into()),
     }
+}
+
+/// Adds a replication rule.
+async fn put_rule(c: &mut Change, rule: RuleRow, now: DateTime<Utc>) -> Tx<Outcome> {
+    sqlx::query(
+        "INSERT INTO replication_rules (name, kind, source, destination, template, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(&rule.name)
+    .bind(&rule.kind)
+    .bind(&rule.source)
+    .bind(&rule.destination)
+    .bind(&rule.template)
+    .bind(millis(now))
+    .bind(&rule.created_by)
+    .execute(c.conn())
+    .await
+    .map_err(|e| {
+        taken(db(e), || {
+            format!("A replication rule named {} already exists", rule.name)
+        })
+    })?;
+    c.emit(
+        now,
+        "replication.rule_added",
+        None,
+        serde_json::json!({"rule": rule.name, "kind": rule.kind,
+                           "source": rule.source, "destination": rule.destination}),
+    );
+    Ok(Outcome::Done)
+}
+
+/// Adds a subscription.
+async fn put_subscription(c: &mut Change, s: SubscriptionRow, now: DateTime<Utc>) -> Tx<Outcome> {
+    let key = s.key.as_ref();
+    let kinds = serde_json::to_string(&s.kinds)
+        .map_err(|_| Error::internal("event kinds could not be encoded"))?;
+    sqlx::query(
+        "INSERT INTO subscriptions (name, prefix, kinds, target_kind, target, key_ciphertext,
+         key_wrapped, key_algorithm, key_id, cursor, created_at, created_by)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(&s.name)
+    .bind(&s.prefix)
+    .bind(kinds)
+    .bind(&s.target_kind)
+    .bind(&s.target)
+    .bind(key.map(|k| k.ciphertext.clone()))
+    .bind(key.map(|k| k.wrapped_key.clone()))
+    .bind(key.map(|k| k.algorithm.clone()))
+    .bind(key.map(|k| k.key_id.clone()))
+    .bind(s.cursor)
+    .bind(millis(now))
+    .bind(&s.created_by)
+    .execute(c.conn())
+    .await
+    .map_err(|e| {
+        taken(db(e), || {
+            format!("A subscription named {} already exists", s.name)
+        })
+    })?;
+    Ok(Outcome::Done)
 }

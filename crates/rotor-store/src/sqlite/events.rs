@@ -127,34 +127,7 @@ pub(super) async fn apply(
 ) -> Result<Outcome> {
     use crate::Mutation as M;
     match mutation {
-        M::PutRule { rule } => {
-            sqlx::query(
-                "INSERT INTO replication_rules (name, kind, source, destination, template, created_at, created_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&rule.name)
-            .bind(&rule.kind)
-            .bind(&rule.source)
-            .bind(&rule.destination)
-            .bind(&rule.template)
-            .bind(millis(now))
-            .bind(&rule.created_by)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                taken(db_error(e), format!("A replication rule named {} already exists", rule.name))
-            })?;
-            emit(
-                conn,
-                now,
-                "replication.rule_added",
-                None,
-                serde_json::json!({"rule": rule.name, "kind": rule.kind,
-                                   "source": rule.source, "destination": rule.destination}),
-            )
-            .await?;
-            Ok(Outcome::Done)
-        }
+        M::PutRule { rule } => put_rule(conn, rule, now).await,
         M::DeleteRule { name } => {
             let gone = sqlx::query("DELETE FROM replication_rules WHERE name = ?")
                 .bind(&name)
@@ -224,34 +197,7 @@ pub(super) async fn apply(
             emit(conn, now, &kind, secret.as_deref(), detail).await?;
             Ok(Outcome::Done)
         }
-        M::PutSubscription { subscription: s } => {
-            let key = s.key.as_ref();
-            let kinds = serde_json::to_string(&s.kinds)
-                .map_err(|_| Error::internal("event kinds could not be encoded"))?;
-            sqlx::query(
-                "INSERT INTO subscriptions (name, prefix, kinds, target_kind, target, key_ciphertext,
-                 key_wrapped, key_algorithm, key_id, cursor, created_at, created_by)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            )
-            .bind(&s.name)
-            .bind(&s.prefix)
-            .bind(kinds)
-            .bind(&s.target_kind)
-            .bind(&s.target)
-            .bind(key.map(|k| k.ciphertext.clone()))
-            .bind(key.map(|k| k.wrapped_key.clone()))
-            .bind(key.map(|k| k.algorithm.clone()))
-            .bind(key.map(|k| k.key_id.clone()))
-            .bind(s.cursor)
-            .bind(millis(now))
-            .bind(&s.created_by)
-            .execute(&mut *conn)
-            .await
-            .map_err(|e| {
-                taken(db_error(e), format!("A subscription named {} already exists", s.name))
-            })?;
-            Ok(Outcome::Done)
-        }
+        M::PutSubscription { subscription: s } => put_subscription(conn, s, now).await,
         M::DeleteSubscription { name } => {
             sqlx::query("DELETE FROM deliveries WHERE subscription = ?")
                 .bind(&name)
@@ -304,4 +250,75 @@ pub(super) async fn apply(
         }
         _ => Err(Error::internal("not an events mutation")),
     }
+}
+
+/// Adds a replication rule.
+async fn put_rule(
+    conn: &mut SqliteConnection,
+    rule: RuleRow,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    sqlx::query(
+        "INSERT INTO replication_rules (name, kind, source, destination, template, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&rule.name)
+    .bind(&rule.kind)
+    .bind(&rule.source)
+    .bind(&rule.destination)
+    .bind(&rule.template)
+    .bind(millis(now))
+    .bind(&rule.created_by)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        taken(db_error(e), format!("A replication rule named {} already exists", rule.name))
+    })?;
+    emit(
+        conn,
+        now,
+        "replication.rule_added",
+        None,
+        serde_json::json!({"rule": rule.name, "kind": rule.kind,
+                           "source": rule.source, "destination": rule.destination}),
+    )
+    .await?;
+    Ok(Outcome::Done)
+}
+
+/// Adds a subscription.
+async fn put_subscription(
+    conn: &mut SqliteConnection,
+    s: SubscriptionRow,
+    now: DateTime<Utc>,
+) -> Result<Outcome> {
+    let key = s.key.as_ref();
+    let kinds = serde_json::to_string(&s.kinds)
+        .map_err(|_| Error::internal("event kinds could not be encoded"))?;
+    sqlx::query(
+        "INSERT INTO subscriptions (name, prefix, kinds, target_kind, target, key_ciphertext,
+         key_wrapped, key_algorithm, key_id, cursor, created_at, created_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&s.name)
+    .bind(&s.prefix)
+    .bind(kinds)
+    .bind(&s.target_kind)
+    .bind(&s.target)
+    .bind(key.map(|k| k.ciphertext.clone()))
+    .bind(key.map(|k| k.wrapped_key.clone()))
+    .bind(key.map(|k| k.algorithm.clone()))
+    .bind(key.map(|k| k.key_id.clone()))
+    .bind(s.cursor)
+    .bind(millis(now))
+    .bind(&s.created_by)
+    .execute(&mut *conn)
+    .await
+    .map_err(|e| {
+        taken(
+            db_error(e),
+            format!("A subscription named {} already exists", s.name),
+        )
+    })?;
+    Ok(Outcome::Done)
 }
