@@ -53,7 +53,7 @@ pub fn resolve_alias(label: &str) -> &str {
 
 /// Checks one label's form.
 pub fn validate_label(label: &str) -> Result<()> {
-    if label.is_empty() || label.len() > MAX_LABEL_LEN {
+    if label.is_empty() || label.chars().count() > MAX_LABEL_LEN {
         return Err(Error::validation(format!(
             "Invalid staging label: it must be 1 to {MAX_LABEL_LEN} characters long"
         )));

@@ -34,6 +34,7 @@ pub mod filter;
 pub mod label;
 pub mod model;
 pub mod name;
+pub mod number;
 pub mod password;
 pub mod policy;
 pub mod schedule;

@@ -18,12 +18,12 @@ pub const MAX_TAGS: usize = 50;
 /// Checks tag keys and values against AWS's limits.
 pub fn validate_tags(tags: &[Tag]) -> crate::Result<()> {
     for t in tags {
-        if t.key.is_empty() || t.key.len() > 128 {
+        if t.key.is_empty() || t.key.chars().count() > 128 {
             return Err(crate::Error::validation(
                 "Invalid tag: a tag key must be 1 to 128 characters long",
             ));
         }
-        if t.value.len() > 256 {
+        if t.value.chars().count() > 256 {
             return Err(crate::Error::validation(
                 "Invalid tag: a tag value must be at most 256 characters long",
             ));

@@ -56,6 +56,21 @@ pub fn validate_version_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a region's name: 1–32 lowercase letters, digits and `-` (`us-east-1`).
+pub fn validate_region(region: &str) -> Result<()> {
+    let ok = (1..=32).contains(&region.len())
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::validation(format!(
+            "Invalid region {region:?}: use 1 to 32 lowercase letters, digits and -"
+        )))
+    }
+}
+
 /// Builds the ARN of a secret.
 pub fn arn(region: &str, account: &str, name: &str, suffix: &str) -> String {
     format!("arn:aws:secretsmanager:{region}:{account}:secret:{name}-{suffix}")

@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// What a principal may do to a secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Capability {
     /// Read values (`GetSecretValue`, `BatchGetSecretValue`).
@@ -89,7 +89,7 @@ impl fmt::Display for Capability {
 }
 
 /// Allow or deny.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Effect {
     /// Grants.
@@ -99,19 +99,21 @@ pub enum Effect {
 }
 
 /// One rule of a policy.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Statement {
     /// Allow or deny.
     pub effect: Effect,
     /// The capabilities it covers.
+    #[schemars(length(min = 1))]
     pub capabilities: Vec<Capability>,
-    /// Path globs of the secrets it covers.
+    /// Path globs of the secrets it covers (`*` within a segment, `**` across).
+    #[schemars(length(min = 1), inner(length(min = 1, max = 512)))]
     pub paths: Vec<String>,
 }
 
 /// A named list of statements.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Policy {
     /// The policy's name.

@@ -111,17 +111,28 @@ const GREGORIAN_CYCLE_DAYS: u64 = 146_097;
 
 /// `RotationRules` as the AWS API carries them; which fields must be set, and how,
 /// is [`Schedule::parse`]'s business.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "PascalCase")]
+#[schemars(extend("oneOf" = [
+    {"required": ["AutomaticallyAfterDays"], "properties": {"AutomaticallyAfterDays": {"type": "integer"}, "ScheduleExpression": {"type": "null"}}},
+    {"required": ["ScheduleExpression"], "properties": {"ScheduleExpression": {"type": "string"}, "AutomaticallyAfterDays": {"type": "null"}}},
+]))]
 pub struct RotationRules {
     /// Days between rotations, 1–1000: the same schedule as `rate(N days)`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::number::optional"
+    )]
+    #[schemars(range(min = 1, max = 1000))]
     pub automatically_after_days: Option<i64>,
     /// The window's length in hours, like `"3h"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([1-9]|1[0-9]|2[0-4])h$"))]
     pub duration: Option<String>,
     /// A `rate()` or `cron()` expression.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
     pub schedule_expression: Option<String>,
 }
 
@@ -806,10 +817,77 @@ fn days_in_month(year: i32, month: u32) -> u32 {
     }
 }
 
+/// Sets `meta`'s next rotation after one (or a configuration) at `last`: the next
+/// window's start, and when inside it the scheduler starts the rotation, picked with
+/// `random_below(n)` (a number below `n`) so that secrets sharing a schedule do not
+/// all rotate at its first second. It leaves the last tenth of the window for the
+/// run. Disabled rotation, or no rules, clears both.
+pub fn reschedule(
+    meta: &mut crate::model::RotationMeta,
+    last: DateTime<Utc>,
+    now: DateTime<Utc>,
+    random_below: impl FnOnce(usize) -> usize,
+) -> Result<()> {
+    let rules = match (&meta.rules, meta.enabled) {
+        (Some(rules), true) => rules,
+        _ => {
+            meta.next_rotation = None;
+            meta.due = None;
+            return Ok(());
+        }
+    };
+    let rules: RotationRules = serde_json::from_str(rules)
+        .map_err(|_| Error::internal("stored rotation rules are not valid JSON"))?;
+    match Schedule::parse(&rules)?.next_window(last, now) {
+        Some(window) => {
+            let span = (window.end - window.start).num_milliseconds() * 9 / 10;
+            let offset = if span > 0 {
+                random_below(span as usize) as i64
+            } else {
+                0
+            };
+            meta.next_rotation = Some(window.start);
+            meta.due = Some(window.start + Duration::milliseconds(offset));
+        }
+        None => {
+            meta.next_rotation = None;
+            meta.due = None;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::error::ErrorKind;
+
+    #[test]
+    fn reschedule_picks_a_start_in_the_first_nine_tenths_of_the_next_window() {
+        use chrono::TimeZone;
+        let now = Utc.with_ymd_and_hms(2026, 3, 1, 10, 30, 0).unwrap();
+        let mut meta = crate::model::RotationMeta {
+            enabled: true,
+            rules: Some(r#"{"ScheduleExpression": "cron(0 12 * * ? *)", "Duration": "2h"}"#.into()),
+            ..Default::default()
+        };
+        let mut asked = 0;
+        reschedule(&mut meta, now, now, |n| {
+            asked = n;
+            n - 1
+        })
+        .unwrap();
+        let start = Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0).unwrap();
+        assert_eq!(meta.next_rotation, Some(start));
+        assert_eq!(asked, 2 * 3600 * 1000 * 9 / 10);
+        assert_eq!(
+            meta.due,
+            Some(start + Duration::milliseconds(asked as i64 - 1))
+        );
+        meta.enabled = false;
+        reschedule(&mut meta, now, now, |_| unreachable!()).unwrap();
+        assert_eq!((meta.next_rotation, meta.due), (None, None));
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().expect("a test timestamp")

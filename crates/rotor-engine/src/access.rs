@@ -29,6 +29,17 @@ use std::sync::{Arc, RwLock};
 /// The name of the principal created on first start.
 pub const ROOT: &str = "root";
 
+/// The root policy is fixed, as Vault's is: changing or deleting it could leave
+/// nobody able to administer the server.
+fn refuse_root_policy(name: &str) -> Result<()> {
+    if name == ROOT {
+        return Err(Error::invalid_request(
+            "The root policy can't be changed or deleted",
+        ));
+    }
+    Ok(())
+}
+
 const ACCESS_KEY_AAD: &str = "rotor:access-key";
 
 /// A principal as management commands show it.
@@ -656,6 +667,7 @@ impl AccessService {
     /// policy allows (it may already be attached to principals, who would gain them).
     pub async fn put_policy(&self, caller: &Caller, policy: &Policy) -> Result<()> {
         caller.authorize(Capability::Admin, &format!("sys/policies/{}", policy.name))?;
+        refuse_root_policy(&policy.name)?;
         policy.validate()?;
         caller.authorize_grant(policy)?;
         self.store_policy(policy).await
@@ -683,6 +695,7 @@ impl AccessService {
     /// `rotor policy delete`.
     pub async fn delete_policy(&self, caller: &Caller, name: &str) -> Result<()> {
         caller.authorize(Capability::Admin, &format!("sys/policies/{name}"))?;
+        refuse_root_policy(name)?;
         self.change(AccessMutation::DeletePolicy { name: name.into() })
             .await
     }
@@ -709,6 +722,11 @@ impl AccessService {
     /// `rotor policy detach`.
     pub async fn detach(&self, caller: &Caller, principal: &str, policy: &str) -> Result<()> {
         caller.authorize(Capability::Admin, &format!("sys/principals/{principal}"))?;
+        if principal == ROOT && policy == ROOT {
+            return Err(Error::invalid_request(
+                "The root policy can't be detached from the root principal",
+            ));
+        }
         self.change(AccessMutation::Detach {
             principal: principal.into(),
             policy: policy.into(),

@@ -78,9 +78,9 @@ pub struct Consumers {
 }
 
 fn validate_consumer(consumer: &str) -> Result<()> {
-    if consumer.is_empty() || consumer.len() > MAX_CONSUMER_LEN {
+    if consumer.is_empty() || consumer.chars().count() > MAX_CONSUMER_LEN {
         return Err(Error::invalid_parameter(format!(
-            "A consumer id must be 1 to {MAX_CONSUMER_LEN} bytes long"
+            "A consumer id must be 1 to {MAX_CONSUMER_LEN} characters long"
         )));
     }
     if consumer.chars().any(char::is_control) {

@@ -63,30 +63,7 @@ pub const SYSTEM_EVENTS: &str = "sys/events";
 
 /// The kinds of event. A subscription names some of them, or a family as
 /// `rotation.*`; none means all.
-pub const KINDS: &[&str] = &[
-    "secret.created",
-    "secret.updated",
-    "secret.deleted",
-    "secret.restored",
-    "secret.purged",
-    "version.put",
-    "label.moved",
-    "rotation.configured",
-    "rotation.started",
-    "rotation.step",
-    "rotation.retrying",
-    "rotation.succeeded",
-    "rotation.failed",
-    "rotation.cancelled",
-    "replication.applied",
-    "replication.repaired",
-    "replication.denied",
-    "replication.rule_added",
-    "replication.rule_removed",
-    "replication.source_deleted",
-    "replication.source_restored",
-    "consumer.ack",
-];
+pub use rotor_api::events::KINDS;
 
 /// What binds a subscription's signing key to it when sealed.
 const KEY_AAD: &str = "rotor:subscription-key";
@@ -135,16 +112,16 @@ pub struct Batch {
     pub last: i64,
 }
 
-/// An event as every consumer gets it: `{seq, at, kind, secret, detail}`, the
-/// detail as a JSON object.
-pub fn event_json(event: &Event) -> Value {
-    json!({
-        "seq": event.seq,
-        "at": event.at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-        "kind": event.kind,
-        "secret": event.secret,
-        "detail": serde_json::from_str::<Value>(&event.detail).unwrap_or(json!({})),
-    })
+/// An event as every consumer gets it (watch, long poll, webhook body): `{seq, at,
+/// kind, secret, detail}`, the detail as a JSON object.
+pub fn event_out(event: &Event) -> rotor_api::events::Event {
+    rotor_api::events::Event {
+        seq: event.seq,
+        at: event.at.into(),
+        kind: event.kind.clone(),
+        secret: event.secret.clone(),
+        detail: serde_json::from_str::<Value>(&event.detail).unwrap_or(json!({})),
+    }
 }
 
 /// Whether two callers are the same principal with the same policies.

@@ -501,11 +501,19 @@ impl SecretService {
                 model::MAX_TAGS
             )));
         }
-        if req.description.as_ref().is_some_and(|d| d.len() > 2048) {
+        if req
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2048)
+        {
             return Err(Error::validation(
                 "Description must be at most 2048 characters long",
             ));
         }
+        if let Some(token) = &req.token {
+            name::validate_version_id(token)?;
+        }
+        name::validate_region(&req.region)?;
         let suffix = name::arn_suffix(rotor_crypto::random::bytes::<6>());
         let arn = name::arn(&req.region, &self.account_id, &req.name, &suffix);
         let first_version = match &req.value {
@@ -718,7 +726,10 @@ impl SecretService {
                 record.meta.replica_of.as_deref(),
             )?;
         }
-        if description.as_ref().is_some_and(|d| d.len() > 2048) {
+        if description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 2048)
+        {
             return Err(Error::validation(
                 "Description must be at most 2048 characters long",
             ));

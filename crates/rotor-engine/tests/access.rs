@@ -100,11 +100,26 @@ async fn management_needs_admin_and_keeps_the_caller_in() {
         .unwrap();
     assert!(made.is_none() || made.is_some_and(|m| m.access_key_id == "AKIDROOT"));
     let root = access.authenticate_token("root-token").unwrap();
-    // Root can't delete itself, which would lock everyone out.
+    // Root can't delete itself, nor change, delete or detach the root policy, any of
+    // which would lock everyone out.
     assert_eq!(
         access.delete_principal(&root, ROOT).await.unwrap_err().kind,
         ErrorKind::InvalidRequest
     );
+    let narrowed = policy(
+        ROOT,
+        serde_json::json!([{"effect": "allow", "capabilities": ["read"], "paths": ["/x"]}]),
+    );
+    for refused in [
+        access.put_policy(&root, &narrowed).await,
+        access.delete_policy(&root, ROOT).await,
+        access.detach(&root, ROOT, ROOT).await,
+    ] {
+        assert_eq!(refused.unwrap_err().kind, ErrorKind::InvalidRequest);
+    }
+    assert!(root.may(Capability::Write, "/anything"));
+    let root = access.authenticate_token("root-token").unwrap();
+    assert!(root.may(Capability::Admin, "sys/policies/root"));
     access
         .create_principal(&root, "dev", "person")
         .await

@@ -2,15 +2,15 @@
 //! it names put in the request's extensions for the handlers, and each request
 //! recorded (audit log, metrics) under the operation its route names.
 //!
-//! Each router lists its operations beside its routes, by method and route pattern
-//! (what axum's [`MatchedPath`] gives), and wraps its routes with [`guard`]:
+//! Each router registers its routes from [`rotor_api`]'s endpoints with [`Routes`],
+//! so every route has its operation name (what the audit log and metrics record,
+//! found by the route axum matched, [`MatchedPath`]) and its description in
+//! `/v1/openapi.json`; no route exists without them:
 //!
 //! ```ignore
-//! auth::guard(
-//!     Router::new().route("/v1/things/{name}", get(show)),
-//!     app,
-//!     &[("GET", "/v1/things/{name}", "DescribeThing")],
-//! )
+//! Routes::new()
+//!     .at::<api::secrets::GetSecretValue, _, _>(get_value)
+//!     .guard(app)
 //! ```
 
 use crate::error::NativeError;
@@ -18,18 +18,71 @@ use crate::serve::PeerAddr;
 use crate::{App, audit, metrics};
 use axum::Router;
 use axum::extract::{MatchedPath, Request, State};
+use axum::handler::Handler;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodFilter, on};
+use rotor_api::{Endpoint, Method, Spec};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// A router's operations: `(method, route pattern, operation name)`.
-pub(crate) type Operations = &'static [(&'static str, &'static str, &'static str)];
+/// A router's routes, each registered from its endpoint's [`Spec`].
+pub(crate) struct Routes {
+    router: Router<Arc<App>>,
+    specs: Vec<&'static Spec>,
+}
+
+impl Routes {
+    pub(crate) fn new() -> Self {
+        Routes {
+            router: Router::new(),
+            specs: Vec::new(),
+        }
+    }
+
+    /// Routes `E`'s method and route to `handler`.
+    pub(crate) fn at<E: Endpoint, H, T>(mut self, handler: H) -> Self
+    where
+        H: Handler<T, Arc<App>>,
+        T: 'static,
+    {
+        let spec = E::spec();
+        let filter = match spec.method {
+            Method::Get => MethodFilter::GET,
+            Method::Post => MethodFilter::POST,
+            Method::Put => MethodFilter::PUT,
+            Method::Patch => MethodFilter::PATCH,
+            Method::Delete => MethodFilter::DELETE,
+        };
+        self.router = self.router.route(spec.route, on(filter, handler));
+        self.specs.push(spec);
+        self
+    }
+
+    /// The specs of the routes.
+    #[cfg(test)]
+    pub(crate) fn into_specs(self) -> Vec<&'static Spec> {
+        self.specs
+    }
+
+    /// The routes, each authenticated and recorded under its operation, and their
+    /// specs.
+    pub(crate) fn guard(self, app: Arc<App>) -> (Router<Arc<App>>, Vec<&'static Spec>) {
+        let guard = Guard {
+            app,
+            specs: self.specs.clone().into(),
+        };
+        let router = self
+            .router
+            .route_layer(axum::middleware::from_fn_with_state(guard, authenticate));
+        (router, self.specs)
+    }
+}
 
 #[derive(Clone)]
 struct Guard {
     app: Arc<App>,
-    operations: Operations,
+    specs: Arc<[&'static Spec]>,
 }
 
 impl Guard {
@@ -39,23 +92,11 @@ impl Guard {
             return "unknown";
         };
         let method = req.method().as_str();
-        self.operations
+        self.specs
             .iter()
-            .find(|(m, pattern, _)| *m == method && *pattern == route.as_str())
-            .map_or("unknown", |(_, _, op)| op)
+            .find(|s| s.method.as_str() == method && s.route == route.as_str())
+            .map_or("unknown", |s| s.operation)
     }
-}
-
-/// `router`'s routes, each authenticated and recorded under its name in `operations`.
-pub(crate) fn guard(
-    router: Router<Arc<App>>,
-    app: Arc<App>,
-    operations: Operations,
-) -> Router<Arc<App>> {
-    router.route_layer(axum::middleware::from_fn_with_state(
-        Guard { app, operations },
-        authenticate,
-    ))
 }
 
 async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) -> Response {
@@ -106,26 +147,26 @@ async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) -> R
 
 #[cfg(test)]
 mod tests {
-    /// Every route of every router names its operation exactly once.
+    /// Every route of every router names its operation exactly once, and the OpenAPI
+    /// document describes each.
     #[test]
-    fn every_operation_table_is_unambiguous() {
-        let tables: &[super::Operations] = &[
-            crate::native::OPERATIONS,
-            crate::sys::OPERATIONS,
-            crate::watch::OPERATIONS,
-            crate::replication::OPERATIONS,
-            crate::consumers::OPERATIONS,
-        ];
+    fn every_route_is_named_once_and_described() {
+        let specs = crate::all_specs();
         let mut seen = std::collections::BTreeSet::new();
-        for (method, pattern, op) in tables.iter().flat_map(|t| t.iter()) {
+        let mut operations = std::collections::BTreeSet::new();
+        for spec in &specs {
             assert!(
-                seen.insert((*method, *pattern)),
-                "{method} {pattern} is named twice"
+                seen.insert((spec.method.as_str(), spec.route)),
+                "{} {} is routed twice",
+                spec.method.as_str(),
+                spec.route
             );
-            assert!(
-                op.chars().next().is_some_and(|c| c.is_ascii_uppercase()),
-                "{op}"
-            );
+            assert!(operations.insert(spec.operation), "{}", spec.operation);
+        }
+        let doc = rotor_api::openapi::document(&specs, "test");
+        for spec in &specs {
+            let op = &doc["paths"][spec.openapi_path()][spec.method.as_str().to_lowercase()];
+            assert_eq!(op["operationId"], spec.operation);
         }
     }
 }

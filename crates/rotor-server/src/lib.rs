@@ -36,6 +36,7 @@ mod auth;
 pub mod aws_api;
 mod consumers;
 pub mod error;
+mod extract;
 pub mod metrics;
 pub mod native;
 mod openapi;
@@ -146,20 +147,42 @@ impl App {
 
     /// Every route.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
+        let mut router = Router::new()
             .route("/", post(aws_api::handle))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
-            .route("/v1/openapi.json", get(openapi::document))
-            .merge(native::router(self.clone()))
-            .merge(sys::router(self.clone()))
-            .merge(watch::router(self.clone()))
-            .merge(replication::router(self.clone()))
-            .merge(consumers::router(self.clone()))
+            .route("/metrics", get(metrics_text));
+        let mut specs = Vec::new();
+        for routes in native_routes() {
+            let (routes, described) = routes.guard(self.clone());
+            router = router.merge(routes);
+            specs.extend(described);
+        }
+        router
+            .route("/v1/openapi.json", get(openapi::serve(&specs)))
             .fallback(not_found)
             .with_state(self.clone())
     }
+}
+
+/// The native API's routers.
+fn native_routes() -> [auth::Routes; 5] {
+    [
+        native::routes(),
+        sys::routes(),
+        watch::routes(),
+        replication::routes(),
+        consumers::routes(),
+    ]
+}
+
+/// Every endpoint the native API routes.
+#[cfg(test)]
+pub(crate) fn all_specs() -> Vec<&'static rotor_api::Spec> {
+    native_routes()
+        .into_iter()
+        .flat_map(auth::Routes::into_specs)
+        .collect()
 }
 
 async fn healthz() -> &'static str {

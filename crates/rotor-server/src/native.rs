@@ -11,105 +11,59 @@
 
 use crate::App;
 use crate::audit::AuditNote;
+use crate::auth::Routes;
 use crate::error::NativeError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use crate::extract::{Body, OptionalBody, Params};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
-use chrono::{DateTime, Utc};
+use rotor_api::rotation as rot;
+use rotor_api::secrets as api;
+use rotor_api::{Sensitive, Timestamp};
 use rotor_core::label::resolve_alias;
 use rotor_core::model::{RotationRecord, SecretMeta, Tag};
 use rotor_core::password::PasswordSpec;
-use rotor_core::schedule::RotationRules;
 use rotor_core::value::SecretValue;
 use rotor_engine::rotation::{RotateRequest, Rotated, RotationView};
 use rotor_engine::{Caller, CreateSecret, ListSecrets, PutValue, SortOrder};
-use secrecy::{ExposeSecret, SecretString};
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use secrecy::ExposeSecret;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
-/// A JSON body, or a typed 400 saying what is wrong with it.
-fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    b.map(|Json(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))
+/// The secret and rotation routes.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .at::<api::CreateSecret, _, _>(create)
+        .at::<api::ListSecrets, _, _>(list)
+        .at::<api::GetSecretValue, _, _>(get_value)
+        .at::<api::PutSecretValue, _, _>(put_value)
+        .at::<api::DeleteSecret, _, _>(delete)
+        .at::<api::DescribeSecret, _, _>(describe)
+        .at::<api::UpdateSecret, _, _>(update_meta)
+        .at::<api::RestoreSecret, _, _>(restore)
+        .at::<api::ListSecretVersionIds, _, _>(versions)
+        .at::<api::UpdateSecretVersionStage, _, _>(move_stage)
+        .at::<api::TagResource, _, _>(tag)
+        .at::<api::UntagResource, _, _>(untag)
+        .at::<api::GetRandomPassword, _, _>(password)
+        .at::<rot::DescribeRotation, _, _>(rotation)
+        .at::<rot::ConfigureRotation, _, _>(set_rotation)
+        .at::<rot::ListRotations, _, _>(rotation_history)
+        .at::<rot::CancelRotateSecret, _, _>(cancel_rotation)
+        .at::<rot::RotateSecret, _, _>(rotate)
 }
 
-/// An optional JSON body: none when the request has no `Content-Type`.
-fn optional_body<T: Default>(b: std::result::Result<Option<Json<T>>, JsonRejection>) -> Result<T> {
-    b.map(|b| b.map(|Json(v)| v).unwrap_or_default())
-        .map_err(|e| NativeError::bad_request(e.body_text()))
-}
-
-/// Query parameters, or a typed 400 saying what is wrong with them.
-fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))
-}
-
-/// The operations of [`router`]'s routes.
-pub(crate) const OPERATIONS: crate::auth::Operations = &[
-    ("POST", "/v1/secrets", "CreateSecret"),
-    ("GET", "/v1/secrets", "ListSecrets"),
-    ("GET", "/v1/secrets/{*name}", "GetSecretValue"),
-    ("PUT", "/v1/secrets/{*name}", "PutSecretValue"),
-    ("DELETE", "/v1/secrets/{*name}", "DeleteSecret"),
-    ("GET", "/v1/metadata/{*name}", "DescribeSecret"),
-    ("PATCH", "/v1/metadata/{*name}", "UpdateSecret"),
-    ("POST", "/v1/restore/{*name}", "RestoreSecret"),
-    ("GET", "/v1/versions/{*name}", "ListSecretVersionIds"),
-    ("POST", "/v1/stages/{*name}", "UpdateSecretVersionStage"),
-    ("POST", "/v1/tags/{*name}", "TagResource"),
-    ("DELETE", "/v1/tags/{*name}", "UntagResource"),
-    ("GET", "/v1/rotation/{*name}", "DescribeRotation"),
-    ("PUT", "/v1/rotation/{*name}", "RotateSecret"),
-    ("GET", "/v1/rotation-history/{*name}", "ListRotations"),
-    ("POST", "/v1/cancel-rotation/{*name}", "CancelRotateSecret"),
-    ("POST", "/v1/rotate/{*name}", "RotateSecret"),
-    ("POST", "/v1/password", "GetRandomPassword"),
-];
-
-/// The `/v1` secret routes (authenticated) over the shared state.
-pub fn router(app: Arc<App>) -> Router<Arc<App>> {
-    let routes = Router::new()
-        .route("/v1/secrets", post(create).get(list))
-        .route(
-            "/v1/secrets/{*name}",
-            get(get_value).put(put_value).delete(delete),
-        )
-        .route("/v1/metadata/{*name}", get(describe).patch(update_meta))
-        .route("/v1/restore/{*name}", post(restore))
-        .route("/v1/versions/{*name}", get(versions))
-        .route("/v1/stages/{*name}", post(move_stage))
-        .route("/v1/tags/{*name}", post(tag).delete(untag))
-        .route("/v1/rotation/{*name}", get(rotation).put(set_rotation))
-        .route("/v1/rotation-history/{*name}", get(rotation_history))
-        .route("/v1/cancel-rotation/{*name}", post(cancel_rotation))
-        .route("/v1/rotate/{*name}", post(rotate))
-        .route("/v1/password", post(password));
-    crate::auth::guard(routes, app, OPERATIONS)
-}
-
-fn rfc3339(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-fn value_in(
-    value: Option<SecretString>,
-    value_base64: Option<String>,
-) -> Result<Option<SecretValue>> {
+fn value_in(value: Option<Sensitive>, value_base64: Option<String>) -> Result<Option<SecretValue>> {
     match (value, value_base64) {
         (Some(_), Some(_)) => Err(NativeError::bad_request(
             "Give either value or value_base64, not both",
         )),
-        (Some(v), None) => Ok(Some(SecretValue::from_secret_string(v)?)),
+        (Some(v), None) => Ok(Some(SecretValue::from_secret_string(v.into_secret())?)),
         (None, Some(b)) => {
             let bytes = B64
                 .decode(b)
@@ -126,47 +80,29 @@ fn tags_in(tags: BTreeMap<String, String>) -> Vec<Tag> {
         .collect()
 }
 
-fn describe_json(meta: &SecretMeta, stages: &[(String, Vec<String>)]) -> Value {
-    let tags: Map<String, Value> = meta
-        .tags
-        .iter()
-        .map(|t| (t.key.clone(), json!(t.value)))
-        .collect();
-    let versions: Map<String, Value> = stages
-        .iter()
-        .map(|(id, l)| (id.clone(), json!(l)))
-        .collect();
-    json!({
-        "name": meta.name,
-        "arn": meta.arn,
-        "description": meta.description,
-        "kms_key_id": meta.kms_key_id,
-        "tags": tags,
-        "created": rfc3339(meta.created),
-        "last_changed": rfc3339(meta.last_changed),
-        "deletion_date": meta.deletion_date.map(rfc3339),
-        "versions": versions,
-    })
-}
-
-#[derive(Deserialize)]
-struct CreateIn {
-    name: String,
-    value: Option<SecretString>,
-    value_base64: Option<String>,
-    description: Option<String>,
-    #[serde(default)]
-    tags: BTreeMap<String, String>,
-    version_id: Option<String>,
-    region: Option<String>,
+fn description(meta: &SecretMeta, stages: &[(String, Vec<String>)]) -> api::Description {
+    api::Description {
+        name: meta.name.clone(),
+        arn: meta.arn.clone(),
+        description: meta.description.clone(),
+        kms_key_id: meta.kms_key_id.clone(),
+        tags: meta
+            .tags
+            .iter()
+            .map(|t| (t.key.clone(), t.value.clone()))
+            .collect(),
+        created: meta.created.into(),
+        last_changed: meta.last_changed.into(),
+        deletion_date: meta.deletion_date.map(Timestamp),
+        versions: stages.iter().cloned().collect(),
+    }
 }
 
 async fn create(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<CreateIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::NewSecret>,
+) -> Result<Response> {
     let note = AuditNote {
         secret: Some(req.name.clone()),
         sensitive: req
@@ -191,32 +127,21 @@ async fn create(
             },
         )
         .await?;
-    let mut resp = (
-        StatusCode::CREATED,
-        Json(json!({"name": created.name, "arn": created.arn, "version_id": created.version_id})),
-    )
-        .into_response();
+    let out = api::Created {
+        name: created.name,
+        arn: created.arn,
+        version_id: created.version_id,
+    };
+    let mut resp = (StatusCode::CREATED, Json(out)).into_response();
     resp.extensions_mut().insert(note);
     Ok(resp)
-}
-
-#[derive(Deserialize)]
-struct ListIn {
-    prefix: Option<String>,
-    #[serde(default)]
-    include_deleted: bool,
-    max_results: Option<i64>,
-    next_token: Option<String>,
-    #[serde(default)]
-    desc: bool,
 }
 
 async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    q: std::result::Result<Query<ListIn>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::ListQuery>,
+) -> Result<Json<api::SecretList>> {
     let all = app
         .service
         .list(
@@ -241,77 +166,47 @@ async fn list(
         })
         .collect();
     let (page, next) = crate::pagination::page(all, q.max_results, q.next_token.as_deref(), 1000)?;
-    let secrets: Vec<Value> = page
-        .iter()
-        .map(|s| describe_json(&s.meta, &s.stages))
-        .collect();
-    Ok(Json(json!({"secrets": secrets, "next_token": next})))
-}
-
-#[derive(Deserialize)]
-struct GetIn {
-    version_id: Option<String>,
-    stage: Option<String>,
-}
-
-/// A value as the native API returns it: built straight from the service's answer,
-/// without an intermediate JSON tree.
-#[derive(serde::Serialize)]
-struct ValueOut<'a> {
-    name: &'a str,
-    arn: &'a str,
-    version_id: &'a str,
-    stages: &'a [String],
-    created: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value: Option<&'a str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    value_base64: Option<String>,
+    Ok(Json(api::SecretList {
+        secrets: page
+            .iter()
+            .map(|s| description(&s.meta, &s.stages))
+            .collect(),
+        next_token: next,
+    }))
 }
 
 async fn get_value(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<GetIn>, QueryRejection>,
-) -> Result<Response> {
-    let q = query(q)?;
+    Params(q): Params<api::GetQuery>,
+) -> Result<Json<api::Value>> {
     let stage = q.stage.as_deref().map(resolve_alias);
     let v = app
         .service
         .get_value(&caller, &name, q.version_id.as_deref(), stage)
         .await?;
     let (value, value_base64) = match &v.value {
-        SecretValue::String(s) => (Some(s.expose_secret()), None),
+        SecretValue::String(s) => (Some(Sensitive::from(s.clone())), None),
         SecretValue::Binary(b) => (None, Some(B64.encode(b.expose_secret()))),
     };
-    let out = ValueOut {
-        name: &v.name,
-        arn: &v.arn,
-        version_id: &v.version_id,
-        stages: &v.stages,
-        created: rfc3339(v.created),
+    Ok(Json(api::Value {
+        name: v.name,
+        arn: v.arn,
+        version_id: v.version_id,
+        stages: v.stages,
+        created: v.created.into(),
         value,
         value_base64,
-    };
-    Ok(Json(out).into_response())
-}
-
-#[derive(Deserialize)]
-struct PutIn {
-    value: Option<SecretString>,
-    value_base64: Option<String>,
-    version_id: Option<String>,
-    stages: Option<Vec<String>>,
+    }))
 }
 
 async fn put_value(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<PutIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    Body(req): Body<api::NewValue>,
+) -> Result<Json<api::Put>> {
     let value = value_in(req.value, req.value_base64)?
         .ok_or_else(|| NativeError::bad_request("Give a value (value or value_base64)"))?;
     let stages = req
@@ -329,111 +224,92 @@ async fn put_value(
             },
         )
         .await?;
-    Ok(Json(
-        json!({"name": put.name, "arn": put.arn, "version_id": put.version_id, "stages": put.stages}),
-    ))
-}
-
-#[derive(Deserialize)]
-struct DeleteIn {
-    recovery_window_days: Option<i64>,
-    #[serde(default)]
-    force: bool,
+    Ok(Json(api::Put {
+        name: put.name,
+        arn: put.arn,
+        version_id: put.version_id,
+        stages: put.stages,
+    }))
 }
 
 async fn delete(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<DeleteIn>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::DeleteQuery>,
+) -> Result<Json<api::Deletion>> {
     let d = app
         .service
         .delete(&caller, &name, q.recovery_window_days, q.force)
         .await?;
-    Ok(Json(
-        json!({"name": d.name, "arn": d.arn, "deletion_date": rfc3339(d.deletion_date)}),
-    ))
+    Ok(Json(api::Deletion {
+        name: d.name,
+        arn: d.arn,
+        deletion_date: d.deletion_date.into(),
+    }))
 }
 
 async fn describe(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::Description>> {
     let d = app.service.describe(&caller, &name).await?;
-    Ok(Json(describe_json(&d.meta, &d.versions_to_stages)))
-}
-
-#[derive(Deserialize)]
-struct UpdateIn {
-    description: Option<String>,
+    Ok(Json(description(&d.meta, &d.versions_to_stages)))
 }
 
 async fn update_meta(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<UpdateIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    Body(req): Body<api::MetadataUpdate>,
+) -> Result<Json<api::NameArn>> {
     let (arn, name, _) = app
         .service
         .update(&caller, &name, None, req.description, None, None)
         .await?;
-    Ok(Json(json!({"name": name, "arn": arn})))
+    Ok(Json(api::NameArn { name, arn }))
 }
 
 async fn restore(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::NameArn>> {
     let (arn, name) = app.service.restore(&caller, &name).await?;
-    Ok(Json(json!({"name": name, "arn": arn})))
-}
-
-#[derive(Deserialize)]
-struct VersionsIn {
-    #[serde(default)]
-    include_deprecated: bool,
+    Ok(Json(api::NameArn { name, arn }))
 }
 
 async fn versions(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<VersionsIn>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::VersionsQuery>,
+) -> Result<Json<api::VersionList>> {
     let (record, versions) = app
         .service
         .list_versions(&caller, &name, q.include_deprecated)
         .await?;
-    let versions: Vec<Value> = versions
-        .iter()
-        .map(|v| json!({"version_id": v.id, "stages": v.labels, "created": rfc3339(v.created)}))
-        .collect();
-    Ok(Json(
-        json!({"name": record.meta.name, "arn": record.meta.arn, "versions": versions}),
-    ))
-}
-
-#[derive(Deserialize)]
-struct StageIn {
-    stage: String,
-    move_to: Option<String>,
-    remove_from: Option<String>,
+    Ok(Json(api::VersionList {
+        name: record.meta.name.clone(),
+        arn: record.meta.arn.clone(),
+        versions: versions
+            .into_iter()
+            .map(|v| api::Version {
+                version_id: v.id,
+                stages: v.labels,
+                created: v.created.into(),
+            })
+            .collect(),
+    }))
 }
 
 async fn move_stage(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<StageIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    Body(req): Body<api::StageMove>,
+) -> Result<Json<api::NameArn>> {
     let (arn, name) = app
         .service
         .update_stage(
@@ -444,37 +320,25 @@ async fn move_stage(
             req.remove_from,
         )
         .await?;
-    Ok(Json(json!({"name": name, "arn": arn})))
-}
-
-#[derive(Deserialize)]
-struct TagIn {
-    tags: BTreeMap<String, String>,
+    Ok(Json(api::NameArn { name, arn }))
 }
 
 async fn tag(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<TagIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    Body(req): Body<api::Tags>,
+) -> Result<Json<api::Description>> {
     app.service.tag(&caller, &name, tags_in(req.tags)).await?;
     describe(State(app), Extension(caller), Path(name)).await
-}
-
-#[derive(Deserialize)]
-struct UntagIn {
-    keys: String,
 }
 
 async fn untag(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<UntagIn>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::UntagQuery>,
+) -> Result<Json<api::Description>> {
     let keys = q
         .keys
         .split(',')
@@ -485,26 +349,12 @@ async fn untag(
     describe(State(app), Extension(caller), Path(name)).await
 }
 
-#[derive(Deserialize, Default)]
-#[serde(default)]
-struct PasswordIn {
-    length: Option<usize>,
-    exclude_characters: Option<String>,
-    exclude_numbers: bool,
-    exclude_punctuation: bool,
-    exclude_uppercase: bool,
-    exclude_lowercase: bool,
-    include_space: bool,
-    require_each_included_type: Option<bool>,
-}
-
 async fn password(
     State(app): State<Arc<App>>,
-    req: std::result::Result<Json<PasswordIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    OptionalBody(req): OptionalBody<api::PasswordSpec>,
+) -> Result<Json<api::Password>> {
     let spec = PasswordSpec {
-        length: req.length.unwrap_or(32),
+        length: req.length.map_or(32, |n| n as usize),
         exclude_characters: req.exclude_characters.unwrap_or_default(),
         exclude_numbers: req.exclude_numbers,
         exclude_punctuation: req.exclude_punctuation,
@@ -513,87 +363,81 @@ async fn password(
         include_space: req.include_space,
         require_each_included_type: req.require_each_included_type.unwrap_or(true),
     };
-    Ok(Json(
-        json!({"password": app.service.random_password(&spec)?}),
-    ))
+    Ok(Json(api::Password {
+        password: Sensitive::new(app.service.random_password(&spec)?),
+    }))
 }
 
 /// How a rotation is shown: by the version it creates, never by a value.
-fn rotation_json(r: &RotationRecord) -> Value {
-    let steps: Vec<Value> = r
-        .steps
-        .iter()
-        .map(|s| json!({"step": s.step, "attempt": s.attempt, "started": rfc3339(s.started), "millis": s.millis}))
-        .collect();
-    json!({
-        "version_id": r.token,
-        "rotator": r.rotator,
-        "status": r.status.as_str(),
-        "step": r.step.as_str(),
-        "attempt": r.attempt,
-        "started": rfc3339(r.started),
-        "updated": rfc3339(r.updated),
-        "finished": r.finished.map(rfc3339),
-        "resume_at": r.resume_at.map(rfc3339),
-        "error": r.error,
-        "steps": steps,
-    })
+fn rotation_out(r: &RotationRecord) -> rot::Rotation {
+    rot::Rotation {
+        version_id: r.token.clone(),
+        rotator: r.rotator.clone(),
+        status: r.status.as_str().into(),
+        step: r.step.as_str().into(),
+        attempt: r.attempt,
+        started: r.started.into(),
+        updated: r.updated.into(),
+        finished: r.finished.map(Timestamp),
+        resume_at: r.resume_at.map(Timestamp),
+        error: r.error.clone(),
+        steps: r
+            .steps
+            .iter()
+            .map(|s| rot::StepRun {
+                step: s.step.clone(),
+                attempt: s.attempt,
+                started: s.started.into(),
+                millis: s.millis,
+            })
+            .collect(),
+    }
 }
 
-fn rotation_view_json(v: &RotationView) -> Value {
+fn rotation_state(v: &RotationView) -> rot::RotationState {
     let m = &v.meta;
     // Stored rules were validated when set; an unreadable one shows as its text.
-    let rules = m
-        .rules
-        .as_deref()
-        .map(|r| serde_json::from_str::<Value>(r).unwrap_or_else(|_| json!(r)));
-    json!({
-        "name": v.name,
-        "arn": v.arn,
-        "enabled": m.enabled,
-        "rotator": m.rotator,
-        "rules": rules,
-        "last_rotated": m.last_rotated.map(rfc3339),
-        "next_rotation": m.next_rotation.filter(|_| m.enabled).map(rfc3339),
-        "failed": m.failed,
-        "principal": m.principal,
-        "latest": v.latest.as_ref().map(rotation_json),
-    })
+    let rules = m.rules.as_deref().map(|r| {
+        serde_json::from_str::<serde_json::Value>(r)
+            .unwrap_or_else(|_| serde_json::Value::String(r.into()))
+    });
+    rot::RotationState {
+        name: v.name.clone(),
+        arn: v.arn.clone(),
+        enabled: m.enabled,
+        rotator: m.rotator.clone(),
+        rules,
+        last_rotated: m.last_rotated.map(Timestamp),
+        next_rotation: m.next_rotation.filter(|_| m.enabled).map(Timestamp),
+        failed: m.failed.clone(),
+        principal: m.principal.clone(),
+        latest: v.latest.as_ref().map(rotation_out),
+    }
 }
 
-fn rotated_json(r: Rotated) -> Json<Value> {
-    Json(json!({"name": r.name, "arn": r.arn, "version_id": r.version_id}))
+fn rotated(r: Rotated) -> Json<rot::Rotated> {
+    Json(rot::Rotated {
+        name: r.name,
+        arn: r.arn,
+        version_id: r.version_id,
+    })
 }
 
 async fn rotation(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<rot::RotationState>> {
     let view = app.rotations.view(&caller, &name).await?;
-    Ok(Json(rotation_view_json(&view)))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotationIn {
-    /// A rotator's name, or a Lambda ARN naming one.
-    rotator: Option<String>,
-    rules: Option<RotationRules>,
-    /// Unlike the AWS API, configuring rotation here does not rotate unless asked.
-    #[serde(default)]
-    rotate_immediately: bool,
-    /// The new version's id (`ClientRequestToken`).
-    version_id: Option<String>,
+    Ok(Json(rotation_state(&view)))
 }
 
 async fn set_rotation(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<RotationIn>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = body(req)?;
+    Body(req): Body<rot::RotationConfig>,
+) -> Result<Json<rot::Rotated>> {
     let done = app
         .rotations
         .rotate_secret(
@@ -607,51 +451,38 @@ async fn set_rotation(
             },
         )
         .await?;
-    Ok(rotated_json(done))
-}
-
-#[derive(Deserialize)]
-struct HistoryIn {
-    limit: Option<i64>,
+    Ok(rotated(done))
 }
 
 async fn rotation_history(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<HistoryIn>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<rot::HistoryQuery>,
+) -> Result<Json<rot::History>> {
     let all = app
         .rotations
         .history(&caller, &name, q.limit.unwrap_or(20))
         .await?;
-    let rotations: Vec<Value> = all.iter().map(rotation_json).collect();
-    Ok(Json(json!({"rotations": rotations})))
+    Ok(Json(rot::History {
+        rotations: all.iter().map(rotation_out).collect(),
+    }))
 }
 
 async fn cancel_rotation(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(rotated_json(app.rotations.cancel(&caller, &name).await?))
-}
-
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RotateIn {
-    /// The new version's id (`ClientRequestToken`).
-    version_id: Option<String>,
+) -> Result<Json<rot::Rotated>> {
+    Ok(rotated(app.rotations.cancel(&caller, &name).await?))
 }
 
 async fn rotate(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Option<Json<RotateIn>>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let req = optional_body(req)?;
+    OptionalBody(req): OptionalBody<rot::RotateNow>,
+) -> Result<Json<rot::Rotated>> {
     let done = app
         .rotations
         .rotate_secret(
@@ -664,5 +495,5 @@ async fn rotate(
             },
         )
         .await?;
-    Ok(rotated_json(done))
+    Ok(rotated(done))
 }

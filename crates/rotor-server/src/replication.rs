@@ -2,48 +2,55 @@
 //! repairs destinations that drifted. Each repair is also written to the audit log.
 
 use crate::App;
+use crate::auth::Routes;
 use crate::error::NativeError;
-use axum::extract::rejection::JsonRejection;
+use crate::extract::Body;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Extension, Json, Router};
+use axum::{Extension, Json};
+use rotor_api::replication as api;
 use rotor_engine::Caller;
 use rotor_engine::audit::AuditRecord;
-use rotor_engine::replication::{Repair, RuleInfo, RuleSpec};
-use serde_json::{Value, json};
+use rotor_engine::replication::{Kind, Repair, RuleInfo, RuleSpec};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
-/// The operations of [`router`]'s routes.
-pub(crate) const OPERATIONS: crate::auth::Operations = &[
-    ("POST", "/v1/replication", "AddReplicationRule"),
-    ("GET", "/v1/replication", "ListReplicationRules"),
-    ("GET", "/v1/replication/{name}", "DescribeReplicationRule"),
-    ("DELETE", "/v1/replication/{name}", "RemoveReplicationRule"),
-    ("POST", "/v1/replication-sync", "SyncReplicas"),
-];
-
-/// The replication routes (authenticated).
-pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    let routes = Router::new()
-        .route("/v1/replication", post(add).get(list))
-        .route("/v1/replication/{name}", get(show).delete(remove))
-        .route("/v1/replication-sync", post(sync));
-    crate::auth::guard(routes, app, OPERATIONS)
+/// The replication routes.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .at::<api::AddReplicationRule, _, _>(add)
+        .at::<api::ListReplicationRules, _, _>(list)
+        .at::<api::DescribeReplicationRule, _, _>(show)
+        .at::<api::RemoveReplicationRule, _, _>(remove)
+        .at::<api::SyncReplicas, _, _>(sync)
 }
 
-fn rule_json(r: &RuleInfo) -> Value {
-    json!({"name": r.name, "kind": r.kind, "source": r.source, "destination": r.destination,
-           "template": r.template, "sources": r.sources,
-           "created": r.created.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-           "created_by": r.created_by})
+fn rule_out(r: RuleInfo) -> api::Rule {
+    api::Rule {
+        name: r.name,
+        kind: match r.kind {
+            Kind::Copy => api::RuleKind::Copy,
+            Kind::Merge => api::RuleKind::Merge,
+        },
+        source: r.source,
+        destination: r.destination,
+        template: r.template,
+        sources: r.sources,
+        created: r.created.into(),
+        created_by: r.created_by,
+    }
 }
 
-fn repairs_json(repairs: &[Repair]) -> Value {
-    json!(repairs)
+fn repairs_out(repairs: &[Repair]) -> Vec<api::Repair> {
+    repairs
+        .iter()
+        .map(|r| api::Repair {
+            rule: r.rule.clone(),
+            destination: r.destination.clone(),
+            version: r.version.clone(),
+        })
+        .collect()
 }
 
 /// Writes one audit entry per repair, as `principal`.
@@ -71,35 +78,45 @@ pub async fn audit_repairs(app: &App, principal: &str, repairs: &[Repair]) {
 async fn add(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    spec: std::result::Result<Json<RuleSpec>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let spec = spec
-        .map(|Json(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))?;
+    Body(spec): Body<api::NewRule>,
+) -> Result<(StatusCode, Json<api::RuleAdded>)> {
+    let spec = RuleSpec {
+        name: spec.name,
+        kind: match spec.kind {
+            api::RuleKind::Copy => Kind::Copy,
+            api::RuleKind::Merge => Kind::Merge,
+        },
+        source: spec.source,
+        destination: spec.destination,
+        template: spec.template,
+    };
     let (rule, repairs) = app.service.add_rule(&caller, spec).await?;
     audit_repairs(&app, caller.name(), &repairs).await;
     Ok((
         StatusCode::CREATED,
-        Json(json!({"rule": rule_json(&rule), "repairs": repairs_json(&repairs)})),
+        Json(api::RuleAdded {
+            rule: rule_out(rule),
+            repairs: repairs_out(&repairs),
+        }),
     ))
 }
 
 async fn list(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::RuleList>> {
     let rules = app.service.list_rules(&caller).await?;
-    Ok(Json(
-        json!({"rules": rules.iter().map(rule_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::RuleList {
+        rules: rules.into_iter().map(rule_out).collect(),
+    }))
 }
 
 async fn show(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(Json(rule_json(&app.service.rule(&caller, &name).await?)))
+) -> Result<Json<api::Rule>> {
+    Ok(Json(rule_out(app.service.rule(&caller, &name).await?)))
 }
 
 async fn remove(
@@ -114,8 +131,10 @@ async fn remove(
 async fn sync(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::Repairs>> {
     let repairs = app.service.sync_replicas(&caller).await?;
     audit_repairs(&app, caller.name(), &repairs).await;
-    Ok(Json(json!({"repairs": repairs_json(&repairs)})))
+    Ok(Json(api::Repairs {
+        repairs: repairs_out(&repairs),
+    }))
 }

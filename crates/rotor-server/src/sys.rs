@@ -4,237 +4,191 @@
 //! in the answer that creates them.
 
 use crate::App;
+use crate::auth::Routes;
 use crate::error::NativeError;
-use axum::extract::rejection::JsonRejection;
+use crate::extract::{Body, OptionalBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
-use axum::routing::{delete, get, post, put};
-use axum::{Extension, Json, Router};
-use chrono::{DateTime, Duration, Utc};
-use rotor_core::policy::{Policy, Statement};
+use axum::{Extension, Json};
+use chrono::Duration;
+use rotor_api::sys as api;
+use rotor_api::{Deleted, Sensitive};
+use rotor_core::policy::Policy;
 use rotor_engine::rotation::RotatorInfo;
 use rotor_engine::{Caller, PrincipalInfo, TokenInfo};
-use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use std::sync::Arc;
 
 type Result<T> = std::result::Result<T, NativeError>;
 
-fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    b.map(|Json(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))
+/// The `/v1/sys` routes.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .at::<api::CreatePrincipal, _, _>(create_principal)
+        .at::<api::ListPrincipals, _, _>(list_principals)
+        .at::<api::DeletePrincipal, _, _>(delete_principal)
+        .at::<api::AttachPolicy, _, _>(attach)
+        .at::<api::DetachPolicy, _, _>(detach)
+        .at::<api::ListPolicies, _, _>(list_policies)
+        .at::<api::PutPolicy, _, _>(put_policy)
+        .at::<api::GetPolicy, _, _>(get_policy)
+        .at::<api::DeletePolicy, _, _>(delete_policy)
+        .at::<api::CreateToken, _, _>(create_token)
+        .at::<api::LookupToken, _, _>(lookup_token)
+        .at::<api::RevokeToken, _, _>(revoke_token)
+        .at::<api::CreateAccessKey, _, _>(create_access_key)
+        .at::<api::DeleteAccessKey, _, _>(delete_access_key)
+        .at::<api::CreateRotator, _, _>(create_rotator)
+        .at::<api::ListRotators, _, _>(list_rotators)
+        .at::<api::DescribeRotator, _, _>(get_rotator)
+        .at::<api::DeleteRotator, _, _>(delete_rotator)
 }
 
-/// The operations of [`router`]'s routes.
-pub(crate) const OPERATIONS: crate::auth::Operations = &[
-    ("POST", "/v1/sys/principals", "CreatePrincipal"),
-    ("GET", "/v1/sys/principals", "ListPrincipals"),
-    ("DELETE", "/v1/sys/principals/{name}", "DeletePrincipal"),
-    (
-        "PUT",
-        "/v1/sys/principals/{name}/policies/{policy}",
-        "AttachPolicy",
-    ),
-    (
-        "DELETE",
-        "/v1/sys/principals/{name}/policies/{policy}",
-        "DetachPolicy",
-    ),
-    ("GET", "/v1/sys/policies", "ListPolicies"),
-    ("PUT", "/v1/sys/policies/{name}", "PutPolicy"),
-    ("GET", "/v1/sys/policies/{name}", "GetPolicy"),
-    ("DELETE", "/v1/sys/policies/{name}", "DeletePolicy"),
-    ("POST", "/v1/sys/tokens", "CreateToken"),
-    ("POST", "/v1/sys/tokens/lookup", "LookupToken"),
-    ("POST", "/v1/sys/tokens/revoke", "RevokeToken"),
-    ("POST", "/v1/sys/access-keys", "CreateAccessKey"),
-    ("DELETE", "/v1/sys/access-keys/{id}", "DeleteAccessKey"),
-    ("POST", "/v1/sys/rotators", "CreateRotator"),
-    ("GET", "/v1/sys/rotators", "ListRotators"),
-    ("GET", "/v1/sys/rotators/{name}", "DescribeRotator"),
-    ("DELETE", "/v1/sys/rotators/{name}", "DeleteRotator"),
-];
-
-/// The `/v1/sys` routes (authenticated).
-pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    let routes = Router::new()
-        .route(
-            "/v1/sys/principals",
-            post(create_principal).get(list_principals),
-        )
-        .route("/v1/sys/principals/{name}", delete(delete_principal))
-        .route(
-            "/v1/sys/principals/{name}/policies/{policy}",
-            put(attach).delete(detach),
-        )
-        .route("/v1/sys/policies", get(list_policies))
-        .route(
-            "/v1/sys/policies/{name}",
-            put(put_policy).get(get_policy).delete(delete_policy),
-        )
-        .route("/v1/sys/tokens", post(create_token))
-        .route("/v1/sys/tokens/lookup", post(lookup_token))
-        .route("/v1/sys/tokens/revoke", post(revoke_token))
-        .route("/v1/sys/access-keys", post(create_access_key))
-        .route("/v1/sys/access-keys/{id}", delete(delete_access_key))
-        .route("/v1/sys/rotators", post(create_rotator).get(list_rotators))
-        .route(
-            "/v1/sys/rotators/{name}",
-            get(get_rotator).delete(delete_rotator),
-        );
-    crate::auth::guard(routes, app, OPERATIONS)
+fn principal_out(p: &PrincipalInfo) -> api::Principal {
+    api::Principal {
+        name: p.name.clone(),
+        kind: p.kind.clone(),
+        created: p.created.into(),
+        policies: p.policies.clone(),
+        tokens: p.tokens.clone(),
+        access_keys: p.access_keys.clone(),
+    }
 }
 
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+fn token_out(t: &TokenInfo) -> api::Token {
+    api::Token {
+        id: t.id.clone(),
+        principal: t.principal.clone(),
+        created: t.created.into(),
+        expires: t.expires.map(Into::into),
+        revoked: t.revoked.map(Into::into),
+    }
 }
 
-fn principal_json(p: &PrincipalInfo) -> Value {
-    json!({"name": p.name, "kind": p.kind, "created": time(p.created), "policies": p.policies,
-           "tokens": p.tokens, "access_keys": p.access_keys})
-}
-
-fn token_json(t: &TokenInfo) -> Value {
-    json!({"id": t.id, "principal": t.principal, "created": time(t.created),
-           "expires": t.expires.map(time), "revoked": t.revoked.map(time)})
-}
-
-#[derive(Deserialize)]
-struct PrincipalIn {
-    name: String,
-    #[serde(default = "service_kind")]
-    kind: String,
-}
-
-fn service_kind() -> String {
-    "service".into()
+fn deleted(what: String) -> Json<Deleted> {
+    Json(Deleted { deleted: what })
 }
 
 async fn create_principal(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<PrincipalIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::NewPrincipal>,
+) -> Result<(StatusCode, Json<api::NewPrincipal>)> {
     app.access
-        .create_principal(&caller, &req.name, &req.kind)
+        .create_principal(&caller, &req.name, req.kind.as_str())
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(json!({"name": req.name, "kind": req.kind})),
-    ))
+    Ok((StatusCode::CREATED, Json(req)))
 }
 
 async fn list_principals(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::PrincipalList>> {
     let all = app.access.list_principals(&caller)?;
-    Ok(Json(
-        json!({"principals": all.iter().map(principal_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::PrincipalList {
+        principals: all.iter().map(principal_out).collect(),
+    }))
 }
 
 async fn delete_principal(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Deleted>> {
     app.access.delete_principal(&caller, &name).await?;
-    Ok(Json(json!({"deleted": name})))
+    Ok(deleted(name))
 }
 
 async fn attach(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path((name, policy)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::Attachment>> {
     app.access.attach(&caller, &name, &policy).await?;
-    Ok(Json(json!({"principal": name, "attached": policy})))
+    Ok(Json(api::Attachment {
+        principal: name,
+        attached: policy,
+    }))
 }
 
 async fn detach(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path((name, policy)): Path<(String, String)>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::Detachment>> {
     app.access.detach(&caller, &name, &policy).await?;
-    Ok(Json(json!({"principal": name, "detached": policy})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PolicyIn {
-    statements: Vec<Statement>,
+    Ok(Json(api::Detachment {
+        principal: name,
+        detached: policy,
+    }))
 }
 
 async fn put_policy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    req: std::result::Result<Json<PolicyIn>, JsonRejection>,
-) -> Result<Json<Value>> {
+    Body(req): Body<api::PolicyBody>,
+) -> Result<Json<Policy>> {
     let policy = Policy {
         name,
-        statements: body(req)?.statements,
+        statements: req.statements,
     };
     app.access.put_policy(&caller, &policy).await?;
-    Ok(Json(json!(policy)))
+    Ok(Json(policy))
 }
 
 async fn get_policy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(Json(json!(app.access.get_policy(&caller, &name)?)))
+) -> Result<Json<Policy>> {
+    Ok(Json(app.access.get_policy(&caller, &name)?))
 }
 
 async fn list_policies(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
-    Ok(Json(
-        json!({"policies": app.access.list_policies(&caller)?}),
-    ))
+) -> Result<Json<api::PolicyList>> {
+    Ok(Json(api::PolicyList {
+        policies: app.access.list_policies(&caller)?,
+    }))
 }
 
 async fn delete_policy(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Deleted>> {
     app.access.delete_policy(&caller, &name).await?;
-    Ok(Json(json!({"deleted": name})))
-}
-
-#[derive(Deserialize)]
-struct TokenIn {
-    principal: String,
-    ttl_secs: Option<i64>,
+    Ok(deleted(name))
 }
 
 async fn create_token(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<TokenIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::TokenRequest>,
+) -> Result<(StatusCode, Json<api::NewToken>)> {
+    let ttl = match req.ttl_secs {
+        Some(secs) if !(1..=api::MAX_TOKEN_TTL_SECS).contains(&secs) => {
+            return Err(rotor_core::Error::invalid_parameter(format!(
+                "ttl_secs must be between 1 and {}, got {secs}",
+                api::MAX_TOKEN_TTL_SECS
+            ))
+            .into());
+        }
+        Some(secs) => Some(Duration::seconds(secs)),
+        None => None,
+    };
     let (info, token) = app
         .access
-        .create_token(&caller, &req.principal, req.ttl_secs.map(Duration::seconds))
+        .create_token(&caller, &req.principal, ttl)
         .await?;
-    let mut out = token_json(&info);
-    out["token"] = json!(token.expose_secret());
-    Ok((StatusCode::CREATED, Json(out)))
-}
-
-#[derive(Deserialize)]
-struct TokenRef {
-    /// A token id or the token itself; absent means the caller's own token.
-    token: Option<String>,
+    Ok((
+        StatusCode::CREATED,
+        Json(api::NewToken {
+            info: token_out(&info),
+            token: token.into(),
+        }),
+    ))
 }
 
 /// The token the request was made with.
@@ -250,48 +204,43 @@ async fn lookup_token(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     headers: axum::http::HeaderMap,
-    req: std::result::Result<Json<TokenRef>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let which = body(req)?
+    OptionalBody(req): OptionalBody<api::TokenRef>,
+) -> Result<Json<api::Token>> {
+    let which = req
         .token
+        .map(|t| t.expose().to_string())
         .or_else(|| own_token(&headers))
         .unwrap_or_default();
-    Ok(Json(token_json(&app.access.lookup_token(&caller, &which)?)))
+    Ok(Json(token_out(&app.access.lookup_token(&caller, &which)?)))
 }
 
 async fn revoke_token(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<TokenRef>, JsonRejection>,
-) -> Result<Json<Value>> {
-    let which = body(req)?
-        .token
-        .ok_or_else(|| NativeError::bad_request("Give the token or its id"))?;
-    Ok(Json(token_json(
-        &app.access.revoke_token(&caller, &which).await?,
+    Body(req): Body<api::TokenToRevoke>,
+) -> Result<Json<api::Token>> {
+    let which = req.token;
+    Ok(Json(token_out(
+        &app.access.revoke_token(&caller, which.expose()).await?,
     )))
-}
-
-#[derive(Deserialize)]
-struct AccessKeyIn {
-    principal: String,
 }
 
 async fn create_access_key(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<AccessKeyIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::AccessKeyRequest>,
+) -> Result<(StatusCode, Json<api::NewAccessKey>)> {
     let (id, secret) = app
         .access
         .create_access_key(&caller, &req.principal)
         .await?;
     Ok((
         StatusCode::CREATED,
-        Json(
-            json!({"principal": req.principal, "access_key_id": id, "secret_access_key": secret.expose_secret()}),
-        ),
+        Json(api::NewAccessKey {
+            principal: req.principal,
+            access_key_id: id,
+            secret_access_key: secret.into(),
+        }),
     ))
 }
 
@@ -299,74 +248,65 @@ async fn delete_access_key(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Deleted>> {
     app.access.delete_access_key(&caller, &id).await?;
-    Ok(Json(json!({"deleted": id})))
+    Ok(deleted(id))
 }
 
-fn rotator_json(r: &RotatorInfo) -> Value {
-    json!({"name": r.name, "type": r.kind, "config": r.config, "created": time(r.created)})
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RotatorIn {
-    name: String,
-    #[serde(rename = "type")]
-    kind: String,
-    #[serde(default = "empty_object")]
-    config: Value,
-    #[serde(default)]
-    replace: bool,
-}
-
-fn empty_object() -> Value {
-    json!({})
+fn rotator_out(r: RotatorInfo, signing_key: Option<String>) -> api::Rotator {
+    api::Rotator {
+        name: r.name,
+        kind: r.kind,
+        config: r.config,
+        created: r.created.into(),
+        signing_key: signing_key.map(Sensitive::new),
+    }
 }
 
 async fn create_rotator(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<RotatorIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::NewRotator>,
+) -> Result<(StatusCode, Json<api::Rotator>)> {
     let key = app
         .rotations
-        .create_rotator(&caller, &req.name, &req.kind, req.config, req.replace)
+        .create_rotator(
+            &caller,
+            &req.name,
+            req.kind.as_str(),
+            req.config,
+            req.replace,
+        )
         .await?;
     // Answer with the settings as stored (validated, defaults filled in).
-    let mut out = rotator_json(&app.rotations.rotator(&caller, &req.name).await?);
-    if let Some(key) = key {
-        out["signing_key"] = json!(key);
-    }
-    Ok((StatusCode::CREATED, Json(out)))
+    let stored = app.rotations.rotator(&caller, &req.name).await?;
+    Ok((StatusCode::CREATED, Json(rotator_out(stored, key))))
 }
 
 async fn list_rotators(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::RotatorList>> {
     let all = app.rotations.rotators(&caller).await?;
-    Ok(Json(
-        json!({"rotators": all.iter().map(rotator_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::RotatorList {
+        rotators: all.into_iter().map(|r| rotator_out(r, None)).collect(),
+    }))
 }
 
 async fn get_rotator(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(Json(rotator_json(
-        &app.rotations.rotator(&caller, &name).await?,
-    )))
+) -> Result<Json<api::Rotator>> {
+    let r = app.rotations.rotator(&caller, &name).await?;
+    Ok(Json(rotator_out(r, None)))
 }
 
 async fn delete_rotator(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Deleted>> {
     app.rotations.delete_rotator(&caller, &name).await?;
-    Ok(Json(json!({"deleted": name})))
+    Ok(deleted(name))
 }

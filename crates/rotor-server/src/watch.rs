@@ -17,22 +17,20 @@
 //! [Server-Sent Events]: https://html.spec.whatwg.org/multipage/server-sent-events.html
 
 use crate::App;
+use crate::auth::Routes;
 use crate::error::NativeError;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use crate::extract::{Body, Params};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use axum::{Extension, Json, Router};
-use chrono::{DateTime, Utc};
+use axum::{Extension, Json};
+use rotor_api::events as api;
+use rotor_api::{Deleted, Sensitive};
 use rotor_engine::events::{
     self, Delivery, Event, Events, NewSubscription, SubscriptionInfo, Target,
 };
 use rotor_engine::{Caller, Session};
-use secrecy::ExposeSecret;
-use serde::Deserialize;
-use serde_json::{Value, json};
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
@@ -45,66 +43,16 @@ const STREAM_WAIT: Duration = Duration::from_secs(30);
 /// The keep-alive comment interval of a watch stream.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
-/// The operations of [`router`]'s routes.
-pub(crate) const OPERATIONS: crate::auth::Operations = &[
-    ("GET", "/v1/watch", "Watch"),
-    ("GET", "/v1/events", "ListEvents"),
-    ("GET", "/v1/sys/subscriptions", "ListSubscriptions"),
-    ("POST", "/v1/sys/subscriptions", "CreateSubscription"),
-    (
-        "GET",
-        "/v1/sys/subscriptions/{name}",
-        "DescribeSubscription",
-    ),
-    (
-        "DELETE",
-        "/v1/sys/subscriptions/{name}",
-        "DeleteSubscription",
-    ),
-    (
-        "GET",
-        "/v1/sys/subscriptions/{name}/deliveries",
-        "ListDeliveries",
-    ),
-];
-
-/// The routes (authenticated).
-pub(crate) fn router(app: Arc<App>) -> Router<Arc<App>> {
-    let routes = Router::new()
-        .route("/v1/watch", get(watch))
-        .route("/v1/events", get(poll))
-        .route(
-            "/v1/sys/subscriptions",
-            get(list_subscriptions).post(create_subscription),
-        )
-        .route(
-            "/v1/sys/subscriptions/{name}",
-            get(get_subscription).delete(delete_subscription),
-        )
-        .route("/v1/sys/subscriptions/{name}/deliveries", get(deliveries));
-    crate::auth::guard(routes, app, OPERATIONS)
-}
-
-fn query<T>(q: std::result::Result<Query<T>, QueryRejection>) -> Result<T> {
-    q.map(|Query(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))
-}
-
-fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
-    b.map(|Json(v)| v)
-        .map_err(|e| NativeError::bad_request(e.body_text()))
-}
-
-fn time(t: DateTime<Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WatchQuery {
-    #[serde(default)]
-    prefix: String,
-    after: Option<i64>,
+/// The event and subscription routes.
+pub(crate) fn routes() -> Routes {
+    Routes::new()
+        .at::<api::Watch, _, _>(watch)
+        .at::<api::ListEvents, _, _>(poll)
+        .at::<api::ListSubscriptions, _, _>(list_subscriptions)
+        .at::<api::CreateSubscription, _, _>(create_subscription)
+        .at::<api::DescribeSubscription, _, _>(get_subscription)
+        .at::<api::DeleteSubscription, _, _>(delete_subscription)
+        .at::<api::ListDeliveries, _, _>(deliveries)
 }
 
 /// Where a watch starts: `Last-Event-ID`, else `after`, else now.
@@ -156,15 +104,14 @@ fn sse(event: &Event) -> SseEvent {
     SseEvent::default()
         .id(event.seq.to_string())
         .event(&event.kind)
-        .data(events::event_json(event).to_string())
+        .data(serde_json::to_string(&events::event_out(event)).unwrap_or_default())
 }
 
 async fn watch(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    q: std::result::Result<Query<WatchQuery>, QueryRejection>,
+    Params(q): Params<api::WatchQuery>,
 ) -> Result<Response> {
-    let q = query(q)?;
     let session = session(&app, &headers)?;
     let after = start(&app.events, &headers, q.after).await?;
     let state = Stream {
@@ -224,23 +171,11 @@ async fn watch(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct PollQuery {
-    #[serde(default)]
-    prefix: String,
-    after: Option<i64>,
-    /// Seconds.
-    #[serde(default)]
-    wait: u64,
-}
-
 async fn poll(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
-    q: std::result::Result<Query<PollQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::PollQuery>,
+) -> Result<Json<api::EventList>> {
     let mut session = session(&app, &headers)?;
     let after = start(&app.events, &headers, q.after).await?;
     let wait = Duration::from_secs(q.wait).min(events::MAX_WAIT);
@@ -248,45 +183,42 @@ async fn poll(
         .events
         .next_batch(&mut session, &q.prefix, after, wait)
         .await?;
-    Ok(Json(json!({
-        "events": batch.events.iter().map(events::event_json).collect::<Vec<_>>(),
-        "last_seq": batch.last,
-    })))
+    Ok(Json(api::EventList {
+        events: batch.events.iter().map(events::event_out).collect(),
+        last_seq: batch.last,
+    }))
 }
 
-fn subscription_json(s: &SubscriptionInfo) -> Value {
-    json!({"name": s.name, "prefix": s.prefix, "kinds": s.kinds, "type": s.target.kind(),
-           "target": s.target, "cursor": s.cursor, "created": time(s.created),
-           "created_by": s.created_by})
+fn subscription_out(s: &SubscriptionInfo, signing_key: Option<Sensitive>) -> api::Subscription {
+    api::Subscription {
+        name: s.name.clone(),
+        prefix: s.prefix.clone(),
+        kinds: s.kinds.clone(),
+        kind: s.target.kind().into(),
+        target: serde_json::to_value(&s.target).unwrap_or_default(),
+        cursor: s.cursor,
+        created: s.created.into(),
+        created_by: s.created_by.clone(),
+        signing_key,
+    }
 }
 
-fn delivery_json(d: &Delivery) -> Value {
-    json!({"id": d.id, "seq": d.seq, "attempt": d.attempt, "status": d.status,
-           "at": time(d.at), "error": d.error})
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SubscriptionIn {
-    name: String,
-    #[serde(default)]
-    prefix: String,
-    #[serde(default)]
-    kinds: Vec<String>,
-    /// A webhook's URL.
-    url: Option<String>,
-    /// A command's arguments.
-    command: Option<Vec<String>>,
-    timeout_ms: Option<u64>,
-    from_seq: Option<i64>,
+fn delivery_out(d: &Delivery) -> api::Delivery {
+    api::Delivery {
+        id: d.id,
+        seq: d.seq,
+        attempt: d.attempt,
+        status: d.status.clone(),
+        at: d.at.into(),
+        error: d.error.clone(),
+    }
 }
 
 async fn create_subscription(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-    req: std::result::Result<Json<SubscriptionIn>, JsonRejection>,
-) -> Result<impl IntoResponse> {
-    let req = body(req)?;
+    Body(req): Body<api::NewSubscription>,
+) -> Result<(StatusCode, Json<api::Subscription>)> {
     let timeout_ms = req.timeout_ms.unwrap_or(events::DEFAULT_TIMEOUT_MS);
     let target = match (req.url, req.command) {
         (Some(url), None) => Target::Webhook { url, timeout_ms },
@@ -313,68 +245,52 @@ async fn create_subscription(
             },
         )
         .await?;
-    let mut out = subscription_json(&info);
-    if let Some(key) = key {
-        out["signing_key"] = json!(key.expose_secret());
-    }
-    Ok((StatusCode::CREATED, Json(out)))
+    Ok((
+        StatusCode::CREATED,
+        Json(subscription_out(&info, key.map(Sensitive::from))),
+    ))
 }
 
 async fn list_subscriptions(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
-) -> Result<Json<Value>> {
+) -> Result<Json<api::SubscriptionList>> {
     let all = app.events.subscriptions(&caller).await?;
-    Ok(Json(
-        json!({"subscriptions": all.iter().map(subscription_json).collect::<Vec<_>>()}),
-    ))
+    Ok(Json(api::SubscriptionList {
+        subscriptions: all.iter().map(|s| subscription_out(s, None)).collect(),
+    }))
 }
 
 async fn get_subscription(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
-    Ok(Json(subscription_json(
-        &app.events.subscription(&caller, &name).await?,
-    )))
+) -> Result<Json<api::Subscription>> {
+    let s = app.events.subscription(&caller, &name).await?;
+    Ok(Json(subscription_out(&s, None)))
 }
 
 async fn delete_subscription(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-) -> Result<Json<Value>> {
+) -> Result<Json<Deleted>> {
     app.events.delete_subscription(&caller, &name).await?;
-    Ok(Json(json!({"deleted": name})))
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DeliveriesQuery {
-    #[serde(default = "default_limit")]
-    limit: i64,
-    #[serde(default)]
-    dead: bool,
-}
-
-fn default_limit() -> i64 {
-    50
+    Ok(Json(Deleted { deleted: name }))
 }
 
 async fn deliveries(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
     Path(name): Path<String>,
-    q: std::result::Result<Query<DeliveriesQuery>, QueryRejection>,
-) -> Result<Json<Value>> {
-    let q = query(q)?;
+    Params(q): Params<api::DeliveriesQuery>,
+) -> Result<Json<api::DeliveryList>> {
     let log = app
         .events
         .deliveries(&caller, &name, q.limit, q.dead)
         .await?;
-    Ok(Json(json!({
-        "subscription": name,
-        "deliveries": log.iter().map(delivery_json).collect::<Vec<_>>(),
-    })))
+    Ok(Json(api::DeliveryList {
+        subscription: name,
+        deliveries: log.iter().map(delivery_out).collect(),
+    }))
 }

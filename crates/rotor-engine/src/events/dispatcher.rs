@@ -2,7 +2,7 @@
 //! retried with backoff and dead-lettered after the last attempt.
 
 use super::subscriptions::{SubscriptionInfo, Target, admin_path};
-use super::{Events, KEY_AAD, PAGE, event_json, redacted, visible};
+use super::{Events, KEY_AAD, PAGE, event_out, redacted, visible};
 use crate::caller::Caller;
 use crate::service::SecretService;
 use rotor_core::policy::Capability;
@@ -170,7 +170,7 @@ impl Events {
             Some(d) if d.seq == event.seq && d.status == "failed" => d.attempt + 1,
             _ => 1,
         };
-        let body = event_json(event).to_string().into_bytes();
+        let body = serde_json::to_vec(&event_out(event)).unwrap_or_default();
         loop {
             let sent = hook.send(&sub.name, event, body.clone()).await;
             let last = attempt >= self.settings.max_attempts;

@@ -37,7 +37,7 @@ mod scheduler;
 use crate::access::AccessService;
 use crate::caller::Caller;
 use crate::service::SecretService;
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use rotor_core::label::{AWSCURRENT, AWSPENDING};
 use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, Step};
 use rotor_core::name;
@@ -210,45 +210,14 @@ fn unfinished(record: &SecretRecord) -> Option<&str> {
         .map(|v| v.id.as_str())
 }
 
-/// The next schedule of `meta` after a rotation (or configuration) at `last`.
+/// The next schedule of `meta` after a rotation (or configuration) at `last`, its
+/// start picked at random inside the window.
 pub(crate) fn reschedule(
     meta: &mut RotationMeta,
     last: DateTime<Utc>,
     now: DateTime<Utc>,
 ) -> Result<()> {
-    let rules = match (&meta.rules, meta.enabled) {
-        (Some(rules), true) => rules,
-        _ => {
-            meta.next_rotation = None;
-            meta.due = None;
-            return Ok(());
-        }
-    };
-    let rules: RotationRules = serde_json::from_str(rules)
-        .map_err(|_| Error::internal("stored rotation rules are not valid JSON"))?;
-    let schedule = Schedule::parse(&rules)?;
-    match schedule.next_window(last, now) {
-        Some(window) => {
-            meta.next_rotation = Some(window.start);
-            meta.due = Some(pick_in_window(window.start, window.end));
-        }
-        None => {
-            meta.next_rotation = None;
-            meta.due = None;
-        }
-    }
-    Ok(())
-}
-
-/// A random start inside the window, so that secrets sharing a schedule do not all
-/// rotate at its first second; leaves the last tenth of the window for the run.
-fn pick_in_window(start: DateTime<Utc>, end: DateTime<Utc>) -> DateTime<Utc> {
-    let span = (end - start).num_milliseconds() * 9 / 10;
-    if span <= 0 {
-        return start;
-    }
-    let offset = rotor_crypto::random::below(span as usize) as i64;
-    start + Duration::milliseconds(offset)
+    rotor_core::schedule::reschedule(meta, last, now, rotor_crypto::random::below)
 }
 
 impl Rotations {
