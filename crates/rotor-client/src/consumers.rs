@@ -2,8 +2,7 @@
 //! use, and listing a secret's consumers.
 
 use crate::{Client, ClientError};
-use reqwest::Method;
-use serde_json::{Value, json};
+use rotor_api::consumers as api;
 
 impl Client {
     /// Reports that `consumer` has version `version_id` of secret `name` in use.
@@ -12,16 +11,18 @@ impl Client {
         consumer: &str,
         name: &str,
         version_id: &str,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"consumer": consumer, "secret": name, "version_id": version_id});
-        self.call(Method::POST, self.url("consumers", None), &[], Some(body))
+    ) -> Result<api::Acknowledged, ClientError> {
+        let body = api::Acknowledgement {
+            consumer: consumer.to_string(),
+            secret: name.to_string(),
+            version_id: version_id.to_string(),
+        };
+        self.send::<api::AcknowledgeVersion>(&[], None, Some(&body))
             .await
     }
 
-    /// The latest report of each consumer of secret `name`:
-    /// `{name, current_version, consumers: [{consumer, version_id, stages, current, host, at, seq}], complete, scan_limit}`.
-    pub async fn consumers(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.url("consumers", Some(name)), &[], None)
-            .await
+    /// The latest report of each consumer of secret `name`, and whether it is current.
+    pub async fn consumers(&self, name: &str) -> Result<api::ConsumerList, ClientError> {
+        self.send::<api::ListConsumers>(&[name], None, None).await
     }
 }

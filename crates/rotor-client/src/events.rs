@@ -1,10 +1,9 @@
 //! Change events: the watch stream (Server-Sent Events), the long poll, and
 //! subscriptions (webhooks and redeploy hooks).
 
-use crate::{Client, ClientError};
-use reqwest::{Method, StatusCode};
-use secrecy::ExposeSecret;
-use serde_json::{Value, json};
+use crate::{Client, ClientError, api_error};
+use rotor_api::Deleted;
+use rotor_api::events::{self as api, Event};
 use std::collections::VecDeque;
 
 /// Where a subscription delivers.
@@ -96,7 +95,7 @@ impl SseParser {
 pub struct Watch {
     response: reqwest::Response,
     parser: SseParser,
-    queue: VecDeque<Value>,
+    queue: VecDeque<Event>,
     last_seq: i64,
     addr: String,
 }
@@ -111,14 +110,11 @@ impl std::fmt::Debug for Watch {
 }
 
 impl Watch {
-    /// The next event (`{seq, at, kind, secret, detail}`), waiting for it; `None` when
-    /// the server closed the stream.
-    pub async fn next(&mut self) -> Result<Option<Value>, ClientError> {
+    /// The next event, waiting for it; `None` when the server closed the stream.
+    pub async fn next(&mut self) -> Result<Option<Event>, ClientError> {
         loop {
             if let Some(event) = self.queue.pop_front() {
-                if let Some(seq) = event["seq"].as_i64() {
-                    self.last_seq = seq;
-                }
+                self.last_seq = event.seq;
                 return Ok(Some(event));
             }
             let chunk = self
@@ -133,10 +129,10 @@ impl Watch {
                 return Ok(None);
             };
             for message in self.parser.push(&chunk) {
-                let event: Value =
+                let event: Event =
                     serde_json::from_str(&message.data).map_err(|e| ClientError::Transport {
                         addr: self.addr.clone(),
-                        reason: format!("an event is not JSON: {e}"),
+                        reason: format!("an unreadable event: {e}"),
                     })?;
                 self.queue.push_back(event);
             }
@@ -150,55 +146,25 @@ impl Watch {
     }
 }
 
-/// The error a failed response carries.
-async fn failure(addr: &str, resp: reqwest::Response) -> ClientError {
-    let status = resp.status();
-    let text = match resp.text().await {
-        Ok(t) => t,
-        Err(e) => {
-            return ClientError::Transport {
-                addr: addr.to_string(),
-                reason: e.to_string(),
-            };
-        }
-    };
-    let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-    let kind = doc["error"]["type"].as_str().unwrap_or(match status {
-        StatusCode::UNAUTHORIZED => "UnauthenticatedException",
-        _ => "HttpError",
-    });
-    ClientError::Api {
-        status: status.as_u16(),
-        kind: kind.to_string(),
-        message: doc["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}")),
-    }
-}
-
 impl Client {
     /// Watches changes to secrets under `prefix` (all when empty) that the token may
     /// describe: the events after `after`, or from now on when `None`.
     pub async fn watch(&self, prefix: &str, after: Option<i64>) -> Result<Watch, ClientError> {
-        let mut q = vec![("prefix", prefix.to_string())];
-        if let Some(a) = after {
-            q.push(("after", a.to_string()));
-        }
+        let query = api::WatchQuery {
+            prefix: prefix.to_string(),
+            after,
+        };
         let resp = self
-            .http
-            .request(Method::GET, self.url("watch", None))
-            .bearer_auth(self.token.expose_secret())
+            .request::<api::Watch>(&[])
             .header("accept", "text/event-stream")
-            .query(&q)
+            .query(&query)
             .send()
             .await
-            .map_err(|e| ClientError::Transport {
-                addr: self.addr.clone(),
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| self.transport(e))?;
         if !resp.status().is_success() {
-            return Err(failure(&self.addr, resp).await);
+            let status = resp.status();
+            let body = resp.text().await.map_err(|e| self.transport(e))?;
+            return Err(api_error(status, &body));
         }
         let started = resp
             .headers()
@@ -217,63 +183,59 @@ impl Client {
     }
 
     /// The changes after `after` (from now on when `None`) under `prefix`, waiting up
-    /// to `wait_secs` for one: `{"events": [...], "last_seq": N}`.
+    /// to `wait_secs` for one.
     pub async fn events(
         &self,
         prefix: &str,
         after: Option<i64>,
         wait_secs: u64,
-    ) -> Result<Value, ClientError> {
-        let mut q = vec![
-            ("prefix", prefix.to_string()),
-            ("wait", wait_secs.to_string()),
-        ];
-        if let Some(a) = after {
-            q.push(("after", a.to_string()));
-        }
-        self.call(Method::GET, self.url("events", None), &q, None)
-            .await
+    ) -> Result<api::EventList, ClientError> {
+        let query = api::PollQuery {
+            prefix: prefix.to_string(),
+            after,
+            wait: wait_secs,
+        };
+        self.send::<api::ListEvents>(&[], Some(&query), None).await
     }
 
     /// Creates a subscription. A webhook's answer holds its `signing_key`, shown
     /// only this once.
-    pub async fn create_subscription(&self, new: &NewSubscription) -> Result<Value, ClientError> {
-        let mut body = json!({"name": new.name, "prefix": new.prefix, "kinds": new.kinds,
-                              "timeout_ms": new.timeout_ms, "from_seq": new.from_seq});
-        match &new.target {
-            HookTarget::Url(url) => body["url"] = json!(url),
-            HookTarget::Command(argv) => body["command"] = json!(argv),
-        }
-        self.call(Method::POST, self.sys_url("subscriptions"), &[], Some(body))
+    pub async fn create_subscription(
+        &self,
+        new: &NewSubscription,
+    ) -> Result<api::Subscription, ClientError> {
+        let (url, command) = match &new.target {
+            HookTarget::Url(url) => (Some(url.clone()), None),
+            HookTarget::Command(argv) => (None, Some(argv.clone())),
+        };
+        let body = api::NewSubscription {
+            name: new.name.clone(),
+            prefix: new.prefix.clone(),
+            kinds: new.kinds.clone(),
+            url,
+            command,
+            timeout_ms: new.timeout_ms,
+            from_seq: new.from_seq,
+        };
+        self.send::<api::CreateSubscription>(&[], None, Some(&body))
             .await
     }
 
     /// Lists subscriptions.
-    pub async fn list_subscriptions(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.sys_url("subscriptions"), &[], None)
-            .await
+    pub async fn list_subscriptions(&self) -> Result<api::SubscriptionList, ClientError> {
+        self.send::<api::ListSubscriptions>(&[], None, None).await
     }
 
     /// Shows a subscription and its cursor (never its signing key).
-    pub async fn subscription(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            self.sys_url(&format!("subscriptions/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn subscription(&self, name: &str) -> Result<api::Subscription, ClientError> {
+        self.send::<api::DescribeSubscription>(&[name], None, None)
+            .await
     }
 
     /// Deletes a subscription and its delivery log.
-    pub async fn delete_subscription(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.sys_url(&format!("subscriptions/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn delete_subscription(&self, name: &str) -> Result<Deleted, ClientError> {
+        self.send::<api::DeleteSubscription>(&[name], None, None)
+            .await
     }
 
     /// A subscription's last `limit` delivery attempts, newest first; only
@@ -283,17 +245,13 @@ impl Client {
         name: &str,
         limit: i64,
         dead_only: bool,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            self.sys_url(&format!("subscriptions/{}/deliveries", Self::enc(name))),
-            &[
-                ("limit", limit.to_string()),
-                ("dead", dead_only.to_string()),
-            ],
-            None,
-        )
-        .await
+    ) -> Result<api::DeliveryList, ClientError> {
+        let query = api::DeliveriesQuery {
+            limit,
+            dead: dead_only,
+        };
+        self.send::<api::ListDeliveries>(&[name], Some(&query), None)
+            .await
     }
 }
 

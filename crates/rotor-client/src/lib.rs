@@ -1,14 +1,15 @@
 //! A client for Rotor's native `/v1` API.
 //!
-//! Each method maps to one route and returns the JSON document the server sends; errors
-//! carry the server's typed error (`ResourceNotFoundException`, ...) and HTTP status.
-//! The AWS-compatible API is meant to be used through an AWS SDK instead.
+//! Each method is one endpoint of [`rotor_api`], the API's contract: it sends that
+//! endpoint's typed query and body and returns its typed answer. Errors carry the
+//! server's error type (`ResourceNotFoundException`, ...) and HTTP status. The
+//! AWS-compatible API is meant to be used through an AWS SDK instead.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), rotor_client::ClientError> {
 //! let client = rotor_client::Client::new("http://127.0.0.1:8200", "root-token")?;
 //! let v = client.get_value("/dba/mongo/password", None, Some("current")).await?;
-//! println!("{}", v["version_id"]);
+//! println!("{}", v.version_id);
 //! # Ok(()) }
 //! ```
 #![forbid(unsafe_code)]
@@ -26,19 +27,16 @@ pub mod webhook;
 mod fuzz_tests;
 
 pub use events::{HookTarget, NewSubscription, Watch};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
-use reqwest::{Method, StatusCode};
+use reqwest::StatusCode;
+use rotor_api::Endpoint;
+use rotor_api::replication::RuleKind;
+use rotor_api::sys::{PrincipalKind, RotatorKind};
+use rotor_api::{Deleted, Sensitive, replication, rotation, secrets, sys};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use std::collections::BTreeMap;
 
 /// A rotation schedule, as [`Client::set_rotation`] takes it.
 pub use rotor_core::schedule::RotationRules;
-
-const NAME: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
 
 /// A request failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,13 +97,48 @@ impl std::fmt::Debug for NewValue {
     }
 }
 
-fn value_fields(body: &mut Value, value: &NewValue) {
-    use base64::Engine as _;
-    match value {
-        NewValue::Text(s) => body["value"] = json!(s.expose_secret()),
-        NewValue::Bytes(b) => {
-            body["value_base64"] = json!(base64::engine::general_purpose::STANDARD.encode(b))
+impl NewValue {
+    /// The value as the API carries it: `(value, value_base64)`, one of them set.
+    fn wire(&self) -> (Option<Sensitive>, Option<String>) {
+        use base64::Engine as _;
+        match self {
+            NewValue::Text(s) => (Some(Sensitive::from(s.clone())), None),
+            NewValue::Bytes(b) => (
+                None,
+                Some(base64::engine::general_purpose::STANDARD.encode(b)),
+            ),
         }
+    }
+}
+
+/// The error of a failed answer: the server's [`rotor_api::ErrorBody`], or the status
+/// alone when the body is not one (a proxy's page, say).
+pub(crate) fn api_error(status: StatusCode, body: &str) -> ClientError {
+    match serde_json::from_str::<rotor_api::ErrorBody>(body) {
+        Ok(b) => ClientError::Api {
+            status: status.as_u16(),
+            kind: b.error.kind,
+            message: b.error.message,
+        },
+        Err(_) => ClientError::Api {
+            status: status.as_u16(),
+            kind: match status {
+                StatusCode::UNAUTHORIZED => "UnauthenticatedException",
+                _ => "HttpError",
+            }
+            .to_string(),
+            message: format!("HTTP {status}"),
+        },
+    }
+}
+
+fn http_method(method: rotor_api::Method) -> reqwest::Method {
+    match method {
+        rotor_api::Method::Get => reqwest::Method::GET,
+        rotor_api::Method::Post => reqwest::Method::POST,
+        rotor_api::Method::Put => reqwest::Method::PUT,
+        rotor_api::Method::Patch => reqwest::Method::PATCH,
+        rotor_api::Method::Delete => reqwest::Method::DELETE,
     }
 }
 
@@ -127,55 +160,52 @@ impl Client {
         })
     }
 
-    fn url(&self, resource: &str, name: Option<&str>) -> String {
-        match name {
-            Some(n) => format!(
-                "{}/v1/{resource}/{}",
-                self.addr,
-                utf8_percent_encode(n, NAME)
-            ),
-            None => format!("{}/v1/{resource}", self.addr),
+    /// A request to endpoint `E`, with `params` in place of its route's parameters.
+    pub(crate) fn request<E: Endpoint>(&self, params: &[&str]) -> reqwest::RequestBuilder {
+        let spec = E::spec();
+        self.http
+            .request(
+                http_method(spec.method),
+                format!("{}{}", self.addr, spec.path(params)),
+            )
+            .bearer_auth(self.token.expose_secret())
+    }
+
+    pub(crate) fn transport(&self, e: impl std::fmt::Display) -> ClientError {
+        ClientError::Transport {
+            addr: self.addr.clone(),
+            reason: e.to_string(),
         }
     }
 
-    async fn call(
+    /// Calls endpoint `E`: `params` fill its route's parameters, in order. An answer
+    /// without a body (`204`) reads as `()`.
+    async fn send<E: Endpoint>(
         &self,
-        method: Method,
-        url: String,
-        query: &[(&str, String)],
-        body: Option<Value>,
-    ) -> Result<Value, ClientError> {
-        let mut req = self
-            .http
-            .request(method, &url)
-            .bearer_auth(self.token.expose_secret())
-            .query(query);
+        params: &[&str],
+        query: Option<&E::Query>,
+        body: Option<&E::Body>,
+    ) -> Result<E::Response, ClientError> {
+        let mut req = self.request::<E>(params);
+        if let Some(q) = query {
+            req = req.query(q);
+        }
         if let Some(b) = body {
-            req = req.json(&b);
+            req = req.json(b);
         }
-        let transport = |e: reqwest::Error| ClientError::Transport {
-            addr: self.addr.clone(),
-            reason: e.to_string(),
-        };
-        let resp = req.send().await.map_err(transport)?;
+        let resp = req.send().await.map_err(|e| self.transport(e))?;
         let status = resp.status();
-        let text = resp.text().await.map_err(transport)?;
-        let doc: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-        if status.is_success() {
-            return Ok(doc);
+        let text = resp.text().await.map_err(|e| self.transport(e))?;
+        if !status.is_success() {
+            return Err(api_error(status, &text));
         }
-        let kind = doc["error"]["type"].as_str().unwrap_or(match status {
-            StatusCode::UNAUTHORIZED => "UnauthenticatedException",
-            _ => "HttpError",
-        });
-        let message = doc["error"]["message"]
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| format!("HTTP {status}"));
-        Err(ClientError::Api {
-            status: status.as_u16(),
-            kind: kind.to_string(),
-            message,
+        let text = if text.trim().is_empty() {
+            "null"
+        } else {
+            &text
+        };
+        serde_json::from_str(text).map_err(|e| {
+            self.transport(format!("unreadable answer to {}: {e}", E::spec().operation))
         })
     }
 
@@ -187,40 +217,38 @@ impl Client {
         description: Option<&str>,
         tags: &[(String, String)],
         version_id: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let mut body = json!({"name": name, "description": description, "version_id": version_id});
-        body["tags"] = tags
-            .iter()
-            .map(|(k, v)| (k.clone(), json!(v)))
-            .collect::<serde_json::Map<_, _>>()
-            .into();
-        if let Some(v) = value {
-            value_fields(&mut body, v);
-        }
-        self.call(Method::POST, self.url("secrets", None), &[], Some(body))
+    ) -> Result<secrets::Created, ClientError> {
+        let (value, value_base64) = value.map(NewValue::wire).unwrap_or_default();
+        let body = secrets::NewSecret {
+            name: name.to_string(),
+            value,
+            value_base64,
+            description: description.map(str::to_string),
+            tags: tags.iter().cloned().collect(),
+            version_id: version_id.map(str::to_string),
+            region: None,
+        };
+        self.send::<secrets::CreateSecret>(&[], None, Some(&body))
             .await
     }
 
-    /// Puts a new version.
+    /// Puts a new version; it becomes AWSCURRENT unless `stages` are given.
     pub async fn put(
         &self,
         name: &str,
         value: &NewValue,
         version_id: Option<&str>,
         stages: &[String],
-    ) -> Result<Value, ClientError> {
-        let mut body = json!({"version_id": version_id});
-        if !stages.is_empty() {
-            body["stages"] = json!(stages);
-        }
-        value_fields(&mut body, value);
-        self.call(
-            Method::PUT,
-            self.url("secrets", Some(name)),
-            &[],
-            Some(body),
-        )
-        .await
+    ) -> Result<secrets::Put, ClientError> {
+        let (value, value_base64) = value.wire();
+        let body = secrets::NewValue {
+            value,
+            value_base64,
+            version_id: version_id.map(str::to_string),
+            stages: (!stages.is_empty()).then(|| stages.to_vec()),
+        };
+        self.send::<secrets::PutSecretValue>(&[name], None, Some(&body))
+            .await
     }
 
     /// Reads a version's value: by id, by label (aliases allowed), or AWSCURRENT.
@@ -229,21 +257,18 @@ impl Client {
         name: &str,
         version_id: Option<&str>,
         stage: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let mut q = Vec::new();
-        if let Some(v) = version_id {
-            q.push(("version_id", v.to_string()));
-        }
-        if let Some(s) = stage {
-            q.push(("stage", s.to_string()));
-        }
-        self.call(Method::GET, self.url("secrets", Some(name)), &q, None)
+    ) -> Result<secrets::Value, ClientError> {
+        let query = secrets::GetQuery {
+            version_id: version_id.map(str::to_string),
+            stage: stage.map(str::to_string),
+        };
+        self.send::<secrets::GetSecretValue>(&[name], Some(&query), None)
             .await
     }
 
     /// Describes a secret.
-    pub async fn describe(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.url("metadata", Some(name)), &[], None)
+    pub async fn describe(&self, name: &str) -> Result<secrets::Description, ClientError> {
+        self.send::<secrets::DescribeSecret>(&[name], None, None)
             .await
     }
 
@@ -252,23 +277,20 @@ impl Client {
         &self,
         prefix: Option<&str>,
         include_deleted: bool,
-    ) -> Result<Vec<Value>, ClientError> {
+    ) -> Result<Vec<secrets::Description>, ClientError> {
+        let mut query = secrets::ListQuery {
+            prefix: prefix.map(str::to_string),
+            include_deleted,
+            ..Default::default()
+        };
         let mut out = Vec::new();
-        let mut next: Option<String> = None;
         loop {
-            let mut q = vec![("include_deleted", include_deleted.to_string())];
-            if let Some(p) = prefix {
-                q.push(("prefix", p.to_string()));
-            }
-            if let Some(n) = &next {
-                q.push(("next_token", n.clone()));
-            }
             let page = self
-                .call(Method::GET, self.url("secrets", None), &q, None)
+                .send::<secrets::ListSecrets>(&[], Some(&query), None)
                 .await?;
-            out.extend(page["secrets"].as_array().cloned().unwrap_or_default());
-            match page["next_token"].as_str() {
-                Some(n) => next = Some(n.to_string()),
+            out.extend(page.secrets);
+            match page.next_token {
+                Some(next) => query.next_token = Some(next),
                 None => return Ok(out),
             }
         }
@@ -279,14 +301,10 @@ impl Client {
         &self,
         name: &str,
         include_deprecated: bool,
-    ) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            self.url("versions", Some(name)),
-            &[("include_deprecated", include_deprecated.to_string())],
-            None,
-        )
-        .await
+    ) -> Result<secrets::VersionList, ClientError> {
+        let query = secrets::VersionsQuery { include_deprecated };
+        self.send::<secrets::ListSecretVersionIds>(&[name], Some(&query), None)
+            .await
     }
 
     /// Moves or removes a staging label.
@@ -296,15 +314,14 @@ impl Client {
         stage: &str,
         move_to: Option<&str>,
         remove_from: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"stage": stage, "move_to": move_to, "remove_from": remove_from});
-        self.call(
-            Method::POST,
-            self.url("stages", Some(name)),
-            &[],
-            Some(body),
-        )
-        .await
+    ) -> Result<secrets::NameArn, ClientError> {
+        let body = secrets::StageMove {
+            stage: stage.to_string(),
+            move_to: move_to.map(str::to_string),
+            remove_from: remove_from.map(str::to_string),
+        };
+        self.send::<secrets::UpdateSecretVersionStage>(&[name], None, Some(&body))
+            .await
     }
 
     /// Deletes a secret (scheduled, or at once with `force`).
@@ -313,54 +330,59 @@ impl Client {
         name: &str,
         recovery_window_days: Option<i64>,
         force: bool,
-    ) -> Result<Value, ClientError> {
-        let mut q = vec![("force", force.to_string())];
-        if let Some(d) = recovery_window_days {
-            q.push(("recovery_window_days", d.to_string()));
-        }
-        self.call(Method::DELETE, self.url("secrets", Some(name)), &q, None)
+    ) -> Result<secrets::Deletion, ClientError> {
+        let query = secrets::DeleteQuery {
+            recovery_window_days,
+            force,
+        };
+        self.send::<secrets::DeleteSecret>(&[name], Some(&query), None)
             .await
     }
 
     /// Cancels a scheduled deletion.
-    pub async fn restore(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::POST, self.url("restore", Some(name)), &[], None)
+    pub async fn restore(&self, name: &str) -> Result<secrets::NameArn, ClientError> {
+        self.send::<secrets::RestoreSecret>(&[name], None, None)
             .await
     }
 
-    /// Adds tags.
-    pub async fn tag(&self, name: &str, tags: &[(String, String)]) -> Result<Value, ClientError> {
-        let tags: serde_json::Map<String, Value> =
-            tags.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-        self.call(
-            Method::POST,
-            self.url("tags", Some(name)),
-            &[],
-            Some(json!({"tags": tags})),
-        )
-        .await
+    /// Adds tags; answers the secret as tagged.
+    pub async fn tag(
+        &self,
+        name: &str,
+        tags: &[(String, String)],
+    ) -> Result<secrets::Description, ClientError> {
+        let body = secrets::Tags {
+            tags: tags.iter().cloned().collect::<BTreeMap<_, _>>(),
+        };
+        self.send::<secrets::TagResource>(&[name], None, Some(&body))
+            .await
     }
 
-    /// Removes tags.
-    pub async fn untag(&self, name: &str, keys: &[String]) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.url("tags", Some(name)),
-            &[("keys", keys.join(","))],
-            None,
-        )
-        .await
+    /// Removes tags; answers the secret as left.
+    pub async fn untag(
+        &self,
+        name: &str,
+        keys: &[String],
+    ) -> Result<secrets::Description, ClientError> {
+        let query = secrets::UntagQuery {
+            keys: keys.join(","),
+        };
+        self.send::<secrets::UntagResource>(&[name], Some(&query), None)
+            .await
     }
 
-    /// Generates a random password; `options` uses the native API's field names.
-    pub async fn password(&self, options: Value) -> Result<Value, ClientError> {
-        self.call(Method::POST, self.url("password", None), &[], Some(options))
+    /// Generates a random password.
+    pub async fn password(
+        &self,
+        spec: &secrets::PasswordSpec,
+    ) -> Result<secrets::Password, ClientError> {
+        self.send::<secrets::GetRandomPassword>(&[], None, Some(spec))
             .await
     }
 
     /// Shows a secret's rotation: configuration, schedule and latest rotation.
-    pub async fn rotation(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.url("rotation", Some(name)), &[], None)
+    pub async fn rotation(&self, name: &str) -> Result<rotation::RotationState, ClientError> {
+        self.send::<rotation::DescribeRotation>(&[name], None, None)
             .await
     }
 
@@ -375,28 +397,29 @@ impl Client {
         rules: Option<&RotationRules>,
         rotate_immediately: bool,
         version_id: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"rotator": rotator, "rules": rules,
-                          "rotate_immediately": rotate_immediately, "version_id": version_id});
-        self.call(
-            Method::PUT,
-            self.url("rotation", Some(name)),
-            &[],
-            Some(body),
-        )
-        .await
+    ) -> Result<rotation::Rotated, ClientError> {
+        let body = rotation::RotationConfig {
+            rotator: rotator.map(str::to_string),
+            rules: rules.cloned(),
+            rotate_immediately,
+            version_id: version_id.map(str::to_string),
+        };
+        self.send::<rotation::ConfigureRotation>(&[name], None, Some(&body))
+            .await
     }
 
     /// Rotates a secret now with its configured rotator, creating version `version_id`
     /// (a UUID when `None`).
-    pub async fn rotate(&self, name: &str, version_id: Option<&str>) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.url("rotate", Some(name)),
-            &[],
-            Some(json!({"version_id": version_id})),
-        )
-        .await
+    pub async fn rotate(
+        &self,
+        name: &str,
+        version_id: Option<&str>,
+    ) -> Result<rotation::Rotated, ClientError> {
+        let body = rotation::RotateNow {
+            version_id: version_id.map(str::to_string),
+        };
+        self.send::<rotation::RotateSecret>(&[name], None, Some(&body))
+            .await
     }
 
     /// Lists a secret's last `limit` rotations (default 20), newest first.
@@ -404,166 +427,133 @@ impl Client {
         &self,
         name: &str,
         limit: Option<i64>,
-    ) -> Result<Value, ClientError> {
-        let q: Vec<_> = limit
-            .map(|l| ("limit", l.to_string()))
-            .into_iter()
-            .collect();
-        self.call(
-            Method::GET,
-            self.url("rotation-history", Some(name)),
-            &q,
-            None,
-        )
-        .await
+    ) -> Result<rotation::History, ClientError> {
+        let query = rotation::HistoryQuery { limit };
+        self.send::<rotation::ListRotations>(&[name], Some(&query), None)
+            .await
     }
 
     /// Turns a secret's scheduled rotation off and stops a running rotation
     /// (`CancelRotateSecret`).
-    pub async fn cancel_rotation(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.url("cancel-rotation", Some(name)),
-            &[],
-            None,
-        )
-        .await
+    pub async fn cancel_rotation(&self, name: &str) -> Result<rotation::Rotated, ClientError> {
+        self.send::<rotation::CancelRotateSecret>(&[name], None, None)
+            .await
     }
 
     /// Adds a replication rule (`copy` from `source`, or `merge` with `template`).
     pub async fn add_replication(
         &self,
         name: &str,
-        kind: &str,
+        kind: RuleKind,
         source: Option<&str>,
         destination: &str,
         template: Option<&str>,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"name": name, "kind": kind, "source": source,
-                          "destination": destination, "template": template});
-        self.call(Method::POST, self.url("replication", None), &[], Some(body))
+    ) -> Result<replication::RuleAdded, ClientError> {
+        let body = replication::NewRule {
+            name: name.to_string(),
+            kind,
+            source: source.map(str::to_string),
+            destination: destination.to_string(),
+            template: template.map(str::to_string),
+        };
+        self.send::<replication::AddReplicationRule>(&[], None, Some(&body))
             .await
     }
 
     /// Lists replication rules.
-    pub async fn list_replication(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.url("replication", None), &[], None)
+    pub async fn list_replication(&self) -> Result<replication::RuleList, ClientError> {
+        self.send::<replication::ListReplicationRules>(&[], None, None)
             .await
     }
 
     /// Shows a replication rule.
-    pub async fn replication(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.url("replication", Some(name)), &[], None)
+    pub async fn replication(&self, name: &str) -> Result<replication::Rule, ClientError> {
+        self.send::<replication::DescribeReplicationRule>(&[name], None, None)
             .await
     }
 
     /// Removes a replication rule (its destinations stay).
-    pub async fn remove_replication(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.url("replication", Some(name)),
-            &[],
-            None,
-        )
-        .await
+    pub async fn remove_replication(&self, name: &str) -> Result<(), ClientError> {
+        self.send::<replication::RemoveReplicationRule>(&[name], None, None)
+            .await
     }
 
     /// Repairs destinations that drifted from their sources.
-    pub async fn sync_replication(&self) -> Result<Value, ClientError> {
-        self.call(Method::POST, self.url("replication-sync", None), &[], None)
+    pub async fn sync_replication(&self) -> Result<replication::Repairs, ClientError> {
+        self.send::<replication::SyncReplicas>(&[], None, None)
             .await
     }
 
-    fn sys_url(&self, path: &str) -> String {
-        format!("{}/v1/sys/{path}", self.addr)
-    }
-
-    fn enc(part: &str) -> String {
-        utf8_percent_encode(part, NAME).to_string()
-    }
-
-    /// Creates a principal (`service` or `person`).
-    pub async fn create_principal(&self, name: &str, kind: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.sys_url("principals"),
-            &[],
-            Some(json!({"name": name, "kind": kind})),
-        )
-        .await
+    /// Creates a principal.
+    pub async fn create_principal(
+        &self,
+        name: &str,
+        kind: PrincipalKind,
+    ) -> Result<sys::NewPrincipal, ClientError> {
+        let body = sys::NewPrincipal {
+            name: name.to_string(),
+            kind,
+        };
+        self.send::<sys::CreatePrincipal>(&[], None, Some(&body))
+            .await
     }
 
     /// Lists principals.
-    pub async fn list_principals(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.sys_url("principals"), &[], None)
-            .await
+    pub async fn list_principals(&self) -> Result<sys::PrincipalList, ClientError> {
+        self.send::<sys::ListPrincipals>(&[], None, None).await
     }
 
     /// Deletes a principal with its tokens and keys.
-    pub async fn delete_principal(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.sys_url(&format!("principals/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn delete_principal(&self, name: &str) -> Result<Deleted, ClientError> {
+        self.send::<sys::DeletePrincipal>(&[name], None, None).await
     }
 
     /// Creates or replaces a policy from its statements.
-    pub async fn put_policy(&self, name: &str, statements: Value) -> Result<Value, ClientError> {
-        let url = self.sys_url(&format!("policies/{}", Self::enc(name)));
-        self.call(
-            Method::PUT,
-            url,
-            &[],
-            Some(json!({"statements": statements})),
-        )
-        .await
-    }
-
-    /// Reads a policy.
-    pub async fn get_policy(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            self.sys_url(&format!("policies/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
-    }
-
-    /// Lists policies.
-    pub async fn list_policies(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.sys_url("policies"), &[], None)
+    pub async fn put_policy(
+        &self,
+        name: &str,
+        statements: &[rotor_core::policy::Statement],
+    ) -> Result<rotor_core::policy::Policy, ClientError> {
+        let body = sys::PolicyBody {
+            statements: statements.to_vec(),
+        };
+        self.send::<sys::PutPolicy>(&[name], None, Some(&body))
             .await
     }
 
-    /// Deletes a policy.
-    pub async fn delete_policy(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.sys_url(&format!("policies/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    /// Reads a policy.
+    pub async fn get_policy(&self, name: &str) -> Result<rotor_core::policy::Policy, ClientError> {
+        self.send::<sys::GetPolicy>(&[name], None, None).await
     }
 
-    /// Attaches (or, with `attach` false, detaches) a policy to a principal.
+    /// Lists policies.
+    pub async fn list_policies(&self) -> Result<sys::PolicyList, ClientError> {
+        self.send::<sys::ListPolicies>(&[], None, None).await
+    }
+
+    /// Deletes a policy.
+    pub async fn delete_policy(&self, name: &str) -> Result<Deleted, ClientError> {
+        self.send::<sys::DeletePolicy>(&[name], None, None).await
+    }
+
+    /// Attaches a policy to a principal.
     pub async fn attach_policy(
         &self,
         principal: &str,
         policy: &str,
-        attach: bool,
-    ) -> Result<Value, ClientError> {
-        let url = self.sys_url(&format!(
-            "principals/{}/policies/{}",
-            Self::enc(principal),
-            Self::enc(policy)
-        ));
-        let method = if attach { Method::PUT } else { Method::DELETE };
-        self.call(method, url, &[], None).await
+    ) -> Result<sys::Attachment, ClientError> {
+        self.send::<sys::AttachPolicy>(&[principal, policy], None, None)
+            .await
+    }
+
+    /// Detaches a policy from a principal.
+    pub async fn detach_policy(
+        &self,
+        principal: &str,
+        policy: &str,
+    ) -> Result<sys::Detachment, ClientError> {
+        self.send::<sys::DetachPolicy>(&[principal, policy], None, None)
+            .await
     }
 
     /// Creates a token for `principal`, optionally expiring after `ttl_secs`.
@@ -571,95 +561,79 @@ impl Client {
         &self,
         principal: &str,
         ttl_secs: Option<i64>,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"principal": principal, "ttl_secs": ttl_secs});
-        self.call(Method::POST, self.sys_url("tokens"), &[], Some(body))
-            .await
+    ) -> Result<sys::NewToken, ClientError> {
+        let body = sys::TokenRequest {
+            principal: principal.to_string(),
+            ttl_secs,
+        };
+        self.send::<sys::CreateToken>(&[], None, Some(&body)).await
     }
 
     /// Looks up a token (by id or value), or the caller's own when `None`.
-    pub async fn lookup_token(&self, token: Option<&str>) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.sys_url("tokens/lookup"),
-            &[],
-            Some(json!({"token": token})),
-        )
-        .await
+    pub async fn lookup_token(&self, token: Option<&str>) -> Result<sys::Token, ClientError> {
+        let body = sys::TokenRef {
+            token: token.map(Sensitive::new),
+        };
+        self.send::<sys::LookupToken>(&[], None, Some(&body)).await
     }
 
     /// Revokes a token (by id or value).
-    pub async fn revoke_token(&self, token: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.sys_url("tokens/revoke"),
-            &[],
-            Some(json!({"token": token})),
-        )
-        .await
+    pub async fn revoke_token(&self, token: &str) -> Result<sys::Token, ClientError> {
+        let body = sys::TokenToRevoke {
+            token: Sensitive::new(token),
+        };
+        self.send::<sys::RevokeToken>(&[], None, Some(&body)).await
     }
 
     /// Creates an access key pair for `principal`.
-    pub async fn create_access_key(&self, principal: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::POST,
-            self.sys_url("access-keys"),
-            &[],
-            Some(json!({"principal": principal})),
-        )
-        .await
+    pub async fn create_access_key(
+        &self,
+        principal: &str,
+    ) -> Result<sys::NewAccessKey, ClientError> {
+        let body = sys::AccessKeyRequest {
+            principal: principal.to_string(),
+        };
+        self.send::<sys::CreateAccessKey>(&[], None, Some(&body))
+            .await
     }
 
     /// Deletes an access key pair.
-    pub async fn delete_access_key(&self, id: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.sys_url(&format!("access-keys/{}", Self::enc(id))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn delete_access_key(&self, id: &str) -> Result<Deleted, ClientError> {
+        self.send::<sys::DeleteAccessKey>(&[id], None, None).await
     }
-    /// Registers a rotator of `kind` (`webhook`, `exec`, `lambda`, `postgres`, `mysql`,
-    /// `random`) with its settings; `replace` overwrites one of the same name. A
-    /// webhook's answer holds its `signing_key`, shown only this once.
+
+    /// Registers a rotator of `kind` with its settings (free-form: each kind has its
+    /// own, see the README); `replace` overwrites one of the same name. A webhook's
+    /// answer holds its `signing_key`, shown only this once.
     pub async fn create_rotator(
         &self,
         name: &str,
-        kind: &str,
-        config: Value,
+        kind: RotatorKind,
+        config: serde_json::Value,
         replace: bool,
-    ) -> Result<Value, ClientError> {
-        let body = json!({"name": name, "type": kind, "config": config, "replace": replace});
-        self.call(Method::POST, self.sys_url("rotators"), &[], Some(body))
+    ) -> Result<sys::Rotator, ClientError> {
+        let body = sys::NewRotator {
+            name: name.to_string(),
+            kind,
+            config,
+            replace,
+        };
+        self.send::<sys::CreateRotator>(&[], None, Some(&body))
             .await
     }
 
     /// Lists rotators.
-    pub async fn list_rotators(&self) -> Result<Value, ClientError> {
-        self.call(Method::GET, self.sys_url("rotators"), &[], None)
-            .await
+    pub async fn list_rotators(&self) -> Result<sys::RotatorList, ClientError> {
+        self.send::<sys::ListRotators>(&[], None, None).await
     }
 
     /// Shows a rotator (never its signing key).
-    pub async fn rotator(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::GET,
-            self.sys_url(&format!("rotators/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn rotator(&self, name: &str) -> Result<sys::Rotator, ClientError> {
+        self.send::<sys::DescribeRotator>(&[name], None, None).await
     }
 
     /// Deletes a rotator.
-    pub async fn delete_rotator(&self, name: &str) -> Result<Value, ClientError> {
-        self.call(
-            Method::DELETE,
-            self.sys_url(&format!("rotators/{}", Self::enc(name))),
-            &[],
-            None,
-        )
-        .await
+    pub async fn delete_rotator(&self, name: &str) -> Result<Deleted, ClientError> {
+        self.send::<sys::DeleteRotator>(&[name], None, None).await
     }
 }

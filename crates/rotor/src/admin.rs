@@ -7,18 +7,21 @@ use crate::cli::{
 use crate::commands::client;
 use crate::output;
 use anyhow::{Context, bail};
+use rotor_api::sys::Token;
+use rotor_core::policy::Statement;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::io::Read as _;
 use std::process::ExitCode;
 
 /// Prints a command's answer: as JSON with `--output json`, else with `human`.
-pub fn finish(
+pub fn finish<T: Serialize>(
     global: &Global,
-    doc: &Value,
-    human: impl FnOnce(&Value),
+    doc: &T,
+    human: impl FnOnce(&T),
 ) -> anyhow::Result<ExitCode> {
     if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(doc)?);
+        output::print_json(doc)?;
     } else {
         human(doc);
     }
@@ -29,8 +32,10 @@ pub async fn principal(global: &Global, cmd: PrincipalCommand) -> anyhow::Result
     let c = client(global)?;
     match cmd {
         PrincipalCommand::Create { name, kind } => {
-            let doc = c.create_principal(&name, &kind).await?;
-            finish(global, &doc, |_| println!("Created {kind} {name}"))
+            let doc = c.create_principal(&name, kind).await?;
+            finish(global, &doc, |_| {
+                println!("Created {} {name}", kind.as_str())
+            })
         }
         PrincipalCommand::List => {
             let doc = c.list_principals().await?;
@@ -39,14 +44,14 @@ pub async fn principal(global: &Global, cmd: PrincipalCommand) -> anyhow::Result
                     "{:<24}  {:<8}  {:<24}  TOKENS  KEYS",
                     "NAME", "KIND", "POLICIES"
                 );
-                for p in d["principals"].as_array().into_iter().flatten() {
+                for p in &d.principals {
                     println!(
                         "{:<24}  {:<8}  {:<24}  {:<6}  {}",
-                        p["name"].as_str().unwrap_or(""),
-                        p["kind"].as_str().unwrap_or(""),
-                        output::list(&p["policies"]),
-                        p["tokens"].as_array().map_or(0, Vec::len),
-                        p["access_keys"].as_array().map_or(0, Vec::len)
+                        p.name,
+                        p.kind,
+                        output::list(&p.policies),
+                        p.tokens.len(),
+                        p.access_keys.len()
                     );
                 }
             })
@@ -60,12 +65,15 @@ pub async fn principal(global: &Global, cmd: PrincipalCommand) -> anyhow::Result
     }
 }
 
-fn print_token(d: &Value) {
-    println!("Id:        {}", d["id"].as_str().unwrap_or(""));
-    println!("Principal: {}", d["principal"].as_str().unwrap_or(""));
-    println!("Created:   {}", d["created"].as_str().unwrap_or(""));
-    println!("Expires:   {}", d["expires"].as_str().unwrap_or("never"));
-    if let Some(r) = d["revoked"].as_str() {
+fn print_token(d: &Token) {
+    println!("Id:        {}", d.id);
+    println!("Principal: {}", d.principal);
+    println!("Created:   {}", d.created);
+    match d.expires {
+        Some(t) => println!("Expires:   {t}"),
+        None => println!("Expires:   never"),
+    }
+    if let Some(r) = d.revoked {
         println!("Revoked:   {r}");
     }
 }
@@ -76,16 +84,14 @@ pub async fn token(global: &Global, cmd: TokenCommand) -> anyhow::Result<ExitCod
         TokenCommand::Create { principal, ttl } => {
             let doc = c.create_token(&principal, ttl).await?;
             finish(global, &doc, |d| {
-                print_token(d);
-                println!("Token:     {}", d["token"].as_str().unwrap_or(""));
+                print_token(&d.info);
+                println!("Token:     {}", d.token.expose());
                 println!("(The token is shown only this once.)");
             })
         }
         TokenCommand::Revoke { token } => {
             let doc = c.revoke_token(&token).await?;
-            finish(global, &doc, |d| {
-                println!("Revoked {}", d["id"].as_str().unwrap_or(""))
-            })
+            finish(global, &doc, |d| println!("Revoked {}", d.id))
         }
         TokenCommand::Lookup { token } => {
             let doc = c.lookup_token(token.as_deref()).await?;
@@ -100,14 +106,8 @@ pub async fn access_key(global: &Global, cmd: AccessKeyCommand) -> anyhow::Resul
         AccessKeyCommand::Create { principal } => {
             let doc = c.create_access_key(&principal).await?;
             finish(global, &doc, |d| {
-                println!(
-                    "Access key id:     {}",
-                    d["access_key_id"].as_str().unwrap_or("")
-                );
-                println!(
-                    "Secret access key: {}",
-                    d["secret_access_key"].as_str().unwrap_or("")
-                );
+                println!("Access key id:     {}", d.access_key_id);
+                println!("Secret access key: {}", d.secret_access_key.expose());
                 println!("(The secret access key is shown only this once.)");
             })
         }
@@ -116,6 +116,13 @@ pub async fn access_key(global: &Global, cmd: AccessKeyCommand) -> anyhow::Resul
             finish(global, &doc, |_| println!("Deleted {access_key_id}"))
         }
     }
+}
+
+/// A policy file: its statements. Other fields (the `name` that `rotor policy get`
+/// prints) are ignored, so a policy read out can be edited and put back.
+#[derive(Deserialize)]
+struct PolicyFile {
+    statements: Option<Vec<Statement>>,
 }
 
 pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
@@ -133,23 +140,24 @@ pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitC
                     .with_context(|| format!("reading {}", file.display()))?
             };
             let doc: Value = serde_json::from_str(&text).context("the policy file is not JSON")?;
-            let Some(statements) = doc.get("statements").cloned() else {
+            let policy: PolicyFile =
+                serde_json::from_value(doc).context("the policy file is not a policy")?;
+            let Some(statements) = policy.statements else {
                 bail!("the policy file needs a \"statements\" list");
             };
-            let out = c.put_policy(&name, statements).await?;
+            let out = c.put_policy(&name, &statements).await?;
             finish(global, &out, |_| println!("Stored policy {name}"))
         }
         PolicyCommand::Get { name } => {
-            let doc = c.get_policy(&name).await?;
-            finish(global, &doc, |d| {
-                println!("{}", serde_json::to_string_pretty(d).unwrap_or_default())
-            })
+            // A policy shows as its JSON either way.
+            output::print_json(&c.get_policy(&name).await?)?;
+            Ok(ExitCode::SUCCESS)
         }
         PolicyCommand::List => {
             let doc = c.list_policies().await?;
             finish(global, &doc, |d| {
-                for p in d["policies"].as_array().into_iter().flatten() {
-                    println!("{}", p["name"].as_str().unwrap_or(""));
+                for p in &d.policies {
+                    println!("{}", p.name);
                 }
             })
         }
@@ -158,13 +166,13 @@ pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitC
             finish(global, &doc, |_| println!("Deleted policy {name}"))
         }
         PolicyCommand::Attach { policy, principal } => {
-            let doc = c.attach_policy(&principal, &policy, true).await?;
+            let doc = c.attach_policy(&principal, &policy).await?;
             finish(global, &doc, |_| {
                 println!("Attached {policy} to {principal}")
             })
         }
         PolicyCommand::Detach { policy, principal } => {
-            let doc = c.attach_policy(&principal, &policy, false).await?;
+            let doc = c.detach_policy(&principal, &policy).await?;
             finish(global, &doc, |_| {
                 println!("Detached {policy} from {principal}")
             })

@@ -23,15 +23,15 @@ mod fuzz_tests;
 
 pub use run::{RunArgs, run};
 
-use crate::cli::{Global, Output};
+use crate::cli::Global;
 use crate::commands::client;
 use clap::Args;
 use config::AgentConfig;
 use follow::{Change, Reporter};
+use rotor_api::consumers::ConsumerList;
 use rotor_client::cache::Resolved;
 use rotor_client::reference::Reference;
 use rotor_client::resolver::Resolver;
-use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -318,28 +318,22 @@ pub async fn agent(global: &Global, args: AgentArgs) -> anyhow::Result<ExitCode>
 /// `rotor consumers SECRET`.
 pub async fn consumers(global: &Global, args: ConsumersArgs) -> anyhow::Result<ExitCode> {
     let doc = client(global)?.consumers(&args.name).await?;
-    if global.output == Output::Json {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
-        return Ok(ExitCode::SUCCESS);
-    }
-    print_consumers(&doc);
-    Ok(ExitCode::SUCCESS)
+    crate::admin::finish(global, &doc, print_consumers)
 }
 
-fn print_consumers(doc: &Value) {
-    let current = doc["current_version"].as_str().unwrap_or("-");
+fn print_consumers(doc: &ConsumerList) {
     println!(
-        "Consumers of {} (AWSCURRENT is {current})",
-        doc["name"].as_str().unwrap_or("")
+        "Consumers of {} (AWSCURRENT is {})",
+        doc.name,
+        doc.current_version.as_deref().unwrap_or("-")
     );
-    let rows = doc["consumers"].as_array().cloned().unwrap_or_default();
-    if rows.is_empty() {
+    if doc.consumers.is_empty() {
         println!("none has reported a version");
     } else {
-        let width = rows
+        let width = doc
+            .consumers
             .iter()
-            .filter_map(|r| r["consumer"].as_str())
-            .map(str::len)
+            .map(|r| r.consumer.len())
             .max()
             .unwrap_or(0)
             .max("CONSUMER".len());
@@ -347,34 +341,26 @@ fn print_consumers(doc: &Value) {
             "{:<width$}  {:<8}  {:<38}  {:<24}  {:<15}  REPORTED",
             "CONSUMER", "STATUS", "VERSION", "STAGES", "HOST"
         );
-        for r in &rows {
-            let stages: Vec<&str> = r["stages"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
+        for r in &doc.consumers {
             println!(
                 "{:<width$}  {:<8}  {:<38}  {:<24}  {:<15}  {}",
-                r["consumer"].as_str().unwrap_or(""),
-                if r["current"] == true {
-                    "current"
-                } else {
-                    "STALE"
-                },
-                r["version_id"].as_str().unwrap_or(""),
-                if stages.is_empty() {
+                r.consumer,
+                if r.current { "current" } else { "STALE" },
+                r.version_id,
+                if r.stages.is_empty() {
                     "-".to_string()
                 } else {
-                    stages.join(",")
+                    r.stages.join(",")
                 },
-                r["host"].as_str().unwrap_or("-"),
-                r["at"].as_str().unwrap_or(""),
+                r.host.as_deref().unwrap_or("-"),
+                r.at,
             );
         }
     }
-    if doc["complete"] == false {
+    if !doc.complete {
         println!(
             "(only the last {} events were searched; older reports are not shown)",
-            doc["scan_limit"]
+            doc.scan_limit
         );
     }
 }

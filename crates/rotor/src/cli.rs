@@ -1,7 +1,15 @@
 //! The command line.
 
+use clap::builder::{PossibleValuesParser, TypedValueParser as _};
 use clap::{ArgGroup, Args, Parser, Subcommand, ValueEnum};
+use rotor_api::sys::{PrincipalKind, RotatorKind};
 use std::path::PathBuf;
+
+/// Reads an option's value as one of the API's enums, spelled as on the wire
+/// (`service`, `random`, ...); clap has checked it is one of the possible values.
+fn api_enum<T: serde::de::DeserializeOwned>(value: String) -> Result<T, serde::de::value::Error> {
+    T::deserialize(serde::de::IntoDeserializer::into_deserializer(value))
+}
 
 /// Rotor: a secrets manager built around rotation.
 #[derive(Parser, Debug)]
@@ -153,8 +161,9 @@ pub struct RotatorArgs {
     pub name: String,
     /// What performs the rotation
     #[arg(long = "type", value_name = "TYPE",
-          value_parser = clap::builder::PossibleValuesParser::new(rotor_engine::rotation::KINDS))]
-    pub kind: String,
+          value_parser = PossibleValuesParser::new(rotor_engine::rotation::KINDS)
+              .try_map(api_enum::<RotatorKind>))]
+    pub kind: RotatorKind,
     /// webhook: the URL the signed events are POSTed to
     #[arg(long)]
     pub url: Option<String>,
@@ -272,8 +281,10 @@ pub enum PrincipalCommand {
         /// Principal name
         name: String,
         /// What it is
-        #[arg(long, value_parser = ["service", "person"], default_value = "service")]
-        kind: String,
+        #[arg(long, default_value = "service",
+              value_parser = PossibleValuesParser::new(["service", "person"])
+                  .try_map(api_enum::<PrincipalKind>))]
+        kind: PrincipalKind,
     },
     /// List principals with their policies, tokens and keys
     List,

@@ -1,13 +1,16 @@
 //! The client commands: `rotor secret ...` and `rotor password`.
 
+use crate::admin::finish;
 use crate::cli::{Global, Output, PasswordArgs, SecretCommand, ValueArgs};
 use crate::output;
 use anyhow::{Context, bail};
+use rotor_api::Sensitive;
+use rotor_api::secrets::{self, Description};
 use rotor_client::{Client, NewValue};
 use rotor_core::label::resolve_alias;
 use rotor_core::password::PasswordSpec;
 use secrecy::SecretString;
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::io::Read as _;
 use std::process::ExitCode;
 
@@ -49,10 +52,15 @@ fn key_value(s: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+/// `secret list --output json`: every page's secrets in one list.
+#[derive(Serialize)]
+struct SecretListing {
+    secrets: Vec<Description>,
+}
+
 pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitCode> {
     let c = client(global)?;
-    let json_out = global.output == Output::Json;
-    let doc: Value = match cmd {
+    match cmd {
         SecretCommand::Create {
             name,
             value,
@@ -74,17 +82,12 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
                     version_id.as_deref(),
                 )
                 .await?;
-            if !json_out {
-                println!(
-                    "Created {} ({})",
-                    out["name"].as_str().unwrap_or(&name),
-                    out["arn"].as_str().unwrap_or("")
-                );
-                if let Some(v) = out["version_id"].as_str() {
+            finish(global, &out, |out| {
+                println!("Created {} ({})", out.name, out.arn);
+                if let Some(v) = &out.version_id {
                     println!("Version {v} is AWSCURRENT");
                 }
-            }
-            out
+            })
         }
         SecretCommand::Put {
             name,
@@ -100,15 +103,14 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
                 .map(|s| resolve_alias(s).to_string())
                 .collect();
             let out = c.put(&name, &value, version_id.as_deref(), &stages).await?;
-            if !json_out {
+            finish(global, &out, |out| {
                 println!(
                     "Put version {} of {} with stages {}",
-                    out["version_id"].as_str().unwrap_or(""),
-                    out["name"].as_str().unwrap_or(&name),
-                    output::list(&out["stages"])
+                    out.version_id,
+                    out.name,
+                    output::list(&out.stages)
                 );
-            }
-            out
+            })
         }
         SecretCommand::Get {
             name,
@@ -118,37 +120,32 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
             let out = c
                 .get_value(&name, version_id.as_deref(), stage.as_deref())
                 .await?;
-            if !json_out {
+            if global.output == Output::Json {
+                output::print_json(&out)?;
+            } else {
                 output::print_value(&out)?;
             }
-            out
+            Ok(ExitCode::SUCCESS)
         }
         SecretCommand::Describe { name } => {
             let out = c.describe(&name).await?;
-            if !json_out {
-                output::print_description(&out);
-            }
-            out
+            finish(global, &out, output::print_description)
         }
         SecretCommand::List {
             prefix,
             include_deleted,
         } => {
             let secrets = c.list(prefix.as_deref(), include_deleted).await?;
-            if !json_out {
-                output::print_list(&secrets);
-            }
-            json!({ "secrets": secrets })
+            finish(global, &SecretListing { secrets }, |l| {
+                output::print_list(&l.secrets)
+            })
         }
         SecretCommand::Versions {
             name,
             include_deprecated,
         } => {
             let out = c.versions(&name, include_deprecated).await?;
-            if !json_out {
-                output::print_versions(&out);
-            }
-            out
+            finish(global, &out, output::print_versions)
         }
         SecretCommand::Stage {
             name,
@@ -163,14 +160,11 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
             let out = c
                 .stage(&name, &label, to.as_deref(), from.as_deref())
                 .await?;
-            if !json_out {
-                match (&to, &from) {
-                    (Some(t), _) => println!("Moved {label} to version {t}"),
-                    (None, Some(f)) => println!("Removed {label} from version {f}"),
-                    (None, None) => {}
-                }
-            }
-            out
+            finish(global, &out, |_| match (&to, &from) {
+                (Some(t), _) => println!("Moved {label} to version {t}"),
+                (None, Some(f)) => println!("Removed {label} from version {f}"),
+                (None, None) => {}
+            })
         }
         SecretCommand::Delete {
             name,
@@ -178,25 +172,20 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
             force,
         } => {
             let out = c.delete(&name, recovery_window_days, force).await?;
-            if !json_out {
+            finish(global, &out, |out| {
                 if force {
-                    println!("Deleted {}", out["name"].as_str().unwrap_or(&name));
+                    println!("Deleted {}", out.name);
                 } else {
                     println!(
                         "Scheduled {} for deletion on {}",
-                        out["name"].as_str().unwrap_or(&name),
-                        out["deletion_date"].as_str().unwrap_or("")
+                        out.name, out.deletion_date
                     );
                 }
-            }
-            out
+            })
         }
         SecretCommand::Restore { name } => {
             let out = c.restore(&name).await?;
-            if !json_out {
-                println!("Restored {}", out["name"].as_str().unwrap_or(&name));
-            }
-            out
+            finish(global, &out, |out| println!("Restored {}", out.name))
         }
         SecretCommand::Tag { name, tags, remove } => {
             if tags.is_empty() && remove.is_empty() {
@@ -206,23 +195,20 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
                 .iter()
                 .map(|t| key_value(t))
                 .collect::<anyhow::Result<Vec<_>>>()?;
-            let mut out = Value::Null;
-            if !tags.is_empty() {
-                out = c.tag(&name, &tags).await?;
-            }
-            if !remove.is_empty() {
-                out = c.untag(&name, &remove).await?;
-            }
-            if !json_out {
-                println!("Tags of {}: {}", name, output::tags(&out["tags"]));
-            }
-            out
+            // Answers the secret as tagged: the last request's answer shows both.
+            let out = if remove.is_empty() {
+                c.tag(&name, &tags).await?
+            } else {
+                if !tags.is_empty() {
+                    c.tag(&name, &tags).await?;
+                }
+                c.untag(&name, &remove).await?
+            };
+            finish(global, &out, |out| {
+                println!("Tags of {}: {}", name, output::tags(&out.tags))
+            })
         }
-    };
-    if json_out {
-        println!("{}", serde_json::to_string_pretty(&doc)?);
     }
-    Ok(ExitCode::SUCCESS)
 }
 
 pub async fn password(global: &Global, args: PasswordArgs) -> anyhow::Result<ExitCode> {
@@ -237,26 +223,28 @@ pub async fn password(global: &Global, args: PasswordArgs) -> anyhow::Result<Exi
             include_space: args.include_space,
             require_each_included_type: !args.no_require_each_type,
         };
-        rotor_crypto::random::password(&spec)?
+        Sensitive::new(rotor_crypto::random::password(&spec)?)
     } else {
-        let out = client(global)?
-            .password(json!({
-                "length": args.length,
-                "exclude_characters": args.exclude_characters,
-                "exclude_numbers": args.exclude_numbers,
-                "exclude_punctuation": args.exclude_punctuation,
-                "exclude_uppercase": args.exclude_uppercase,
-                "exclude_lowercase": args.exclude_lowercase,
-                "include_space": args.include_space,
-                "require_each_included_type": !args.no_require_each_type,
-            }))
-            .await?;
-        out["password"].as_str().unwrap_or_default().to_string()
+        let spec = secrets::PasswordSpec {
+            // Past u32, still too long: the server says so.
+            length: Some(u32::try_from(args.length).unwrap_or(u32::MAX)),
+            exclude_characters: args.exclude_characters,
+            exclude_numbers: args.exclude_numbers,
+            exclude_punctuation: args.exclude_punctuation,
+            exclude_uppercase: args.exclude_uppercase,
+            exclude_lowercase: args.exclude_lowercase,
+            include_space: args.include_space,
+            require_each_included_type: Some(!args.no_require_each_type),
+        };
+        client(global)?.password(&spec).await?.password
     };
     if global.output == Output::Json {
-        println!("{}", json!({ "password": password }));
+        println!(
+            "{}",
+            serde_json::to_string(&secrets::Password { password })?
+        );
     } else {
-        println!("{password}");
+        println!("{}", password.expose());
     }
     Ok(ExitCode::SUCCESS)
 }

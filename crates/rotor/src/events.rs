@@ -6,8 +6,9 @@ use crate::cli::{Global, Output};
 use crate::commands::client;
 use anyhow::Context as _;
 use clap::{ArgGroup, Args, Subcommand};
+use rotor_api::events::{DeliveryList, Event, Subscription, SubscriptionList};
 use rotor_client::{HookTarget, NewSubscription};
-use serde_json::Value;
+use rotor_engine::events::Target;
 use std::io::Write as _;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -135,19 +136,20 @@ fn verify(args: &WebhookVerifyArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// One event as a line: JSON with `--output json`, else columns.
-fn line(global: &Global, event: &Value) -> String {
+/// One event as a line: JSON with `--output json` (keys sorted, through a
+/// `serde_json::Value`), else columns.
+fn line(global: &Global, event: &Event) -> anyhow::Result<String> {
     if global.output == Output::Json {
-        return event.to_string();
+        return Ok(serde_json::to_value(event)?.to_string());
     }
-    format!(
-        "{:>6}  {}  {:<20}  {}  {}",
-        event["seq"],
-        event["at"].as_str().unwrap_or(""),
-        event["kind"].as_str().unwrap_or(""),
-        event["secret"].as_str().unwrap_or("-"),
-        event["detail"]
-    )
+    Ok(format!(
+        "{}  {}  {:<20}  {}  {}",
+        event.seq,
+        event.at,
+        event.kind,
+        event.secret.as_deref().unwrap_or("-"),
+        event.detail
+    ))
 }
 
 /// Prints events as they come until interrupted. A dropped connection is resumed
@@ -164,8 +166,9 @@ pub async fn watch(global: &Global, args: WatchArgs) -> anyhow::Result<ExitCode>
     loop {
         match stream.next().await {
             Ok(Some(event)) => {
+                let line = line(global, &event)?;
                 // A closed pipe (`rotor watch x | head -1`) ends the watch quietly.
-                if writeln!(out, "{}", line(global, &event)).is_err() || out.flush().is_err() {
+                if writeln!(out, "{line}").is_err() || out.flush().is_err() {
                     return Ok(ExitCode::SUCCESS);
                 }
             }
@@ -222,14 +225,14 @@ pub async fn webhook(global: &Global, cmd: WebhookCommand) -> anyhow::Result<Exi
             finish(global, &doc, |d| {
                 println!(
                     "Subscribed {} {} ({}) to {}, after event {}",
-                    d["type"].as_str().unwrap_or(""),
+                    d.kind,
                     args.name,
                     target_text(d),
                     describe_filter(d),
-                    d["cursor"]
+                    d.cursor
                 );
-                if let Some(key) = d["signing_key"].as_str() {
-                    println!("Signing key: {key}");
+                if let Some(key) = &d.signing_key {
+                    println!("Signing key: {}", key.expose());
                     println!(
                         "(The signing key is shown only this once. Check each request's X-Rotor-Signature with it.)"
                     );
@@ -257,44 +260,39 @@ pub async fn webhook(global: &Global, cmd: WebhookCommand) -> anyhow::Result<Exi
 }
 
 /// "kinds under prefix", in words.
-fn describe_filter(d: &Value) -> String {
-    let kinds = crate::output::list(&d["kinds"]);
+fn describe_filter(d: &Subscription) -> String {
+    let kinds = crate::output::list(&d.kinds);
     let kinds = if kinds == "(none)" {
         "every event".to_string()
     } else {
         kinds
     };
-    match d["prefix"].as_str() {
-        Some("") | None => format!("{kinds} of every secret"),
-        Some(p) => format!("{kinds} under {p}"),
+    match d.prefix.as_str() {
+        "" => format!("{kinds} of every secret"),
+        p => format!("{kinds} under {p}"),
     }
 }
 
-fn target_text(d: &Value) -> String {
-    match d["type"].as_str() {
-        Some("webhook") => d["target"]["url"].as_str().unwrap_or("").to_string(),
-        _ => d["target"]["command"]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_str)
-                    .collect::<Vec<_>>()
-                    .join(" ")
-            })
-            .unwrap_or_default(),
+/// Where a subscription delivers: the API shows the engine's [`Target`] as it is.
+fn target_text(d: &Subscription) -> String {
+    match serde_json::from_value(d.target.clone()) {
+        Ok(Target::Webhook { url, .. }) => url,
+        Ok(Target::Exec { command, .. }) => command.join(" "),
+        Err(_) => String::new(),
     }
 }
 
-fn print_subscriptions(doc: &Value) {
-    let all = doc["subscriptions"].as_array().cloned().unwrap_or_default();
-    if all.is_empty() {
+// Numbers (cursor, seq, attempt) print unpadded under their right-aligned headings:
+// the output as it was when they were JSON values, whose `Display` ignores widths.
+fn print_subscriptions(doc: &SubscriptionList) {
+    if doc.subscriptions.is_empty() {
         println!("No subscriptions.");
         return;
     }
-    let width = all
+    let width = doc
+        .subscriptions
         .iter()
-        .filter_map(|s| s["name"].as_str())
-        .map(str::len)
+        .map(|s| s.name.len())
         .max()
         .unwrap_or(4)
         .max(4);
@@ -302,37 +300,29 @@ fn print_subscriptions(doc: &Value) {
         "{:<width$}  {:<7}  {:>6}  FILTER / TARGET",
         "NAME", "TYPE", "CURSOR"
     );
-    for s in all {
+    for s in &doc.subscriptions {
         println!(
-            "{:<width$}  {:<7}  {:>6}  {} -> {}",
-            s["name"].as_str().unwrap_or(""),
-            s["type"].as_str().unwrap_or(""),
-            s["cursor"],
-            describe_filter(&s),
-            target_text(&s)
+            "{:<width$}  {:<7}  {}  {} -> {}",
+            s.name,
+            s.kind,
+            s.cursor,
+            describe_filter(s),
+            target_text(s)
         );
     }
 }
 
-fn print_subscription(d: &Value) {
-    println!("Name:        {}", d["name"].as_str().unwrap_or(""));
-    println!("Type:        {}", d["type"].as_str().unwrap_or(""));
+fn print_subscription(d: &Subscription) {
+    println!("Name:        {}", d.name);
+    println!("Type:        {}", d.kind);
     println!("Target:      {}", target_text(d));
     println!("Delivers:    {}", describe_filter(d));
-    println!(
-        "Cursor:      {} (every event up to it handled)",
-        d["cursor"]
-    );
-    println!(
-        "Created:     {} by {}",
-        d["created"].as_str().unwrap_or(""),
-        d["created_by"].as_str().unwrap_or("")
-    );
+    println!("Cursor:      {} (every event up to it handled)", d.cursor);
+    println!("Created:     {} by {}", d.created, d.created_by);
 }
 
-fn print_deliveries(doc: &Value) {
-    let all = doc["deliveries"].as_array().cloned().unwrap_or_default();
-    if all.is_empty() {
+fn print_deliveries(doc: &DeliveryList) {
+    if doc.deliveries.is_empty() {
         println!("No deliveries.");
         return;
     }
@@ -340,14 +330,14 @@ fn print_deliveries(doc: &Value) {
         "{:<24}  {:>6}  {:>7}  {:<9}  ERROR",
         "AT", "SEQ", "ATTEMPT", "STATUS"
     );
-    for d in all {
+    for d in &doc.deliveries {
         println!(
-            "{:<24}  {:>6}  {:>7}  {:<9}  {}",
-            d["at"].as_str().unwrap_or(""),
-            d["seq"],
-            d["attempt"],
-            d["status"].as_str().unwrap_or(""),
-            d["error"].as_str().unwrap_or("")
+            "{:<24}  {}  {}  {:<9}  {}",
+            d.at.to_string(),
+            d.seq,
+            d.attempt,
+            d.status,
+            d.error.as_deref().unwrap_or("")
         );
     }
 }

@@ -1,161 +1,165 @@
-//! Human-readable output of the client commands.
+//! Output of the client commands: human-readable, or JSON with `--output json`.
 
 use base64::Engine as _;
-use serde_json::Value;
+use rotor_api::rotation::{History, RotationState};
+use rotor_api::secrets::{self, Description, VersionList};
+use rotor_api::sys::{Rotator, RotatorList};
+use rotor_client::RotationRules;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt::Display;
 use std::io::Write as _;
 
-pub fn list(v: &Value) -> String {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(Value::as_str)
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "(none)".into())
+/// Prints an answer as pretty JSON. It goes through a `serde_json::Value`, whose
+/// object keys are sorted: the order `--output json` has always printed.
+pub fn print_json(doc: &impl Serialize) -> anyhow::Result<()> {
+    let doc = serde_json::to_value(doc)?;
+    println!("{}", serde_json::to_string_pretty(&doc)?);
+    Ok(())
 }
 
-pub fn tags(v: &Value) -> String {
-    v.as_object()
-        .map(|m| {
-            m.iter()
-                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or("")))
-                .collect::<Vec<_>>()
-                .join(", ")
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "(none)".into())
+/// `text`, or `-` when there is none.
+fn or_dash(text: Option<impl Display>) -> String {
+    text.map_or_else(|| "-".to_string(), |t| t.to_string())
+}
+
+pub fn list(items: &[String]) -> String {
+    let joined = items.join(", ");
+    if joined.is_empty() {
+        "(none)".into()
+    } else {
+        joined
+    }
+}
+
+pub fn tags(tags: &BTreeMap<String, String>) -> String {
+    if tags.is_empty() {
+        return "(none)".into();
+    }
+    tags.iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// Prints the value alone (text as is, binary as raw bytes), for `$(rotor secret get x)`.
-pub fn print_value(doc: &Value) -> anyhow::Result<()> {
+pub fn print_value(doc: &secrets::Value) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
-    if let Some(s) = doc["value"].as_str() {
-        writeln!(out, "{s}")?;
-    } else if let Some(b) = doc["value_base64"].as_str() {
+    if let Some(s) = &doc.value {
+        writeln!(out, "{}", s.expose())?;
+    } else if let Some(b) = &doc.value_base64 {
         out.write_all(&base64::engine::general_purpose::STANDARD.decode(b)?)?;
     }
     Ok(())
 }
 
-pub fn print_description(d: &Value) {
-    let s = |k: &str| d[k].as_str().unwrap_or("-").to_string();
-    println!("Name:         {}", s("name"));
-    println!("ARN:          {}", s("arn"));
-    println!("Description:  {}", s("description"));
-    println!("Created:      {}", s("created"));
-    println!("Last changed: {}", s("last_changed"));
-    if let Some(date) = d["deletion_date"].as_str() {
+pub fn print_description(d: &Description) {
+    println!("Name:         {}", d.name);
+    println!("ARN:          {}", d.arn);
+    println!("Description:  {}", or_dash(d.description.as_deref()));
+    println!("Created:      {}", d.created);
+    println!("Last changed: {}", d.last_changed);
+    if let Some(date) = d.deletion_date {
         println!("Deletion on:  {date}");
     }
-    println!("Tags:         {}", tags(&d["tags"]));
+    println!("Tags:         {}", tags(&d.tags));
     println!("Versions:");
-    if let Some(versions) = d["versions"].as_object() {
-        for (id, stages) in versions {
-            println!("  {id}  {}", list(stages));
-        }
+    for (id, stages) in &d.versions {
+        println!("  {id}  {}", list(stages));
     }
 }
 
-pub fn print_list(secrets: &[Value]) {
+pub fn print_list(secrets: &[Description]) {
     if secrets.is_empty() {
         println!("No secrets.");
         return;
     }
     let width = secrets
         .iter()
-        .filter_map(|s| s["name"].as_str())
-        .map(str::len)
+        .map(|s| s.name.len())
         .max()
         .unwrap_or(4)
         .max(4);
     println!("{:<width$}  {:<24}  DESCRIPTION", "NAME", "CREATED");
     for s in secrets {
-        let mut name = s["name"].as_str().unwrap_or("").to_string();
-        if s["deletion_date"].is_string() {
+        let mut name = s.name.clone();
+        if s.deletion_date.is_some() {
             name.push_str(" (deleted)");
         }
         println!(
             "{:<width$}  {:<24}  {}",
             name,
-            s["created"].as_str().unwrap_or(""),
-            s["description"].as_str().unwrap_or("")
+            s.created.to_string(),
+            s.description.as_deref().unwrap_or("")
         );
     }
 }
 
-pub fn print_versions(doc: &Value) {
-    let versions = doc["versions"].as_array().cloned().unwrap_or_default();
-    if versions.is_empty() {
+pub fn print_versions(doc: &VersionList) {
+    if doc.versions.is_empty() {
         println!("No versions.");
         return;
     }
-    let width = versions
+    let width = doc
+        .versions
         .iter()
-        .filter_map(|v| v["version_id"].as_str())
-        .map(str::len)
+        .map(|v| v.version_id.len())
         .max()
         .unwrap_or(7)
         .max(7);
     println!("{:<width$}  {:<24}  STAGES", "VERSION", "CREATED");
-    for v in versions {
+    for v in &doc.versions {
         println!(
             "{:<width$}  {:<24}  {}",
-            v["version_id"].as_str().unwrap_or(""),
-            v["created"].as_str().unwrap_or(""),
-            list(&v["stages"])
+            v.version_id,
+            v.created.to_string(),
+            list(&v.stages)
         );
     }
 }
 
-/// A rotation schedule (`RotationRules`) in words.
-pub fn schedule(rules: &Value) -> String {
+/// A rotation schedule in words.
+pub fn schedule(rules: &RotationRules) -> String {
     let base = match (
-        rules["AutomaticallyAfterDays"].as_i64(),
-        rules["ScheduleExpression"].as_str(),
+        rules.automatically_after_days,
+        rules.schedule_expression.as_deref(),
     ) {
         (Some(1), _) => "every day".to_string(),
         (Some(n), _) => format!("every {n} days"),
         (None, Some(expr)) => expr.to_string(),
         (None, None) => return "no schedule".into(),
     };
-    match rules["Duration"].as_str() {
+    match rules.duration.as_deref() {
         Some(d) => format!("{base}, in a {d} window"),
         None => base,
     }
 }
 
-pub fn print_rotators(doc: &Value) {
-    let rotators = doc["rotators"].as_array().cloned().unwrap_or_default();
-    if rotators.is_empty() {
+pub fn print_rotators(doc: &RotatorList) {
+    if doc.rotators.is_empty() {
         println!("No rotators.");
         return;
     }
-    let width = rotators
+    let width = doc
+        .rotators
         .iter()
-        .filter_map(|r| r["name"].as_str())
-        .map(str::len)
+        .map(|r| r.name.len())
         .max()
         .unwrap_or(4)
         .max(4);
     println!("{:<width$}  {:<8}  CREATED", "NAME", "TYPE");
-    for r in rotators {
-        println!(
-            "{:<width$}  {:<8}  {}",
-            r["name"].as_str().unwrap_or(""),
-            r["type"].as_str().unwrap_or(""),
-            r["created"].as_str().unwrap_or("")
-        );
+    for r in &doc.rotators {
+        println!("{:<width$}  {:<8}  {}", r.name, r.kind, r.created);
     }
 }
 
-pub fn print_rotator(d: &Value) {
-    println!("Name:     {}", d["name"].as_str().unwrap_or(""));
-    println!("Type:     {}", d["type"].as_str().unwrap_or(""));
-    println!("Created:  {}", d["created"].as_str().unwrap_or(""));
+pub fn print_rotator(d: &Rotator) {
+    println!("Name:     {}", d.name);
+    println!("Type:     {}", d.kind);
+    println!("Created:  {}", d.created);
     println!("Settings:");
-    if let Some(config) = d["config"].as_object() {
+    // Each kind of rotator has its own settings: shown as they are, field by field.
+    if let Some(config) = d.config.as_object() {
         for (k, v) in config {
             println!("  {k}: {v}");
         }
@@ -163,71 +167,63 @@ pub fn print_rotator(d: &Value) {
 }
 
 /// Prints a secret's rotation: its configuration, then the latest rotation step by step.
-pub fn print_rotation(d: &Value) {
-    let s = |v: &Value| v.as_str().unwrap_or("-").to_string();
-    println!("Name:          {}", s(&d["name"]));
-    let state = if d["enabled"].as_bool() == Some(true) {
-        "on"
-    } else {
-        "off"
-    };
+pub fn print_rotation(d: &RotationState) {
+    println!("Name:          {}", d.name);
+    let state = if d.enabled { "on" } else { "off" };
     println!("Rotation:      {state}");
-    println!("Rotator:       {}", s(&d["rotator"]));
-    println!("Runs as:       {}", s(&d["principal"]));
-    println!("Schedule:      {}", schedule(&d["rules"]));
-    println!("Last rotated:  {}", s(&d["last_rotated"]));
-    println!("Next rotation: {}", s(&d["next_rotation"]));
-    if let Some(f) = d["failed"].as_str() {
+    println!("Rotator:       {}", or_dash(d.rotator.as_deref()));
+    println!("Runs as:       {}", or_dash(d.principal.as_deref()));
+    // The API shows the rules as stored; read as `RotationRules` they are what the
+    // schedule was set from (none when unset).
+    let rules = d
+        .rules
+        .clone()
+        .and_then(|r| serde_json::from_value(r).ok())
+        .unwrap_or_default();
+    println!("Schedule:      {}", schedule(&rules));
+    println!("Last rotated:  {}", or_dash(d.last_rotated));
+    println!("Next rotation: {}", or_dash(d.next_rotation));
+    if let Some(f) = &d.failed {
         println!("Last failure:  {f}");
     }
-    let r = &d["latest"];
-    if r.is_null() {
+    let Some(r) = &d.latest else {
         println!("No rotation yet.");
         return;
-    }
+    };
     println!("Latest rotation:");
-    println!("  Version:   {}", s(&r["version_id"]));
-    println!(
-        "  Status:    {} (attempt {})",
-        s(&r["status"]),
-        r["attempt"].as_i64().unwrap_or(0)
-    );
-    println!("  Step:      {}", s(&r["step"]));
-    println!("  Started:   {}", s(&r["started"]));
-    if let Some(f) = r["finished"].as_str() {
+    println!("  Version:   {}", r.version_id);
+    println!("  Status:    {} (attempt {})", r.status, r.attempt);
+    println!("  Step:      {}", r.step);
+    println!("  Started:   {}", r.started);
+    if let Some(f) = r.finished {
         println!("  Finished:  {f}");
     }
-    if let Some(at) = r["resume_at"].as_str() {
+    if let Some(at) = r.resume_at {
         println!("  Retry at:  {at}");
     }
-    if let Some(e) = r["error"].as_str() {
+    if let Some(e) = &r.error {
         println!("  Error:     {e}");
     }
-    let steps = r["steps"].as_array().cloned().unwrap_or_default();
-    if !steps.is_empty() {
+    if !r.steps.is_empty() {
         println!("  Steps:");
     }
-    for step in steps {
+    for step in &r.steps {
         println!(
             "    {:<13} attempt {}  {}  {} ms",
-            s(&step["step"]),
-            step["attempt"].as_i64().unwrap_or(0),
-            s(&step["started"]),
-            step["millis"].as_i64().unwrap_or(0)
+            step.step, step.attempt, step.started, step.millis
         );
     }
 }
 
-pub fn print_rotation_history(doc: &Value) {
-    let rotations = doc["rotations"].as_array().cloned().unwrap_or_default();
-    if rotations.is_empty() {
+pub fn print_rotation_history(doc: &History) {
+    if doc.rotations.is_empty() {
         println!("No rotations.");
         return;
     }
-    let width = rotations
+    let width = doc
+        .rotations
         .iter()
-        .filter_map(|r| r["version_id"].as_str())
-        .map(str::len)
+        .map(|r| r.version_id.len())
         .max()
         .unwrap_or(7)
         .max(7);
@@ -235,15 +231,15 @@ pub fn print_rotation_history(doc: &Value) {
         "{:<width$}  {:<9}  {:<12}  {:<7}  {:<24}  ERROR",
         "VERSION", "STATUS", "STEP", "ATTEMPT", "STARTED"
     );
-    for r in rotations {
+    for r in &doc.rotations {
         let line = format!(
             "{:<width$}  {:<9}  {:<12}  {:<7}  {:<24}  {}",
-            r["version_id"].as_str().unwrap_or(""),
-            r["status"].as_str().unwrap_or(""),
-            r["step"].as_str().unwrap_or(""),
-            r["attempt"].as_i64().unwrap_or(0),
-            r["started"].as_str().unwrap_or(""),
-            r["error"].as_str().unwrap_or("")
+            r.version_id,
+            r.status,
+            r.step,
+            r.attempt,
+            r.started.to_string(),
+            r.error.as_deref().unwrap_or("")
         );
         println!("{}", line.trim_end());
     }

@@ -3,34 +3,31 @@
 use crate::admin::finish;
 use crate::cli::{Global, ReplicateCommand};
 use crate::commands::client;
-use serde_json::Value;
+use rotor_api::replication::{Repairs, Rule, RuleKind};
 use std::process::ExitCode;
 
-fn print_rule(r: &Value) {
-    let from = match (r["source"].as_str(), r["template"].as_str()) {
+fn print_rule(r: &Rule) {
+    let from = match (&r.source, &r.template) {
         (Some(s), _) => s.to_string(),
         (None, Some(t)) => format!("template {t}"),
         _ => String::new(),
     };
     println!(
         "{}  {}  {from} -> {}",
-        r["name"].as_str().unwrap_or(""),
-        r["kind"].as_str().unwrap_or(""),
-        r["destination"].as_str().unwrap_or("")
+        r.name,
+        r.kind.as_str(),
+        r.destination
     );
 }
 
-fn print_repairs(d: &Value) {
-    let repairs = d["repairs"].as_array().cloned().unwrap_or_default();
-    if repairs.is_empty() {
+fn print_repairs(d: &Repairs) {
+    if d.repairs.is_empty() {
         println!("Every destination is in step");
     }
-    for r in repairs {
+    for r in &d.repairs {
         println!(
             "Repaired {} (rule {}): AWSCURRENT is version {}",
-            r["destination"].as_str().unwrap_or(""),
-            r["rule"].as_str().unwrap_or(""),
-            r["version"].as_str().unwrap_or("")
+            r.destination, r.rule, r.version
         );
     }
 }
@@ -44,21 +41,24 @@ pub async fn replicate(global: &Global, cmd: ReplicateCommand) -> anyhow::Result
             to,
             template,
         } => {
-            let kind = if template.is_some() { "merge" } else { "copy" };
+            let kind = if template.is_some() {
+                RuleKind::Merge
+            } else {
+                RuleKind::Copy
+            };
             let doc = c
                 .add_replication(&name, kind, from.as_deref(), &to, template.as_deref())
                 .await?;
             finish(global, &doc, |d| {
-                print_rule(&d["rule"]);
-                let n = d["repairs"].as_array().map_or(0, Vec::len);
-                println!("Replicated {n} destination(s) now");
+                print_rule(&d.rule);
+                println!("Replicated {} destination(s) now", d.repairs.len());
             })
         }
         ReplicateCommand::List => {
             let doc = c.list_replication().await?;
             finish(global, &doc, |d| {
-                for r in d["rules"].as_array().cloned().unwrap_or_default() {
-                    print_rule(&r);
+                for r in &d.rules {
+                    print_rule(r);
                 }
             })
         }
@@ -66,19 +66,15 @@ pub async fn replicate(global: &Global, cmd: ReplicateCommand) -> anyhow::Result
             let doc = c.replication(&name).await?;
             finish(global, &doc, |d| {
                 print_rule(d);
-                println!("Reads: {}", d["sources"]);
-                println!(
-                    "Added {} by {}",
-                    d["created"].as_str().unwrap_or(""),
-                    d["created_by"].as_str().unwrap_or("")
-                );
+                // As a JSON list: `["/dba/a","/dba/b"]`.
+                println!("Reads: {}", serde_json::Value::from(d.sources.clone()));
+                println!("Added {} by {}", d.created, d.created_by);
             })
         }
         ReplicateCommand::Remove { name } => {
-            let doc = c.remove_replication(&name).await?;
-            finish(global, &doc, |_| {
-                println!("Removed replication rule {name}")
-            })
+            c.remove_replication(&name).await?;
+            // The answer is empty: `null` with `--output json`.
+            finish(global, &(), |_| println!("Removed replication rule {name}"))
         }
         ReplicateCommand::Sync => {
             let doc = c.sync_replication().await?;

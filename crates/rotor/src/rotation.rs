@@ -11,7 +11,8 @@ use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 
 /// The rotator's settings: `--config`, with each option's field set on top. An
-/// option that the type has no field for is refused here, naming the option.
+/// option that the type has no field for is refused here, naming the option. Each
+/// kind has its own settings, so they stay free-form JSON.
 fn rotator_config(args: &RotatorArgs) -> anyhow::Result<Value> {
     let mut config: Map<String, Value> = match &args.config {
         Some(text) => match serde_json::from_str(text).context("--config is not JSON")? {
@@ -86,16 +87,12 @@ pub async fn rotator(global: &Global, cmd: RotatorCommand) -> anyhow::Result<Exi
         RotatorCommand::Create(args) => {
             let config = rotator_config(&args)?;
             let doc = c
-                .create_rotator(&args.name, &args.kind, config, args.replace)
+                .create_rotator(&args.name, args.kind, config, args.replace)
                 .await?;
             finish(global, &doc, |d| {
-                println!(
-                    "Registered {} rotator {}",
-                    d["type"].as_str().unwrap_or(&args.kind),
-                    args.name
-                );
-                if let Some(key) = d["signing_key"].as_str() {
-                    println!("Signing key: {key}");
+                println!("Registered {} rotator {}", d.kind, args.name);
+                if let Some(key) = &d.signing_key {
+                    println!("Signing key: {}", key.expose());
                     println!(
                         "(The signing key is shown only this once. Check each request's X-Rotor-Signature with it.)"
                     );
@@ -139,10 +136,10 @@ pub async fn rotation(global: &Global, cmd: RotationCommand) -> anyhow::Result<E
             finish(global, &doc, |d| {
                 println!(
                     "{} rotates with {rotator}, {}",
-                    d["name"].as_str().unwrap_or(&name),
-                    output::schedule(&json!(rules))
+                    d.name,
+                    output::schedule(&rules)
                 );
-                if let Some(v) = d["version_id"].as_str() {
+                if let Some(v) = &d.version_id {
                     println!("Rotating now: the new version is {v}");
                 }
             })
@@ -158,8 +155,8 @@ pub async fn rotation(global: &Global, cmd: RotationCommand) -> anyhow::Result<E
         RotationCommand::Cancel { name } => {
             let doc = c.cancel_rotation(&name).await?;
             finish(global, &doc, |d| {
-                println!("Rotation of {} is off", d["name"].as_str().unwrap_or(&name));
-                if let Some(v) = d["version_id"].as_str() {
+                println!("Rotation of {} is off", d.name);
+                if let Some(v) = &d.version_id {
                     println!("Stopped the rotation to version {v} (it keeps AWSPENDING)");
                 }
             })
@@ -174,10 +171,10 @@ pub async fn rotate(
 ) -> anyhow::Result<ExitCode> {
     let doc = client(global)?.rotate(name, version_id).await?;
     finish(global, &doc, |d| {
-        let name = d["name"].as_str().unwrap_or(name);
+        let name = &d.name;
         println!(
             "Rotating {name}: the new version is {}",
-            d["version_id"].as_str().unwrap_or("")
+            d.version_id.as_deref().unwrap_or("")
         );
         println!("(Follow it with `rotor rotation show {name}`.)");
     })

@@ -5,7 +5,8 @@
 //! policy grants. Every capability is tried both allowed and denied, on the native
 //! API; the AWS API is checked with the service's own key pair.
 
-use crate::harness::{self, dev, runtime, text};
+use crate::harness::{self, dev, runtime, statements, text};
+use rotor_api::sys::{NewAccessKey, PrincipalKind};
 use rotor_client::{Client, ClientError};
 
 /// A capability exercised through the API that needs it.
@@ -84,14 +85,23 @@ const POLICIES: &[(&str, &str)] = &[
     ),
 ];
 
-const PRINCIPALS: &[(&str, &str, &str)] = &[
-    ("karen", "person", "dba"),
-    ("message-processor", "service", "message-processor"),
-    ("alice", "person", "developer"),
-    ("ops", "person", "operator"),
+const PRINCIPALS: &[(&str, PrincipalKind, &str)] = &[
+    ("karen", PrincipalKind::Person, "dba"),
+    (
+        "message-processor",
+        PrincipalKind::Service,
+        "message-processor",
+    ),
+    ("alice", PrincipalKind::Person, "developer"),
+    ("ops", PrincipalKind::Person, "operator"),
 ];
 
-fn is_denied(r: &Result<serde_json::Value, ClientError>) -> bool {
+/// An answer as `Debug` shows it, for failure messages.
+fn shown<T: std::fmt::Debug>(r: Result<T, ClientError>) -> Result<String, ClientError> {
+    r.map(|answer| format!("{answer:?}"))
+}
+
+fn is_denied(r: &Result<String, ClientError>) -> bool {
     matches!(r, Err(ClientError::Api { status: 403, kind, .. }) if kind == "AccessDeniedException")
 }
 
@@ -99,18 +109,18 @@ fn is_denied(r: &Result<serde_json::Value, ClientError>) -> bool {
 /// happened, for the failure message.
 async fn attempt(c: &Client, sm: &Sdk, cap: Cap, path: &str) -> (bool, String) {
     let r = match cap {
-        Cap::Read => c.get_value(path, None, None).await,
-        Cap::Write => c.put(path, &text("new value"), None, &[]).await,
-        Cap::Describe => c.describe(path).await,
+        Cap::Read => shown(c.get_value(path, None, None).await),
+        Cap::Write => shown(c.put(path, &text("new value"), None, &[]).await),
+        Cap::Describe => shown(c.describe(path).await),
         Cap::Delete => match c.delete(path, Some(7), false).await {
-            Ok(_) => c.restore(path).await,
-            e => e,
+            Ok(_) => shown(c.restore(path).await),
+            Err(e) => Err(e),
         },
-        Cap::Admin => c.create_principal(path, "service").await,
+        Cap::Admin => shown(c.create_principal(path, PrincipalKind::Service).await),
         Cap::List => {
             return match c.list(Some(path), false).await {
                 Ok(all) => {
-                    let seen = all.iter().any(|s| s["name"] == path);
+                    let seen = all.iter().any(|s| s.name == path);
                     (seen, format!("listed: {seen}"))
                 }
                 Err(e) => (false, format!("list failed: {e}")),
@@ -144,11 +154,11 @@ async fn attempt(c: &Client, sm: &Sdk, cap: Cap, path: &str) -> (bool, String) {
 
 type Sdk = aws_sdk_secretsmanager::Client;
 
-fn sdk(url: &str, key: &serde_json::Value) -> Sdk {
+fn sdk(url: &str, key: &NewAccessKey) -> Sdk {
     use aws_sdk_secretsmanager::config::{BehaviorVersion, Credentials, Region};
     let creds = Credentials::new(
-        key["access_key_id"].as_str().unwrap(),
-        key["secret_access_key"].as_str().unwrap(),
+        &key.access_key_id,
+        key.secret_access_key.expose(),
         None,
         None,
         "test",
@@ -174,15 +184,15 @@ fn figgy_layout_every_capability_allowed_and_denied() {
             root.create(path, Some(&text("blue")), None, &[], None).await.unwrap();
         }
         for (name, doc) in POLICIES {
-            root.put_policy(name, serde_json::from_str(doc).unwrap()).await.unwrap();
+            root.put_policy(name, &statements(doc)).await.unwrap();
         }
         let mut clients = std::collections::HashMap::new();
         for (name, kind, policy) in PRINCIPALS {
-            root.create_principal(name, kind).await.unwrap();
-            root.attach_policy(name, policy, true).await.unwrap();
+            root.create_principal(name, *kind).await.unwrap();
+            root.attach_policy(name, policy).await.unwrap();
             let token = root.create_token(name, Some(3600)).await.unwrap();
             let key = root.create_access_key(name).await.unwrap();
-            let native = Client::new(&server.url, token["token"].as_str().unwrap()).unwrap();
+            let native = Client::new(&server.url, token.token.expose()).unwrap();
             clients.insert(*name, (native, sdk(&server.url, &key)));
         }
         for (who, cap, path, allowed) in TABLE {
@@ -201,7 +211,7 @@ fn figgy_layout_every_capability_allowed_and_denied() {
         let err = clients["alice"].0.put(REPLICATED_USER, &text("x"), None, &[]).await.unwrap_err();
         assert!(err.to_string().ends_with("policy developer denies it"), "{err}");
         // Not even existence leaks: an unknown name under a denied path is denied too.
-        assert!(is_denied(&mp.get_value("/dba/no/such/secret", None, None).await));
+        assert!(is_denied(&shown(mp.get_value("/dba/no/such/secret", None, None).await)));
 
         // The AWS API, with the service's own key pair.
         let v = mp_sdk.get_secret_value().secret_id(REPLICATED_USER).send().await.unwrap();
@@ -225,10 +235,10 @@ fn figgy_layout_every_capability_allowed_and_denied() {
 
         // A revoked token stops working at once; a token can look itself up.
         let t = root.create_token("message-processor", None).await.unwrap();
-        let c = Client::new(&server.url, t["token"].as_str().unwrap()).unwrap();
-        assert_eq!(c.lookup_token(None).await.unwrap()["principal"], "message-processor");
+        let c = Client::new(&server.url, t.token.expose()).unwrap();
+        assert_eq!(c.lookup_token(None).await.unwrap().principal, "message-processor");
         c.get_value(MP_CONFIG, None, None).await.unwrap();
-        root.revoke_token(t["id"].as_str().unwrap()).await.unwrap();
+        root.revoke_token(&t.info.id).await.unwrap();
         assert!(matches!(c.get_value(MP_CONFIG, None, None).await, Err(ClientError::Api { status: 401, .. })));
         // A deleted principal's access key stops working too.
         root.delete_principal("message-processor").await.unwrap();

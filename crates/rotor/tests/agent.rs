@@ -6,6 +6,7 @@
 //! and flags a stale one.
 
 use crate::harness::{self, Server, client, dev, runtime, text};
+use rotor_api::sys::PrincipalKind;
 use serde_json::Value;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
@@ -458,11 +459,11 @@ fn the_agent_keeps_its_files_while_the_server_is_down_and_recovers() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let doc = rt.block_on(c.consumers(DB)).unwrap();
-        if doc["consumers"][0]["version_id"] == "v2" {
-            assert_eq!(doc["consumers"][0]["consumer"], "agent-1");
+        if let Some(first) = doc.consumers.first().filter(|c| c.version_id == "v2") {
+            assert_eq!(first.consumer, "agent-1");
             break;
         }
-        assert!(Instant::now() < deadline, "{doc}");
+        assert!(Instant::now() < deadline, "{doc:?}");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -612,18 +613,18 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
         for (name, caps) in [("describer", r#"["describe"]"#), ("reader", r#"["read"]"#)] {
             let doc =
                 format!(r#"[{{"effect": "allow", "capabilities": {caps}, "paths": ["/app/**"]}}]"#);
-            c.put_policy(name, serde_json::from_str(&doc).unwrap())
+            c.put_policy(name, &harness::statements(&doc))
                 .await
                 .unwrap();
-            c.create_principal(name, "service").await.unwrap();
-            c.attach_policy(name, name, true).await.unwrap();
+            c.create_principal(name, PrincipalKind::Service)
+                .await
+                .unwrap();
+            c.attach_policy(name, name).await.unwrap();
         }
         let mut clients = Vec::new();
         for name in ["describer", "reader"] {
             let t = c.create_token(name, None).await.unwrap();
-            clients.push(
-                rotor_client::Client::new(&server.url, t["token"].as_str().unwrap()).unwrap(),
-            );
+            clients.push(rotor_client::Client::new(&server.url, t.token.expose()).unwrap());
         }
         let (describer, reader) = (&clients[0], &clients[1]);
         let denied = describer.acknowledge("d", DB, "v2").await.unwrap_err();
@@ -632,8 +633,8 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
             "{denied}"
         );
         assert_eq!(
-            describer.consumers(DB).await.unwrap()["current_version"],
-            "v2"
+            describer.consumers(DB).await.unwrap().current_version,
+            Some("v2".to_string())
         );
         reader.acknowledge("r", DB, "v2").await.unwrap();
         let denied = reader.consumers(DB).await.unwrap_err();

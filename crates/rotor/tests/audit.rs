@@ -3,6 +3,7 @@
 //! a server that cannot write its audit log refuses requests.
 
 use crate::harness::{self, Launch, client, persistent, runtime, start, terminate, text};
+use rotor_api::sys::PrincipalKind;
 use rotor_client::{Client, ClientError};
 use serde_json::Value;
 use std::process::Command;
@@ -23,18 +24,41 @@ fn requests_are_audited_and_the_chain_verifies() {
     let mut server = persistent(&data, dir.path());
     rt.block_on(async {
         let root = client(&server);
-        root.create("/app/a", Some(&text("audit-canary-value")), Some("audit-canary-desc"), &[], Some("v1")).await.unwrap();
-        root.put_policy("reader", serde_json::json!([{"effect": "allow", "capabilities": ["read"], "paths": ["/app/**"]}]))
+        root.create(
+            "/app/a",
+            Some(&text("audit-canary-value")),
+            Some("audit-canary-desc"),
+            &[],
+            Some("v1"),
+        )
+        .await
+        .unwrap();
+        root.put_policy(
+            "reader",
+            &harness::statements(
+                r#"[{"effect": "allow", "capabilities": ["read"], "paths": ["/app/**"]}]"#,
+            ),
+        )
+        .await
+        .unwrap();
+        root.create_principal("svc", PrincipalKind::Service)
             .await
             .unwrap();
-        root.create_principal("svc", "service").await.unwrap();
-        root.attach_policy("svc", "reader", true).await.unwrap();
+        root.attach_policy("svc", "reader").await.unwrap();
         let token = root.create_token("svc", None).await.unwrap();
-        let svc = Client::new(&server.url, token["token"].as_str().unwrap()).unwrap();
-        svc.get_value("/app/a", None, Some("current")).await.unwrap();
-        assert!(matches!(svc.get_value("/dba/x", None, None).await, Err(ClientError::Api { status: 403, .. })));
+        let svc = Client::new(&server.url, token.token.expose()).unwrap();
+        svc.get_value("/app/a", None, Some("current"))
+            .await
+            .unwrap();
+        assert!(matches!(
+            svc.get_value("/dba/x", None, None).await,
+            Err(ClientError::Api { status: 403, .. })
+        ));
         let stranger = Client::new(&server.url, "rtr_not_a_token").unwrap();
-        assert!(matches!(stranger.get_value("/app/a", None, None).await, Err(ClientError::Api { status: 401, .. })));
+        assert!(matches!(
+            stranger.get_value("/app/a", None, None).await,
+            Err(ClientError::Api { status: 401, .. })
+        ));
     });
     assert!(terminate(&mut server).success());
 

@@ -6,6 +6,7 @@
 //! delivers the whole backlog once both are back.
 
 use crate::harness::{self, client, dev, runtime, text};
+use rotor_api::sys::PrincipalKind;
 use rotor_client::{HookTarget, NewSubscription};
 use rotor_testkit::WebhookReceiver;
 use serde_json::Value;
@@ -130,20 +131,14 @@ fn rotor_watch_prints_a_change_within_a_second() {
     let replay = watcher(&server, &["/app/", "--after", &(seq - 1).to_string()]);
     assert_eq!(replay.next(Duration::from_secs(5))["seq"], seq);
     let polled = rt.block_on(c.events("/app/", Some(0), 0)).unwrap();
-    let seqs: Vec<i64> = polled["events"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
-        .collect();
-    assert!(seqs.contains(&seq), "{polled}");
+    let seqs: Vec<i64> = polled.events.iter().map(|e| e.seq).collect();
+    assert!(seqs.contains(&seq), "{polled:?}");
     assert!(
-        polled["events"]
-            .as_array()
-            .unwrap()
+        polled
+            .events
             .iter()
-            .all(|e| e["secret"] == "/app/mp/db"),
-        "{polled}"
+            .all(|e| e.secret.as_deref() == Some("/app/mp/db")),
+        "{polled:?}"
     );
 
     // Open watches do not hold up a graceful shutdown.
@@ -356,11 +351,11 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
             .unwrap();
     }
     until("a failed delivery", Duration::from_secs(10), || {
-        rt.block_on(c.deliveries("backlog", 10, false)).unwrap()["deliveries"]
-            .as_array()
+        rt.block_on(c.deliveries("backlog", 10, false))
             .unwrap()
+            .deliveries
             .iter()
-            .any(|d| d["status"] == "failed")
+            .any(|d| d.status == "failed")
     });
     server.child.kill().unwrap();
     server.child.wait().unwrap();
@@ -372,11 +367,12 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
     .unwrap();
     let server = launch(dir.path());
     let c = client(&server);
-    let expected: Vec<i64> = rt.block_on(c.events("/app/", Some(0), 0)).unwrap()["events"]
-        .as_array()
+    let expected: Vec<i64> = rt
+        .block_on(c.events("/app/", Some(0), 0))
         .unwrap()
+        .events
         .iter()
-        .map(|e| e["seq"].as_i64().unwrap())
+        .map(|e| e.seq)
         .collect();
     assert_eq!(expected.len(), 7, "created, its version, five puts");
     let last = *expected.last().unwrap();
@@ -386,26 +382,22 @@ fn a_server_killed_while_the_target_is_down_delivers_the_backlog_after_restart()
     assert_eq!(seqs(&rx), expected, "every event, once each, in order");
     // The server logs a delivery once the target has answered: wait for the last.
     until("the last delivery logged", Duration::from_secs(20), || {
-        rt.block_on(c.deliveries("backlog", 100, false)).unwrap()["deliveries"]
-            .as_array()
+        rt.block_on(c.deliveries("backlog", 100, false))
             .unwrap()
+            .deliveries
             .iter()
-            .any(|d| d["status"] == "delivered" && d["seq"] == last)
+            .any(|d| d.status == "delivered" && d.seq == last)
     });
     let log = rt.block_on(c.deliveries("backlog", 100, false)).unwrap();
-    let delivered: Vec<i64> = log["deliveries"]
-        .as_array()
-        .unwrap()
+    let delivered: Vec<i64> = log
+        .deliveries
         .iter()
-        .filter(|d| d["status"] == "delivered")
-        .map(|d| d["seq"].as_i64().unwrap())
+        .filter(|d| d.status == "delivered")
+        .map(|d| d.seq)
         .rev()
         .collect();
-    assert_eq!(delivered, expected, "{log}");
-    assert_eq!(
-        rt.block_on(c.subscription("backlog")).unwrap()["cursor"],
-        last
-    );
+    assert_eq!(delivered, expected, "{log:?}");
+    assert_eq!(rt.block_on(c.subscription("backlog")).unwrap().cursor, last);
 }
 
 /// Reads `GET /v1/watch` with `token` until `done` says the text so far is enough.
@@ -439,23 +431,27 @@ fn the_sse_stream_resumes_from_last_event_id_and_shows_only_what_the_token_may_d
     let c = client(&server);
     let rt = runtime();
     rt.block_on(async {
-        c.create_principal("mp", "service").await.unwrap();
+        c.create_principal("mp", PrincipalKind::Service)
+            .await
+            .unwrap();
         c.put_policy(
             "mp",
-            serde_json::json!([{"effect": "allow", "capabilities": ["describe", "read"],
-                                "paths": ["/app/message-processor/**"]}]),
+            &harness::statements(
+                r#"[{"effect": "allow", "capabilities": ["describe", "read"],
+                     "paths": ["/app/message-processor/**"]}]"#,
+            ),
         )
         .await
         .unwrap();
-        c.attach_policy("mp", "mp", true).await.unwrap();
+        c.attach_policy("mp", "mp").await.unwrap();
     });
-    let token = rt.block_on(c.create_token("mp", None)).unwrap()["token"]
-        .as_str()
+    let token = rt
+        .block_on(c.create_token("mp", None))
         .unwrap()
+        .token
+        .expose()
         .to_string();
-    let start = rt.block_on(c.events("", None, 0)).unwrap()["last_seq"]
-        .as_i64()
-        .unwrap();
+    let start = rt.block_on(c.events("", None, 0)).unwrap().last_seq;
     rt.block_on(async {
         c.create("/dba/mongo/password", Some(&text("pw")), None, &[], None)
             .await

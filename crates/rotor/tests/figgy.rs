@@ -4,6 +4,8 @@
 //! service's prefix sees the change the moment the DBA puts new credentials.
 
 use crate::harness::{self, dev, runtime, text};
+use rotor_api::replication::RuleKind;
+use rotor_api::sys::{NewToken, PrincipalKind};
 use rotor_client::Client;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -75,11 +77,11 @@ fn figgy_story_blue_then_green_reaches_the_watcher() {
                 r#"[{"effect": "allow", "capabilities": ["read", "describe", "list"], "paths": ["/app/message-processor/**"]}]"#,
             ),
         ] {
-            root.put_policy(name, serde_json::from_str(doc).unwrap()).await.unwrap();
-            root.create_principal(name, "service").await.unwrap();
-            root.attach_policy(name, name, true).await.unwrap();
+            root.put_policy(name, &harness::statements(doc)).await.unwrap();
+            root.create_principal(name, PrincipalKind::Service).await.unwrap();
+            root.attach_policy(name, name).await.unwrap();
         }
-        let token = |v: Value| v["token"].as_str().unwrap().to_string();
+        let token = |t: NewToken| t.token.expose().to_string();
         let dba_token = token(root.create_token("dba", Some(3600)).await.unwrap());
         let mp_token = token(root.create_token("message-processor", Some(3600)).await.unwrap());
         let dba = Client::new(&server.url, &dba_token).unwrap();
@@ -93,13 +95,13 @@ fn figgy_story_blue_then_green_reaches_the_watcher() {
             .await
             .unwrap();
         let added = dba
-            .add_replication("mp-mongo", "copy", Some(DBA), APP, None)
+            .add_replication("mp-mongo", RuleKind::Copy, Some(DBA), APP, None)
             .await
             .unwrap();
-        assert_eq!(added["repairs"].as_array().unwrap().len(), 2, "{added}");
+        assert_eq!(added.repairs.len(), 2, "{added:?}");
 
         // The service reads its own namespace, and is refused at the DBA's.
-        let get = |v: Value| v["value"].as_str().unwrap_or_default().to_string();
+        let get = |v: rotor_api::secrets::Value| harness::value_of(&v).to_string();
         assert_eq!(get(mp.get_value(&format!("{APP}password"), None, None).await.unwrap()), "blue-password");
         let refused = mp.get_value(&format!("{DBA}password"), None, None).await.unwrap_err();
         assert!(refused.to_string().contains("not allowed"), "{refused}");

@@ -197,3 +197,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn text(s: &str) -> rotor_client::NewValue {
     rotor_client::NewValue::Text(secrecy::SecretString::from(s))
 }
+
+/// A policy's statements, from their JSON list.
+pub fn statements(json: &str) -> Vec<rotor_core::policy::Statement> {
+    serde_json::from_str(json).expect("policy statements")
+}
+
+/// The text of a value read with the native client.
+pub fn value_of(v: &rotor_api::secrets::Value) -> &str {
+    v.value.as_ref().expect("a text value").expose()
+}

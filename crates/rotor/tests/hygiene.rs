@@ -69,7 +69,7 @@ fn no_secret_value_is_stored_or_logged_in_plaintext() {
             .get_value("hygiene/a", None, Some("previous"))
             .await
             .unwrap();
-        assert_eq!(v["value"], canaries[0].as_str());
+        assert_eq!(harness::value_of(&v), canaries[0].as_str());
         let metrics = reqwest::get(format!("{}/metrics", server.url))
             .await
             .unwrap()

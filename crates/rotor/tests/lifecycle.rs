@@ -99,21 +99,15 @@ fn config_file_sets_options_and_env_overrides_it() {
         .block_on(client(&server).create("cfg/a", None, None, &[], None))
         .unwrap();
     assert!(
-        created["arn"]
-            .as_str()
-            .unwrap()
-            .contains(":111122223333:secret:cfg/a-"),
-        "{created}"
+        created.arn.contains(":111122223333:secret:cfg/a-"),
+        "{created:?}"
     );
     drop(server);
     let server = start(launch(vec![("ROTOR_ACCOUNT_ID", "444455556666".into())]));
     let created = rt
         .block_on(client(&server).create("cfg/b", None, None, &[], None))
         .unwrap();
-    assert!(
-        created["arn"].as_str().unwrap().contains(":444455556666:"),
-        "{created}"
-    );
+    assert!(created.arn.contains(":444455556666:"), "{created:?}");
 
     std::fs::write(&config, "listen = \"127.0.0.1:0\"\ncolour = \"blue\"\n").unwrap();
     let err = try_start(launch(vec![]))
@@ -234,7 +228,7 @@ fn master_key_sources_and_mismatch() {
     let v = rt
         .block_on(client(&server).get_value("mk/a", None, None))
         .unwrap();
-    assert_eq!(v["value"], "sealed under A");
+    assert_eq!(harness::value_of(&v), "sealed under A");
     drop(server);
 
     // Another key: refused at start, saying why.
@@ -258,7 +252,7 @@ fn master_key_sources_and_mismatch() {
     let v = rt
         .block_on(client(&server).get_value("mk/a", None, None))
         .unwrap();
-    assert_eq!(v["value"], "sealed under A");
+    assert_eq!(harness::value_of(&v), "sealed under A");
     drop(server);
 
     // A malformed key is refused.

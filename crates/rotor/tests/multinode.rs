@@ -4,9 +4,10 @@
 //! write load on both backends losing no acknowledged write.
 
 use crate::harness::{self, Launch, Server, text};
+use rotor_api::sys::RotatorKind;
 use rotor_client::Client;
 use rotor_testkit::PgServer;
-use serde_json::{Value, json};
+use serde_json::json;
 use sqlx::Connection as _;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -67,8 +68,8 @@ async fn eventually<T>(what: &str, mut f: impl AsyncFnMut() -> Option<T>) -> T {
 /// A rotation left unfinished: secret, status, step, error, resume_at, epoch.
 type Unfinished = (String, String, String, Option<String>, Option<i64>, i64);
 
-fn value(v: &Value) -> String {
-    v["value"].as_str().unwrap_or_default().to_string()
+fn value(v: &rotor_api::secrets::Value) -> String {
+    harness::value_of(v).to_string()
 }
 
 #[test]
@@ -94,21 +95,14 @@ fn three_nodes_share_one_postgres() {
             );
         }
         // A change made on node A reaches a watcher on node B, and B's cache follows.
-        let after = clients[1].events("/app/", None, 0).await.unwrap()["last_seq"]
-            .as_i64()
-            .unwrap();
+        let after = clients[1].events("/app/", None, 0).await.unwrap().last_seq;
         clients[0]
             .put("/app/shared", &text("second"), Some("v2"), &[])
             .await
             .unwrap();
         let seen = clients[1].events("/app/", Some(after), 5).await.unwrap();
-        let kinds: Vec<&str> = seen["events"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter_map(|e| e["kind"].as_str())
-            .collect();
-        assert!(kinds.contains(&"version.put"), "{seen}");
+        let kinds: Vec<&str> = seen.events.iter().map(|e| e.kind.as_str()).collect();
+        assert!(kinds.contains(&"version.put"), "{seen:?}");
         let c1 = clients[1].clone();
         eventually("node B reads the new value", async || {
             (value(&c1.get_value("/app/shared", None, None).await.ok()?) == "second").then_some(())
@@ -137,21 +131,16 @@ fn three_nodes_share_one_postgres() {
             acked.extend(r.unwrap());
         }
         let versions = clients[2].versions("/app/shared", true).await.unwrap();
-        let listed: Vec<&Value> = versions["versions"].as_array().unwrap().iter().collect();
-        let ids: BTreeSet<String> = listed
+        let ids: BTreeSet<String> = versions
+            .versions
             .iter()
-            .filter_map(|v| v["version_id"].as_str().map(str::to_string))
+            .map(|v| v.version_id.clone())
             .collect();
         assert!(acked.is_subset(&ids), "every acknowledged put is there");
-        let currents = listed
+        let currents = versions
+            .versions
             .iter()
-            .filter(|v| {
-                v["stages"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|s| s == "AWSCURRENT")
-            })
+            .filter(|v| v.stages.iter().any(|s| s == "AWSCURRENT"))
             .count();
         assert_eq!(currents, 1, "exactly one AWSCURRENT");
     });
@@ -180,7 +169,7 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let (load, db) = rt.block_on(async {
         let c = harness::client(&nodes[0]);
-        c.create_rotator("rnd", "random", json!({"length": 24}), false)
+        c.create_rotator("rnd", RotatorKind::Random, json!({"length": 24}), false)
             .await
             .unwrap();
         for i in 0..SECRETS {
@@ -223,8 +212,9 @@ fn the_scheduler_survives_its_leaders_kill_9_and_rotates_each_secret_once() {
                 let done = if i <= 5 {
                     c.create(&name, Some(&text(&id)), None, &[], Some(&id))
                         .await
+                        .map(drop)
                 } else {
-                    c.put(&name, &text(&id), Some(&id), &[]).await
+                    c.put(&name, &text(&id), Some(&id), &[]).await.map(drop)
                 };
                 if done.is_ok() {
                     acked.lock().unwrap().push((name, id));
@@ -442,8 +432,8 @@ fn crash_rounds(storage: Option<&str>, dir: &Path, rounds: usize) {
         let mut present = BTreeSet::new();
         for s in 0..4 {
             let v = c.versions(&format!("/crash/{s}"), true).await.unwrap();
-            for version in v["versions"].as_array().unwrap() {
-                present.insert(version["version_id"].as_str().unwrap().to_string());
+            for version in v.versions {
+                present.insert(version.version_id);
             }
         }
         let lost: Vec<_> = acked

@@ -4,6 +4,7 @@
 //! `admin` on them.
 
 use crate::harness::{self, dev, runtime, text};
+use rotor_api::sys::{PrincipalKind, RotatorKind};
 use rotor_client::{Client, ClientError};
 use serde_json::{Value, json};
 use std::process::{Command, Output};
@@ -258,7 +259,7 @@ fn rotator_show_never_prints_the_signing_key() {
     );
 }
 
-fn is_denied(r: &Result<Value, ClientError>) -> bool {
+fn is_denied<T>(r: &Result<T, ClientError>) -> bool {
     matches!(r, Err(ClientError::Api { status: 403, kind, .. }) if kind == "AccessDeniedException")
 }
 
@@ -271,29 +272,26 @@ fn rotators_and_rotation_are_denied_without_the_capability() {
         root.create(SECRET, Some(&text("first")), None, &[], None)
             .await
             .unwrap();
-        root.create_rotator("pw", "random", json!({}), false)
+        root.create_rotator("pw", RotatorKind::Random, json!({}), false)
             .await
             .unwrap();
         root.put_policy(
             "reader",
-            json!([{"effect": "allow", "capabilities": ["read", "describe", "list"], "paths": ["/app/**"]}]),
+            &harness::statements(r#"[{"effect": "allow", "capabilities": ["read", "describe", "list"], "paths": ["/app/**"]}]"#),
         )
         .await
         .unwrap();
-        root.create_principal("reader", "service").await.unwrap();
-        root.attach_policy("reader", "reader", true).await.unwrap();
+        root.create_principal("reader", PrincipalKind::Service).await.unwrap();
+        root.attach_policy("reader", "reader").await.unwrap();
         let token = root.create_token("reader", Some(3600)).await.unwrap();
-        let reader = Client::new(&server.url, token["token"].as_str().unwrap()).unwrap();
+        let reader = Client::new(&server.url, token.token.expose()).unwrap();
 
-        let r = reader.create_rotator("mine", "random", json!({}), false).await;
+        let r = reader.create_rotator("mine", RotatorKind::Random, json!({}), false).await;
         assert!(is_denied(&r), "{r:?}");
         assert!(is_denied(&reader.rotator("pw").await));
         assert!(is_denied(&reader.delete_rotator("pw").await));
         // Listing is filtered, as ListSecrets is, rather than refused.
-        assert_eq!(
-            reader.list_rotators().await.unwrap(),
-            json!({"rotators": []})
-        );
+        assert!(reader.list_rotators().await.unwrap().rotators.is_empty());
         root.rotator("pw").await.unwrap();
 
         // Rotating needs `rotate` on the secret; reading the configuration, `describe`.
@@ -307,16 +305,13 @@ fn rotators_and_rotation_are_denied_without_the_capability() {
         assert!(is_denied(&r), "{r:?}");
         assert!(is_denied(&reader.rotate(SECRET, None).await));
         assert!(is_denied(&reader.cancel_rotation(SECRET).await));
-        assert_eq!(reader.rotation(SECRET).await.unwrap()["enabled"], false);
-        assert_eq!(
-            reader.rotation_history(SECRET, None).await.unwrap(),
-            json!({"rotations": []})
-        );
+        assert!(!reader.rotation(SECRET).await.unwrap().enabled);
+        assert!(reader.rotation_history(SECRET, None).await.unwrap().rotations.is_empty());
 
         // The raw route answers 403 with the native error shape.
         let resp = reqwest::Client::new()
             .post(format!("{}/v1/sys/rotators", server.url))
-            .bearer_auth(token["token"].as_str().unwrap())
+            .bearer_auth(token.token.expose())
             .json(&json!({"name": "mine", "type": "random"}))
             .send()
             .await

@@ -6,6 +6,7 @@
 //! later: the login refused then is what `try` refreshes and retries.
 
 use crate::harness::{self, client, text};
+use rotor_api::sys::RotatorKind;
 use rotor_client::resolver::{Resolver, TryError, VaultConfig, Vaults};
 use rotor_testkit::PgServer;
 use serde_json::{Value, json};
@@ -70,24 +71,22 @@ async fn rotate(c: &rotor_client::Client, first: bool) {
         c.rotate(NAME, None).await
     }
     .unwrap();
-    let token = started["version_id"].as_str().unwrap().to_string();
+    let token = started.version_id.unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let d = c.describe(NAME).await.unwrap();
-        let versions = d["versions"].as_object().unwrap();
         let has = |id: &str, label: &str| {
-            versions
+            d.versions
                 .get(id)
-                .and_then(Value::as_array)
                 .is_some_and(|l| l.iter().any(|s| s == label))
         };
-        let pending = versions.keys().any(|id| has(id, "AWSPENDING"));
+        let pending = d.versions.keys().any(|id| has(id, "AWSPENDING"));
         if has(&token, "AWSCURRENT") && !pending {
             return;
         }
         assert!(
             Instant::now() < deadline,
-            "rotation {token} did not finish: {d}; {}",
+            "rotation {token} did not finish: {d:?}; {:?}",
             c.rotation(NAME).await.unwrap()
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -124,7 +123,7 @@ fn an_application_using_try_sees_zero_failed_operations_across_alternating_users
             )
             .await
             .unwrap();
-        let master_arn = master["arn"].as_str().unwrap();
+        let master_arn = master.arn.as_str();
         c.create(
             NAME,
             Some(&text(&db_value(&pg, "app", "initial", Some(master_arn)))),
@@ -136,7 +135,7 @@ fn an_application_using_try_sees_zero_failed_operations_across_alternating_users
         .unwrap();
         c.create_rotator(
             "pg-alt",
-            "postgres",
+            RotatorKind::Postgres,
             json!({"strategy": "alternating-users"}),
             false,
         )

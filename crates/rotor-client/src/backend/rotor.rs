@@ -2,7 +2,6 @@
 
 use super::{Backend, BackendError, BackendErrorKind, BoxFuture, Fetched, Lookup};
 use crate::{Client, ClientError};
-use secrecy::SecretString;
 use std::sync::Arc;
 
 /// Reads RESOURCE as a secret name; `#2` or `?stage=AWSPREVIOUS` reads the previous
@@ -45,25 +44,24 @@ impl Backend for RotorBackend {
     fn fetch<'a>(&'a self, lookup: &'a Lookup) -> BoxFuture<'a, Result<Fetched, BackendError>> {
         Box::pin(async move {
             let (stage, version_id) = lookup.stage_and_version_id()?;
-            let mut doc = self
+            let doc = self
                 .client
                 .get_value(&lookup.resource, version_id.as_deref(), stage.as_deref())
                 .await
                 .map_err(client_error)?;
-            let version_id = doc["version_id"].as_str().map(str::to_string);
-            match doc.get_mut("value").map(serde_json::Value::take) {
-                Some(serde_json::Value::String(s)) => Ok(Fetched {
-                    value: SecretString::from(s),
-                    version_id,
+            match doc.value {
+                Some(value) => Ok(Fetched {
+                    value: value.into_secret(),
+                    version_id: Some(doc.version_id),
                 }),
-                _ if doc.get("value_base64").is_some() => Err(BackendError::new(
+                None if doc.value_base64.is_some() => Err(BackendError::new(
                     BackendErrorKind::Invalid,
                     format!(
                         "{} holds a binary value; references resolve to text",
                         lookup.resource
                     ),
                 )),
-                _ => Err(BackendError::new(
+                None => Err(BackendError::new(
                     BackendErrorKind::Invalid,
                     "the server's answer has no value",
                 )),

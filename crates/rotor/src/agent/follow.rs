@@ -85,12 +85,11 @@ pub fn spawn(
             match tokio::time::timeout(IDLE_REOPEN, watch.next()).await {
                 Ok(Ok(Some(event))) => {
                     after = Some(watch.last_seq());
-                    let kind = event["kind"].as_str().unwrap_or("");
-                    tracing::debug!(seq = ?after, kind, secret = ?event["secret"].as_str(), "change event");
-                    if kind.starts_with("consumer.") {
+                    tracing::debug!(seq = ?after, kind = event.kind, secret = ?event.secret, "change event");
+                    if event.kind.starts_with("consumer.") {
                         continue;
                     }
-                    if let Some(secret) = event["secret"].as_str() {
+                    if let Some(secret) = event.secret.as_deref() {
                         if tx.send(Change::Secret(secret.to_string())).is_err() {
                             return;
                         }
