@@ -4,25 +4,22 @@
 //!
 //! An acknowledgement is an event in the outbox (kind [`ACK_KIND`], the secret's name,
 //! detail `{consumer, version, host}`), never a value. Reading them back
-//! ([`SecretService::consumers`]) scans the last [`SCAN_LIMIT`] events of the outbox,
+//! ([`SecretService::consumers`](crate::SecretService::consumers)) scans the last [`SCAN_LIMIT`] events of the outbox,
 //! keeping the latest acknowledgement per consumer: a consumer that has not reported
 //! within that many events (of any kind, about any secret) is not listed, and the
 //! answer says so (`complete` is false when older events were not looked at). Events
 //! from before the secret was created (a deleted secret of the same name) are ignored.
 
-use crate::caller::Caller;
-use crate::service::SecretService;
 use chrono::{DateTime, Utc};
 use rotor_core::label::AWSCURRENT;
-use rotor_core::policy::Capability;
-use rotor_core::{Error, Result, name};
-use rotor_store::Mutation;
+use rotor_core::{Error, Result};
+use rotor_store::{Mutation, SecretRecord, Store};
 use serde_json::json;
 
 /// The event kind of an acknowledgement.
 pub const ACK_KIND: &str = "consumer.ack";
 
-/// How many of the latest events [`SecretService::consumers`] looks at.
+/// How many of the latest events [`SecretService::consumers`](crate::SecretService::consumers) looks at.
 pub const SCAN_LIMIT: i64 = 10_000;
 
 /// The longest consumer id.
@@ -77,7 +74,7 @@ pub struct Consumers {
     pub complete: bool,
 }
 
-fn validate_consumer(consumer: &str) -> Result<()> {
+pub(crate) fn validate_consumer(consumer: &str) -> Result<()> {
     if consumer.is_empty() || consumer.chars().count() > MAX_CONSUMER_LEN {
         return Err(Error::invalid_parameter(format!(
             "A consumer id must be 1 to {MAX_CONSUMER_LEN} characters long"
@@ -91,104 +88,74 @@ fn validate_consumer(consumer: &str) -> Result<()> {
     Ok(())
 }
 
-impl SecretService {
-    /// Records that `ack.consumer` has version `ack.version_id` of `ack.secret` in use.
-    /// Needs `read` on the secret (what the consumer needed to get the value); the
-    /// version must exist. Returns the secret's name.
-    pub async fn acknowledge(&self, caller: &Caller, ack: &ConsumerAck) -> Result<String> {
-        validate_consumer(&ack.consumer)?;
-        name::validate_version_id(&ack.version_id)?;
-        let record = self
-            .resolve_for(caller, Capability::Read, &ack.secret)
-            .await?;
-        if self
-            .store()
-            .load_version(record.meta.id, &ack.version_id)
-            .await?
-            .is_none()
-        {
-            return Err(Error::not_found(format!(
-                "Secret {} has no version {}",
-                record.meta.name, ack.version_id
-            )));
-        }
-        let detail = json!({"consumer": ack.consumer, "version": ack.version_id, "host": ack.host});
-        self.store()
-            .apply(
-                Mutation::AppendEvent {
-                    kind: ACK_KIND.into(),
-                    secret: Some(record.meta.name.clone()),
-                    detail: detail.to_string(),
-                },
-                self.now(),
-            )
-            .await?;
-        Ok(record.meta.name.clone())
+/// The outbox event recording `ack` on the secret named `name`.
+pub(crate) fn ack_event(ack: &ConsumerAck, name: &str) -> Mutation {
+    let detail = json!({"consumer": ack.consumer, "version": ack.version_id, "host": ack.host});
+    Mutation::AppendEvent {
+        kind: ACK_KIND.into(),
+        secret: Some(name.to_string()),
+        detail: detail.to_string(),
     }
+}
 
-    /// The latest acknowledgement of each consumer of `secret_id`, with whether the
-    /// version it reported is `AWSCURRENT`; sorted by consumer id. Needs `describe`.
-    pub async fn consumers(&self, caller: &Caller, secret_id: &str) -> Result<Consumers> {
-        let record = self
-            .resolve_for(caller, Capability::Describe, secret_id)
+/// The latest acknowledgement of each consumer of `record`, read from the last
+/// [`SCAN_LIMIT`] events of `store`'s outbox.
+pub(crate) async fn scan(store: &dyn Store, record: &SecretRecord) -> Result<Consumers> {
+    let last = *store.event_feed().borrow();
+    let start = (last - SCAN_LIMIT).max(0);
+    let mut after = start;
+    let mut latest: std::collections::BTreeMap<String, ConsumerState> = Default::default();
+    // Read on past the feed's value, which may trail the last commit by a moment,
+    // but no further than the cap.
+    while after < start + SCAN_LIMIT {
+        let page = store
+            .events(after, PAGE.min(start + SCAN_LIMIT - after))
             .await?;
-        let store = self.store();
-        let last = *store.event_feed().borrow();
-        let start = (last - SCAN_LIMIT).max(0);
-        let mut after = start;
-        let mut latest: std::collections::BTreeMap<String, ConsumerState> = Default::default();
-        // Read on past the feed's value, which may trail the last commit by a moment,
-        // but no further than the cap.
-        while after < start + SCAN_LIMIT {
-            let page = store
-                .events(after, PAGE.min(start + SCAN_LIMIT - after))
-                .await?;
-            let Some(tail) = page.last() else { break };
-            after = tail.seq;
-            for event in page {
-                if event.kind != ACK_KIND
-                    || event.secret.as_deref() != Some(record.meta.name.as_str())
-                    || event.at < record.meta.created
-                {
-                    continue;
-                }
-                let detail: serde_json::Value =
-                    serde_json::from_str(&event.detail).unwrap_or_default();
-                let (Some(consumer), Some(version)) =
-                    (detail["consumer"].as_str(), detail["version"].as_str())
-                else {
-                    continue;
-                };
-                let stages = record
-                    .versions
-                    .iter()
-                    .find(|v| v.id == version)
-                    .map(|v| v.labels.clone())
-                    .unwrap_or_default();
-                latest.insert(
-                    consumer.to_string(),
-                    ConsumerState {
-                        consumer: consumer.to_string(),
-                        version_id: version.to_string(),
-                        current: stages.iter().any(|s| s == AWSCURRENT),
-                        stages,
-                        host: detail["host"].as_str().map(str::to_string),
-                        at: event.at,
-                        seq: event.seq,
-                    },
-                );
+        let Some(tail) = page.last() else { break };
+        after = tail.seq;
+        for event in page {
+            if event.kind != ACK_KIND
+                || event.secret.as_deref() != Some(record.meta.name.as_str())
+                || event.at < record.meta.created
+            {
+                continue;
             }
+            let detail: serde_json::Value =
+                serde_json::from_str(&event.detail).unwrap_or_default();
+            let (Some(consumer), Some(version)) =
+                (detail["consumer"].as_str(), detail["version"].as_str())
+            else {
+                continue;
+            };
+            let stages = record
+                .versions
+                .iter()
+                .find(|v| v.id == version)
+                .map(|v| v.labels.clone())
+                .unwrap_or_default();
+            latest.insert(
+                consumer.to_string(),
+                ConsumerState {
+                    consumer: consumer.to_string(),
+                    version_id: version.to_string(),
+                    current: stages.iter().any(|s| s == AWSCURRENT),
+                    stages,
+                    host: detail["host"].as_str().map(str::to_string),
+                    at: event.at,
+                    seq: event.seq,
+                },
+            );
         }
-        let current_version = record
-            .versions
-            .iter()
-            .find(|v| v.labels.iter().any(|l| l == AWSCURRENT))
-            .map(|v| v.id.clone());
-        Ok(Consumers {
-            name: record.meta.name.clone(),
-            current_version,
-            consumers: latest.into_values().collect(),
-            complete: start == 0,
-        })
     }
+    let current_version = record
+        .versions
+        .iter()
+        .find(|v| v.labels.iter().any(|l| l == AWSCURRENT))
+        .map(|v| v.id.clone());
+    Ok(Consumers {
+        name: record.meta.name.clone(),
+        current_version,
+        consumers: latest.into_values().collect(),
+        complete: start == 0,
+    })
 }

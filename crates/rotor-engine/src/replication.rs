@@ -30,7 +30,6 @@ use rotor_core::{Error, ErrorKind, Result};
 use rotor_store::{Mutation, RuleRow, SecretRecord};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
 
 /// What a rule does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -205,7 +204,7 @@ pub(crate) struct Rule {
     pub(crate) owner: String,
 }
 
-fn is_prefix(path: &str) -> bool {
+pub(crate) fn is_prefix(path: &str) -> bool {
     path.ends_with('/')
 }
 
@@ -481,7 +480,7 @@ fn current_of(record: &SecretRecord) -> Option<&str> {
 
 /// Whether `caller` has `capability` on `path`; on a prefix, on every name under it
 /// (compared as languages of globs: `/app/mp/*` does not cover `/app/mp/`).
-fn may_all(caller: &Caller, capability: Capability, path: &str) -> bool {
+pub(crate) fn may_all(caller: &Caller, capability: Capability, path: &str) -> bool {
     if is_prefix(path) {
         caller.covers(capability, &format!("{path}**"))
     } else {
@@ -490,7 +489,7 @@ fn may_all(caller: &Caller, capability: Capability, path: &str) -> bool {
 }
 
 /// `Ok` when [`may_all`], else the refusal naming what is missing.
-fn authorize_all(caller: &Caller, capability: Capability, path: &str) -> Result<()> {
+pub(crate) fn authorize_all(caller: &Caller, capability: Capability, path: &str) -> Result<()> {
     if is_prefix(path) {
         if may_all(caller, capability, path) {
             return Ok(());
@@ -506,33 +505,27 @@ fn authorize_all(caller: &Caller, capability: Capability, path: &str) -> Result<
     caller.authorize(capability, path)
 }
 
-impl SecretService {
-    /// The replication rules (loaded once, then after each change made here).
-    pub(crate) async fn rule_set(&self) -> Result<Arc<Vec<Rule>>> {
-        if let Some(rules) = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone() {
-            return Ok(rules);
-        }
-        let rows = self.store().rules().await?;
-        let rules = Arc::new(
-            rows.iter()
-                .map(Rule::from_row)
-                .collect::<Result<Vec<_>>>()?,
-        );
-        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Some(rules.clone());
-        Ok(rules)
-    }
+/// What a repair of one destination writes, planned.
+pub(crate) struct PlannedRepair {
+    /// The destination.
+    pub(crate) destination: String,
+    /// The writes, to apply together.
+    pub(crate) mutations: Vec<Mutation>,
+    /// The version the destination holds as `AWSCURRENT` after them; none when they
+    /// only mark it as the rule's (it already holds the value).
+    pub(crate) version: Option<String>,
+}
 
-    fn forget_rules(&self) {
-        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = None;
-        self.identities.clear();
-        self.cache.clear();
-    }
+/// Plans replication: reads through the service it is given and answers with the
+/// [`Mutation`]s to write. It writes nothing and keeps no cache; the service applies
+/// what it plans, and owns every cache that the writes invalidate.
+pub(crate) struct Planner<'a> {
+    service: &'a SecretService,
+}
 
-    /// Forgets cached records of destinations just written.
-    pub(crate) fn forget_replicas(&self, names: &[String]) {
-        if !names.is_empty() {
-            self.cache.clear();
-        }
+impl<'a> Planner<'a> {
+    pub(crate) fn new(service: &'a SecretService) -> Self {
+        Planner { service }
     }
 
     /// The replicas of source `name`'s version `version_id`, whose value is `value`,
@@ -544,7 +537,7 @@ impl SecretService {
         version_id: &str,
         value: &SecretValue,
     ) -> Result<Replicas> {
-        let rules = self.rule_set().await?;
+        let rules = self.service.rule_set().await?;
         let mut out = Replicas::default();
         for rule in rules.iter() {
             let Some(destination) = rule.destination_of(name) else {
@@ -562,7 +555,7 @@ impl SecretService {
         record: &SecretRecord,
         version_id: &str,
     ) -> Result<Replicas> {
-        let rules = self.rule_set().await?;
+        let rules = self.service.rule_set().await?;
         if !rules
             .iter()
             .any(|r| r.destination_of(&record.meta.name).is_some())
@@ -570,6 +563,7 @@ impl SecretService {
             return Ok(Replicas::default());
         }
         let value = self
+            .service
             .get_value(&system(), &record.meta.arn, Some(version_id), None)
             .await?
             .value;
@@ -580,7 +574,7 @@ impl SecretService {
     /// Why `rule`'s owner may not copy into `destination` now, if it may not: it must
     /// exist, read every source the copy reads, and share the destination.
     fn copy_refused(&self, rule: &Rule, destination: &str) -> Option<&'static str> {
-        let Some(owner) = self.principal(&rule.owner) else {
+        let Some(owner) = self.service.principal(&rule.owner) else {
             return Some("the rule's owner no longer exists");
         };
         let sources = match &rule.template {
@@ -613,7 +607,7 @@ impl SecretService {
         if let Some(why) = self.copy_refused(rule, destination) {
             // Only a destination the rule already keeps is told about: naming one it
             // never made would tell the owner what lies under a source it may not read.
-            let kept = matches!(self.resolve(destination).await,
+            let kept = matches!(self.service.resolve(destination).await,
                 Ok(d) if d.meta.replica_of.as_deref() == Some(rule.name.as_str()));
             tracing::info!(rule = %rule.name, %destination, reason = why, "replication refused");
             if kept {
@@ -642,6 +636,7 @@ impl SecretService {
                         continue;
                     }
                     match self
+                        .service
                         .get_value(&system(), &path, None, Some(AWSCURRENT))
                         .await
                     {
@@ -665,7 +660,7 @@ impl SecretService {
             }
         };
         let from = from.to_string();
-        match self.resolve(destination).await {
+        match self.service.resolve(destination).await {
             Ok(dest) => {
                 if dest.meta.is_deleted() {
                     tracing::warn!(rule = %rule.name, %destination, "destination is scheduled for deletion; not replicated");
@@ -682,6 +677,7 @@ impl SecretService {
                     return Ok(());
                 }
                 let exists = self
+                    .service
                     .store()
                     .load_version(dest.meta.id, &id)
                     .await?
@@ -694,7 +690,7 @@ impl SecretService {
                         remove_from: current,
                     });
                 } else {
-                    let mut version = self.new_version(
+                    let mut version = self.service.new_version(
                         &dest.meta.arn,
                         Some(id),
                         &value,
@@ -710,9 +706,9 @@ impl SecretService {
             Err(e) if e.kind == ErrorKind::ResourceNotFound => {
                 let region = source_arn.split(':').nth(3).unwrap_or("us-east-1");
                 let suffix = rotor_core::name::arn_suffix(rotor_crypto::random::bytes::<6>());
-                let arn = rotor_core::name::arn(region, self.account_id(), destination, &suffix);
+                let arn = rotor_core::name::arn(region, self.service.account_id(), destination, &suffix);
                 let mut version =
-                    self.new_version(&arn, Some(id), &value, vec![AWSCURRENT.to_string()])?;
+                    self.service.new_version(&arn, Some(id), &value, vec![AWSCURRENT.to_string()])?;
                 version.source = Some(from);
                 out.mutations.push(Mutation::CreateSecret {
                     name: destination.to_string(),
@@ -736,11 +732,11 @@ impl SecretService {
 
     /// The mark a source's deletion (or restore) leaves on its existing destinations.
     pub(crate) async fn source_marks(&self, name: &str, deleted: bool) -> Result<Option<Mutation>> {
-        let rules = self.rule_set().await?;
+        let rules = self.service.rule_set().await?;
         let mut names = Vec::new();
         for rule in rules.iter() {
             if let Some(d) = rule.destination_of(name)
-                && self.resolve(&d).await.is_ok()
+                && self.service.resolve(&d).await.is_ok()
             {
                 names.push(d);
             }
@@ -748,128 +744,11 @@ impl SecretService {
         Ok((!names.is_empty()).then_some(Mutation::MarkSourceDeleted { names, deleted }))
     }
 
-    fn info(rule: &Rule, row: &RuleRow) -> RuleInfo {
-        RuleInfo {
-            name: rule.name.clone(),
-            kind: rule.kind,
-            source: (rule.kind == Kind::Copy).then(|| rule.source.clone()),
-            destination: rule.destination.clone(),
-            template: rule.template_text.clone(),
-            sources: rule.sources(),
-            created: row.created,
-            created_by: row.created_by.clone(),
-        }
-    }
-
-    /// Adds a replication rule and replicates its sources at once. Needs `read` on
-    /// each source named outright, and `share` on the destination (on every name
-    /// under a destination prefix). Secrets under a source prefix are authorized one
-    /// by one whenever they are copied.
-    pub async fn add_rule(
-        &self,
-        caller: &Caller,
-        spec: RuleSpec,
-    ) -> Result<(RuleInfo, Vec<Repair>)> {
-        let rule = Rule::new(
-            &spec.name,
-            spec.kind,
-            spec.source.as_deref(),
-            &spec.destination,
-            spec.template.as_deref(),
-        )?;
-        let mut rule = rule;
-        rule.owner = caller.name().to_string();
-        for source in rule.sources() {
-            if !is_prefix(&source) {
-                caller.authorize(Capability::Read, &source)?;
-            }
-        }
-        authorize_all(caller, Capability::Share, &rule.destination)?;
-        let existing = self.rule_set().await?;
-        check_new(&rule, &existing)?;
-        let row = RuleRow {
-            name: rule.name.clone(),
-            kind: match rule.kind {
-                Kind::Copy => "copy".into(),
-                Kind::Merge => "merge".into(),
-            },
-            source: rule.source.clone(),
-            destination: rule.destination.clone(),
-            template: rule.template_text.clone(),
-            created: self.now(),
-            created_by: caller.name().to_string(),
-        };
-        let result = self
-            .store()
-            .apply(Mutation::PutRule { rule: row.clone() }, self.now())
-            .await;
-        self.forget_rules();
-        result?;
-        let repairs = self.sync_rule(&rule).await?;
-        Ok((Self::info(&rule, &row), repairs))
-    }
-
-    /// Rules whose destination the caller may describe.
-    pub async fn list_rules(&self, caller: &Caller) -> Result<Vec<RuleInfo>> {
-        let rows = self.store().rules().await?;
-        let mut out = Vec::new();
-        for row in &rows {
-            let rule = Rule::from_row(row)?;
-            if may_all(caller, Capability::Describe, &rule.destination) {
-                out.push(Self::info(&rule, row));
-            }
-        }
-        Ok(out)
-    }
-
-    /// One rule.
-    pub async fn rule(&self, caller: &Caller, name: &str) -> Result<RuleInfo> {
-        let rows = self.store().rules().await?;
-        let row = rows
-            .iter()
-            .find(|r| r.name == name)
-            .ok_or_else(|| Error::not_found(format!("No replication rule named {name} exists")))?;
-        let rule = Rule::from_row(row)?;
-        authorize_all(caller, Capability::Describe, &rule.destination)?;
-        Ok(Self::info(&rule, row))
-    }
-
-    /// Removes a rule; its destinations stay, writable again. Needs `share` on the
-    /// destination.
-    pub async fn remove_rule(&self, caller: &Caller, name: &str) -> Result<()> {
-        let rule = self.rule(caller, name).await?;
-        authorize_all(caller, Capability::Share, &rule.destination)?;
-        let result = self
-            .store()
-            .apply(
-                Mutation::DeleteRule {
-                    name: name.to_string(),
-                },
-                self.now(),
-            )
-            .await;
-        self.forget_rules();
-        result.map(|_| ())
-    }
-
-    /// Brings every destination the caller may `share` back in step with its
-    /// sources. Returns what it repaired.
-    pub async fn sync_replicas(&self, caller: &Caller) -> Result<Vec<Repair>> {
-        self.forget_rules();
-        let rules = self.rule_set().await?;
-        let mut repairs = Vec::new();
-        for rule in rules.iter() {
-            if may_all(caller, Capability::Share, &rule.destination) {
-                repairs.extend(self.sync_rule(rule).await?);
-            }
-        }
-        Ok(repairs)
-    }
-
-    /// Repairs one rule's destinations.
-    async fn sync_rule(&self, rule: &Rule) -> Result<Vec<Repair>> {
+    /// What repairing one rule's destinations writes, destination by destination.
+    pub(crate) async fn repairs(&self, rule: &Rule) -> Result<Vec<PlannedRepair>> {
         let sources: Vec<String> = match rule.kind {
             Kind::Copy if is_prefix(&rule.source) => self
+                .service
                 .store()
                 .list(false)
                 .await?
@@ -881,9 +760,9 @@ impl SecretService {
             // A merge re-renders from its first source's current version.
             Kind::Merge => rule.sources().into_iter().take(1).collect(),
         };
-        let mut repairs = Vec::new();
+        let mut planned = Vec::new();
         for source in sources {
-            let Ok(record) = self.resolve(&source).await else {
+            let Ok(record) = self.service.resolve(&source).await else {
                 continue;
             };
             let Some(current) = current_of(&record).map(str::to_string) else {
@@ -893,6 +772,7 @@ impl SecretService {
                 continue;
             }
             let value = self
+                .service
                 .get_value(&system(), &record.meta.arn, Some(&current), None)
                 .await?
                 .value;
@@ -920,10 +800,11 @@ impl SecretService {
             {
                 // Only ownership marks: the destination already holds the value.
                 if !replicas.mutations.is_empty() {
-                    self.store()
-                        .apply(Mutation::Atomic(replicas.mutations), self.now())
-                        .await?;
-                    self.forget_replicas(std::slice::from_ref(&destination));
+                    planned.push(PlannedRepair {
+                        destination,
+                        mutations: replicas.mutations,
+                        version: None,
+                    });
                 }
                 continue;
             }
@@ -942,33 +823,28 @@ impl SecretService {
                     _ => None,
                 })
                 .unwrap_or_default();
-            let mut all = replicas.mutations;
-            all.push(Mutation::AppendEvent {
+            let mut mutations = replicas.mutations;
+            mutations.push(Mutation::AppendEvent {
                 kind: "replication.repaired".into(),
                 secret: Some(destination.clone()),
                 detail: serde_json::json!({"rule": rule.name, "version": version}).to_string(),
             });
-            self.store()
-                .apply(Mutation::Atomic(all), self.now())
-                .await?;
-            self.forget_replicas(std::slice::from_ref(&destination));
-            tracing::info!(rule = %rule.name, %destination, %version, "replica repaired");
-            repairs.push(Repair {
-                rule: rule.name.clone(),
+            planned.push(PlannedRepair {
                 destination,
-                version,
+                mutations,
+                version: Some(version),
             });
         }
-        Ok(repairs)
+        Ok(planned)
     }
 
     /// Whether a merge destination's current version was rendered from every
     /// source's current version.
     async fn merge_in_step(&self, rule: &Rule, destination: &str) -> Result<bool> {
-        let Ok(dest) = self.resolve(destination).await else {
+        let Ok(dest) = self.service.resolve(destination).await else {
             return Ok(false);
         };
-        let versions = self.store().list_versions(dest.meta.id).await?;
+        let versions = self.service.store().list_versions(dest.meta.id).await?;
         let Some(source) = versions
             .iter()
             .find(|v| v.labels.iter().any(|l| l == AWSCURRENT))
@@ -978,7 +854,7 @@ impl SecretService {
         };
         let recorded: Vec<serde_json::Value> = serde_json::from_str(&source).unwrap_or_default();
         for path in rule.sources() {
-            let Ok(record) = self.resolve(&path).await else {
+            let Ok(record) = self.service.resolve(&path).await else {
                 return Ok(false);
             };
             let current = current_of(&record);
@@ -990,6 +866,20 @@ impl SecretService {
             }
         }
         Ok(true)
+    }
+}
+
+/// A rule as the API shows it, from the rule and its stored row.
+pub(crate) fn info(rule: &Rule, row: &RuleRow) -> RuleInfo {
+    RuleInfo {
+        name: rule.name.clone(),
+        kind: rule.kind,
+        source: (rule.kind == Kind::Copy).then(|| rule.source.clone()),
+        destination: rule.destination.clone(),
+        template: rule.template_text.clone(),
+        sources: rule.sources(),
+        created: row.created,
+        created_by: row.created_by.clone(),
     }
 }
 

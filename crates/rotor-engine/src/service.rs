@@ -2,6 +2,7 @@
 
 use crate::cache::{Identity, IdentityCache, ReadCache};
 use crate::caller::Caller;
+use crate::{consumers, replication};
 use chrono::{DateTime, Duration, Utc};
 use rotor_core::clock::{Clock, SystemClock};
 use rotor_core::filter::{self, Filter};
@@ -167,13 +168,13 @@ pub struct SecretService {
     envelope: Arc<Envelope>,
     clock: Arc<dyn Clock>,
     account_id: String,
-    pub(crate) cache: ReadCache,
-    pub(crate) identities: IdentityCache,
+    /// Every cache of the service lives here, and is invalidated only in this file.
+    cache: ReadCache,
+    identities: IdentityCache,
     /// Replication rules, loaded on first use and after each change through here.
-    pub(crate) rules: std::sync::RwLock<Option<Arc<Vec<crate::replication::Rule>>>>,
+    rules: std::sync::RwLock<Option<Arc<Vec<crate::replication::Rule>>>>,
     /// Principals, for work done on their behalf (a replication rule's copies).
     principals: std::sync::OnceLock<Arc<crate::AccessService>>,
-    // Keeps an ephemeral store's directory alive as long as the service.
 }
 
 impl std::fmt::Debug for SecretService {
@@ -524,7 +525,7 @@ impl SecretService {
         };
         let version_id = first_version.as_ref().map(|v| v.id.clone());
         let replicas = match (&req.value, &version_id) {
-            (Some(value), Some(id)) => self.replicas(&req.name, &arn, id, value).await?,
+            (Some(value), Some(id)) => self.replication().replicas(&req.name, &arn, id, value).await?,
             _ => crate::replication::Replicas::default(),
         };
         let mut mutation = Mutation::CreateSecret {
@@ -580,7 +581,8 @@ impl SecretService {
             version,
         };
         let replicas = if current {
-            self.replicas(&secret.name, &secret.arn, &version_id, &req.value)
+            self.replication()
+                .replicas(&secret.name, &secret.arn, &version_id, &req.value)
                 .await?
         } else {
             crate::replication::Replicas::default()
@@ -784,7 +786,7 @@ impl SecretService {
         }
         crate::replication::refuse_replica(&record.meta.name, record.meta.replica_of.as_deref())?;
         let replicas = match (&move_to, stage == AWSCURRENT) {
-            (Some(to), true) => self.replicas_of_version(&record, to).await?,
+            (Some(to), true) => self.replication().replicas_of_version(&record, to).await?,
             _ => crate::replication::Replicas::default(),
         };
         let mut mutation = Mutation::MoveLabel {
@@ -906,7 +908,7 @@ impl SecretService {
             .await?;
         crate::replication::refuse_replica(&record.meta.name, record.meta.replica_of.as_deref())?;
         // Destinations are never deleted with their source: they are marked.
-        let marks = self.source_marks(&record.meta.name, true).await?;
+        let marks = self.replication().source_marks(&record.meta.name, true).await?;
         let with_marks = |m: Mutation| match &marks {
             Some(mark) => Mutation::Atomic(vec![m, mark.clone()]),
             None => m,
@@ -953,7 +955,7 @@ impl SecretService {
         let restore = Mutation::Restore {
             secret: record.meta.id,
         };
-        let mutation = match self.source_marks(&record.meta.name, false).await? {
+        let mutation = match self.replication().source_marks(&record.meta.name, false).await? {
             Some(mark) => Mutation::Atomic(vec![restore, mark]),
             None => restore,
         };
@@ -1180,4 +1182,205 @@ pub const PRUNE_BATCH: i64 = 10_000;
 /// Checks one label given by a client (after alias resolution where the API allows it).
 pub fn check_label(label_name: &str) -> Result<()> {
     label::validate_label(label_name)
+}
+
+/// Replication: planned by [`replication::Planner`], applied here, where the caches
+/// its writes invalidate live.
+impl SecretService {
+    /// The replication rules (loaded once, then after each change made here).
+    pub(crate) async fn rule_set(&self) -> Result<Arc<Vec<replication::Rule>>> {
+        if let Some(rules) = self.rules.read().unwrap_or_else(|e| e.into_inner()).clone() {
+            return Ok(rules);
+        }
+        let rows = self.store().rules().await?;
+        let rules = Arc::new(
+            rows.iter()
+                .map(replication::Rule::from_row)
+                .collect::<Result<Vec<_>>>()?,
+        );
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = Some(rules.clone());
+        Ok(rules)
+    }
+
+    fn forget_rules(&self) {
+        *self.rules.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.identities.clear();
+        self.cache.clear();
+    }
+
+    /// Forgets cached records of destinations just written.
+    fn forget_replicas(&self, names: &[String]) {
+        if !names.is_empty() {
+            self.cache.clear();
+        }
+    }
+
+    fn replication(&self) -> replication::Planner<'_> {
+        replication::Planner::new(self)
+    }
+
+    /// Adds a replication rule and replicates its sources at once. Needs `read` on
+    /// each source named outright, and `share` on the destination (on every name
+    /// under a destination prefix). Secrets under a source prefix are authorized one
+    /// by one whenever they are copied.
+    pub async fn add_rule(
+        &self,
+        caller: &Caller,
+        spec: replication::RuleSpec,
+    ) -> Result<(replication::RuleInfo, Vec<replication::Repair>)> {
+        let rule = replication::Rule::new(
+            &spec.name,
+            spec.kind,
+            spec.source.as_deref(),
+            &spec.destination,
+            spec.template.as_deref(),
+        )?;
+        let mut rule = rule;
+        rule.owner = caller.name().to_string();
+        for source in rule.sources() {
+            if !replication::is_prefix(&source) {
+                caller.authorize(Capability::Read, &source)?;
+            }
+        }
+        replication::authorize_all(caller, Capability::Share, &rule.destination)?;
+        let existing = self.rule_set().await?;
+        replication::check_new(&rule, &existing)?;
+        let row = rotor_store::RuleRow {
+            name: rule.name.clone(),
+            kind: match rule.kind {
+                replication::Kind::Copy => "copy".into(),
+                replication::Kind::Merge => "merge".into(),
+            },
+            source: rule.source.clone(),
+            destination: rule.destination.clone(),
+            template: rule.template_text.clone(),
+            created: self.now(),
+            created_by: caller.name().to_string(),
+        };
+        let result = self
+            .store()
+            .apply(Mutation::PutRule { rule: row.clone() }, self.now())
+            .await;
+        self.forget_rules();
+        result?;
+        let repairs = self.sync_rule(&rule).await?;
+        Ok((replication::info(&rule, &row), repairs))
+    }
+
+    /// Rules whose destination the caller may describe.
+    pub async fn list_rules(&self, caller: &Caller) -> Result<Vec<replication::RuleInfo>> {
+        let rows = self.store().rules().await?;
+        let mut out = Vec::new();
+        for row in &rows {
+            let rule = replication::Rule::from_row(row)?;
+            if replication::may_all(caller, Capability::Describe, &rule.destination) {
+                out.push(replication::info(&rule, row));
+            }
+        }
+        Ok(out)
+    }
+
+    /// One rule.
+    pub async fn rule(&self, caller: &Caller, name: &str) -> Result<replication::RuleInfo> {
+        let rows = self.store().rules().await?;
+        let row = rows
+            .iter()
+            .find(|r| r.name == name)
+            .ok_or_else(|| Error::not_found(format!("No replication rule named {name} exists")))?;
+        let rule = replication::Rule::from_row(row)?;
+        replication::authorize_all(caller, Capability::Describe, &rule.destination)?;
+        Ok(replication::info(&rule, row))
+    }
+
+    /// Removes a rule; its destinations stay, writable again. Needs `share` on the
+    /// destination.
+    pub async fn remove_rule(&self, caller: &Caller, name: &str) -> Result<()> {
+        let rule = self.rule(caller, name).await?;
+        replication::authorize_all(caller, Capability::Share, &rule.destination)?;
+        let result = self
+            .store()
+            .apply(
+                Mutation::DeleteRule {
+                    name: name.to_string(),
+                },
+                self.now(),
+            )
+            .await;
+        self.forget_rules();
+        result.map(|_| ())
+    }
+
+    /// Brings every destination the caller may `share` back in step with its
+    /// sources. Returns what it repaired.
+    pub async fn sync_replicas(&self, caller: &Caller) -> Result<Vec<replication::Repair>> {
+        self.forget_rules();
+        let rules = self.rule_set().await?;
+        let mut repairs = Vec::new();
+        for rule in rules.iter() {
+            if replication::may_all(caller, Capability::Share, &rule.destination) {
+                repairs.extend(self.sync_rule(rule).await?);
+            }
+        }
+        Ok(repairs)
+    }
+
+    /// Repairs one rule's destinations, each in one atomic write.
+    async fn sync_rule(&self, rule: &replication::Rule) -> Result<Vec<replication::Repair>> {
+        let mut repairs = Vec::new();
+        for planned in self.replication().repairs(rule).await? {
+            let result = self
+                .store()
+                .apply(Mutation::Atomic(planned.mutations), self.now())
+                .await;
+            self.forget_replicas(std::slice::from_ref(&planned.destination));
+            result?;
+            if let Some(version) = planned.version {
+                tracing::info!(rule = %rule.name, destination = %planned.destination, %version, "replica repaired");
+                repairs.push(replication::Repair {
+                    rule: rule.name.clone(),
+                    destination: planned.destination,
+                    version,
+                });
+            }
+        }
+        Ok(repairs)
+    }
+}
+
+/// Consumer acknowledgements (see [`consumers`]).
+impl SecretService {
+    /// Records that `ack.consumer` has version `ack.version_id` of `ack.secret` in use.
+    /// Needs `read` on the secret (what the consumer needed to get the value); the
+    /// version must exist. Returns the secret's name.
+    pub async fn acknowledge(&self, caller: &Caller, ack: &consumers::ConsumerAck) -> Result<String> {
+        consumers::validate_consumer(&ack.consumer)?;
+        name::validate_version_id(&ack.version_id)?;
+        let record = self
+            .resolve_for(caller, Capability::Read, &ack.secret)
+            .await?;
+        if self
+            .store()
+            .load_version(record.meta.id, &ack.version_id)
+            .await?
+            .is_none()
+        {
+            return Err(Error::not_found(format!(
+                "Secret {} has no version {}",
+                record.meta.name, ack.version_id
+            )));
+        }
+        self.store()
+            .apply(consumers::ack_event(ack, &record.meta.name), self.now())
+            .await?;
+        Ok(record.meta.name.clone())
+    }
+
+    /// The latest acknowledgement of each consumer of `secret_id`, with whether the
+    /// version it reported is `AWSCURRENT`; sorted by consumer id. Needs `describe`.
+    pub async fn consumers(&self, caller: &Caller, secret_id: &str) -> Result<consumers::Consumers> {
+        let record = self
+            .resolve_for(caller, Capability::Describe, secret_id)
+            .await?;
+        consumers::scan(self.store().as_ref(), &record).await
+    }
 }
