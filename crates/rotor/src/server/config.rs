@@ -63,6 +63,7 @@ pub struct ServerConfig {
     pub tls_key: Option<PathBuf>,
     /// Allow listening on a non-loopback address without TLS
     #[arg(long, env = "ROTOR_INSECURE_NO_TLS")]
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub insecure_no_tls: bool,
     /// Account id in ARNs [default: 123456789012]
     #[arg(long, env = "ROTOR_ACCOUNT_ID")]
@@ -138,6 +139,8 @@ impl ServerConfig {
     /// These options over the `--config` file's: an option given as a flag or a
     /// variable wins; the file fills in the rest.
     pub fn layered(self) -> anyhow::Result<ServerConfig> {
+        use figment::Figment;
+        use figment::providers::Serialized;
         let Some(path) = self.config.clone() else {
             return Ok(self);
         };
@@ -145,20 +148,17 @@ impl ServerConfig {
             .with_context(|| format!("reading {}", path.display()))?;
         let file: ServerConfig =
             toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
-        let mut merged = serde_json::to_value(&file)?;
-        let given = serde_json::to_value(&self)?;
-        if let (Some(merged), Some(given)) = (merged.as_object_mut(), given.as_object()) {
-            for (key, value) in given {
-                // A switch left off (`--insecure-no-tls`) does not turn the file's off.
-                let unset = value.is_null()
-                    || value.as_array().is_some_and(Vec::is_empty)
-                    || value.as_bool() == Some(false);
-                if !unset {
-                    merged.insert(key.clone(), value.clone());
-                }
-            }
+        // What was not given (an option left out, a switch left off, no list) is
+        // left out of the upper layer, so it does not override the file.
+        let mut given = serde_json::to_value(&self)?;
+        if let Some(fields) = given.as_object_mut() {
+            fields.retain(|_, v| !v.is_null());
         }
-        let mut layered: ServerConfig = serde_json::from_value(merged)?;
+        let mut layered: ServerConfig = Figment::new()
+            .merge(Serialized::defaults(file))
+            .merge(Serialized::defaults(given))
+            .extract()
+            .with_context(|| format!("layering {} under the flags", path.display()))?;
         layered.dev = self.dev;
         layered.config = self.config;
         Ok(layered)
