@@ -120,8 +120,7 @@ pub(crate) async fn scan(store: &dyn Store, record: &SecretRecord) -> Result<Con
             {
                 continue;
             }
-            let detail: serde_json::Value =
-                serde_json::from_str(&event.detail).unwrap_or_default();
+            let detail: serde_json::Value = serde_json::from_str(&event.detail).unwrap_or_default();
             let (Some(consumer), Some(version)) =
                 (detail["consumer"].as_str(), detail["version"].as_str())
             else {

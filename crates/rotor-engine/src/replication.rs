@@ -706,9 +706,14 @@ impl<'a> Planner<'a> {
             Err(e) if e.kind == ErrorKind::ResourceNotFound => {
                 let region = source_arn.split(':').nth(3).unwrap_or("us-east-1");
                 let suffix = rotor_core::name::arn_suffix(rotor_crypto::random::bytes::<6>());
-                let arn = rotor_core::name::arn(region, self.service.account_id(), destination, &suffix);
-                let mut version =
-                    self.service.new_version(&arn, Some(id), &value, vec![AWSCURRENT.to_string()])?;
+                let arn =
+                    rotor_core::name::arn(region, self.service.account_id(), destination, &suffix);
+                let mut version = self.service.new_version(
+                    &arn,
+                    Some(id),
+                    &value,
+                    vec![AWSCURRENT.to_string()],
+                )?;
                 version.source = Some(from);
                 out.mutations.push(Mutation::CreateSecret {
                     name: destination.to_string(),

@@ -525,7 +525,11 @@ impl SecretService {
         };
         let version_id = first_version.as_ref().map(|v| v.id.clone());
         let replicas = match (&req.value, &version_id) {
-            (Some(value), Some(id)) => self.replication().replicas(&req.name, &arn, id, value).await?,
+            (Some(value), Some(id)) => {
+                self.replication()
+                    .replicas(&req.name, &arn, id, value)
+                    .await?
+            }
             _ => crate::replication::Replicas::default(),
         };
         let mut mutation = Mutation::CreateSecret {
@@ -908,7 +912,10 @@ impl SecretService {
             .await?;
         crate::replication::refuse_replica(&record.meta.name, record.meta.replica_of.as_deref())?;
         // Destinations are never deleted with their source: they are marked.
-        let marks = self.replication().source_marks(&record.meta.name, true).await?;
+        let marks = self
+            .replication()
+            .source_marks(&record.meta.name, true)
+            .await?;
         let with_marks = |m: Mutation| match &marks {
             Some(mark) => Mutation::Atomic(vec![m, mark.clone()]),
             None => m,
@@ -955,7 +962,11 @@ impl SecretService {
         let restore = Mutation::Restore {
             secret: record.meta.id,
         };
-        let mutation = match self.replication().source_marks(&record.meta.name, false).await? {
+        let mutation = match self
+            .replication()
+            .source_marks(&record.meta.name, false)
+            .await?
+        {
             Some(mark) => Mutation::Atomic(vec![restore, mark]),
             None => restore,
         };
@@ -1352,7 +1363,11 @@ impl SecretService {
     /// Records that `ack.consumer` has version `ack.version_id` of `ack.secret` in use.
     /// Needs `read` on the secret (what the consumer needed to get the value); the
     /// version must exist. Returns the secret's name.
-    pub async fn acknowledge(&self, caller: &Caller, ack: &consumers::ConsumerAck) -> Result<String> {
+    pub async fn acknowledge(
+        &self,
+        caller: &Caller,
+        ack: &consumers::ConsumerAck,
+    ) -> Result<String> {
         consumers::validate_consumer(&ack.consumer)?;
         name::validate_version_id(&ack.version_id)?;
         let record = self
@@ -1377,7 +1392,11 @@ impl SecretService {
 
     /// The latest acknowledgement of each consumer of `secret_id`, with whether the
     /// version it reported is `AWSCURRENT`; sorted by consumer id. Needs `describe`.
-    pub async fn consumers(&self, caller: &Caller, secret_id: &str) -> Result<consumers::Consumers> {
+    pub async fn consumers(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+    ) -> Result<consumers::Consumers> {
         let record = self
             .resolve_for(caller, Capability::Describe, secret_id)
             .await?;
