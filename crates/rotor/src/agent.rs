@@ -1,44 +1,19 @@
-//! `rotor agent`, `rotor run` and `rotor consumers`: keeping applications' secrets
-//! current without the application polling.
+//! `rotor agent`, `rotor run` and `rotor consumers`: the command lines of
+//! [`rotor_agent`], which keeps applications' secrets current without the
+//! application polling, and the list of the versions each consumer reported.
 //!
-//! - `rotor agent --config agent.toml` renders templates whose `secret(REF)` calls
-//!   resolve [Kong-style references](rotor_client::reference) to files, atomically,
-//!   and runs a command or signals a process when a file changes ([`template`]).
-//! - `rotor run --env NAME=REF ... -- CMD` runs CMD with resolved values in its
-//!   environment and restarts (or signals) it when one changes ([`run`]).
-//! - Both resolve through [`rotor_client::resolver`] (its cache semantics: `ttl`,
-//!   `neg_ttl`, `resurrect_ttl`, background refresh), are pushed changes by the watch
-//!   stream, which calls [`Resolver::notify_changed`] for each changed secret
-//!   ([`follow`]), and fall back to polling: the resolver's refresher plus a
-//!   periodic re-render. Both report which version of each secret they have in use
-//!   (`POST /v1/consumers`), which `rotor consumers SECRET` lists.
-
-mod config;
-mod follow;
-mod run;
-mod template;
-
-#[cfg(test)]
-mod fuzz_tests;
-
-pub use run::{RunArgs, run};
+//! `rotor agent` and `rotor run` log to stderr (filter: `ROTOR_LOG`, default `info`).
 
 use crate::cli::Global;
 use crate::commands::client;
 use clap::Args;
-use config::AgentConfig;
-use follow::{Change, Reporter};
+use rotor_agent::config::AgentConfig;
+use rotor_agent::{Agent, EnvVar, RunOptions};
 use rotor_api::consumers::ConsumerList;
-use rotor_client::cache::Resolved;
-use rotor_client::reference::Reference;
-use rotor_client::resolver::Resolver;
-use std::collections::BTreeSet;
+use std::os::unix::process::ExitStatusExt as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use std::time::Duration;
-use template::{Outcome, Template};
-use tokio::signal::unix::{SignalKind, signal};
 
 /// `rotor agent`.
 #[derive(Args, Debug)]
@@ -56,32 +31,36 @@ pub struct AgentArgs {
     pub consumer_id: Option<String>,
 }
 
+/// `rotor run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Set variable NAME to the value of reference REF, e.g.
+    /// DB_PASSWORD={vault://rotor/%2Fapp%2Fdb/password} (repeatable)
+    #[arg(long = "env", value_name = "NAME=REF", required = true, value_parser = str::parse::<EnvVar>)]
+    pub env: Vec<EnvVar>,
+    /// On a change, send CMD this signal (HUP, USR1, ...) instead of restarting it
+    #[arg(long, value_parser = rotor_agent::signal_name)]
+    pub signal: Option<String>,
+    /// Take the server and the vaults from an agent configuration file (its templates
+    /// are ignored); otherwise only vault `rotor`, this server, is known
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// How this process reports itself to the server [default: HOSTNAME:PID]
+    #[arg(long)]
+    pub consumer_id: Option<String>,
+    /// Seconds CMD has to exit after SIGTERM on a restart, before SIGKILL
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub stop_timeout: u64,
+    /// The command and its arguments, after --
+    #[arg(last = true, required = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
 /// `rotor consumers`.
 #[derive(Args, Debug)]
 pub struct ConsumersArgs {
     /// Secret name or ARN
     pub name: String,
-}
-
-/// One reference a template or `rotor run` used, and the version it got.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Used {
-    pub reference: String,
-    pub vault: Option<String>,
-    pub resource: Option<String>,
-    pub version_id: Option<String>,
-}
-
-impl Used {
-    fn new(reference: &str, value: Option<&Arc<Resolved>>) -> Self {
-        let parsed = Reference::parse(reference).ok();
-        Used {
-            reference: reference.to_string(),
-            vault: parsed.as_ref().map(|r| r.name().to_string()),
-            resource: parsed.as_ref().map(|r| r.resource().to_string()),
-            version_id: value.and_then(|v| v.version_id().map(str::to_string)),
-        }
-    }
 }
 
 fn init_logging() {
@@ -94,170 +73,14 @@ fn init_logging() {
         .try_init();
 }
 
-/// The consumer id when none is given: `HOSTNAME:PID`.
-fn default_consumer_id() -> String {
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .ok()
-        .map(|h| h.trim().to_string())
-        .filter(|h| !h.is_empty())
-        .or_else(|| std::env::var("HOSTNAME").ok())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host}:{}", std::process::id())
-}
-
-/// The signals `--signal` and a template's `signal` may name.
-const SIGNALS: &[&str] = &[
-    "HUP", "INT", "QUIT", "USR1", "USR2", "TERM", "KILL", "ALRM", "CONT", "STOP", "TSTP", "WINCH",
-];
-
-/// A signal name as kill(1) takes it: `HUP`, `SIGHUP` or `hup` give `HUP`.
-pub fn signal_name(name: &str) -> anyhow::Result<String> {
-    let upper = name.trim().to_ascii_uppercase();
-    let bare = upper.strip_prefix("SIG").unwrap_or(&upper);
-    if SIGNALS.contains(&bare) {
-        return Ok(bare.to_string());
-    }
-    anyhow::bail!("unknown signal {name:?}: use one of {}", SIGNALS.join(", "))
-}
-
-/// Sends `signal` to process `pid` with kill(1) (the workspace has no unsafe code, so
-/// no libc).
-pub async fn kill(pid: u32, signal: &str) -> anyhow::Result<()> {
-    let status = tokio::process::Command::new("kill")
-        .arg(format!("-{signal}"))
-        .arg(pid.to_string())
-        .stdin(std::process::Stdio::null())
-        .status()
-        .await?;
-    if !status.success() {
-        anyhow::bail!("kill -{signal} {pid} failed ({status})");
-    }
-    Ok(())
-}
-
-/// Names of the secrets on this server that `used` reads.
-fn secrets<'a>(
-    used: impl IntoIterator<Item = &'a Used>,
-    rotor_vaults: &BTreeSet<String>,
-) -> BTreeSet<String> {
-    used.into_iter()
-        .filter(|u| u.vault.as_ref().is_some_and(|v| rotor_vaults.contains(v)))
-        .filter_map(|u| u.resource.clone())
-        .collect()
-}
-
-/// Refreshes every reference to the secrets `names` at once.
-async fn notify(resolver: &Resolver, names: BTreeSet<String>) {
-    let mut tasks = tokio::task::JoinSet::new();
-    for name in names {
-        let resolver = resolver.clone();
-        tasks.spawn(async move { resolver.notify_changed(&name).await });
-    }
-    while tasks.join_next().await.is_some() {}
-}
-
-/// The agent's templates and what they report.
-struct Agent {
-    resolver: Resolver,
-    templates: Vec<Template>,
-    rotor_vaults: BTreeSet<String>,
-    reporter: Reporter,
-}
-
-impl Agent {
-    /// Renders template `i`; runs its action when its file changed. Failures are
-    /// logged once until they change; the file keeps its last content.
-    async fn refresh(&mut self, i: usize) -> anyhow::Result<()> {
-        let t = &mut self.templates[i];
-        let result = match t.refresh(&self.resolver).await {
-            Ok(Outcome::Unchanged) => Ok(()),
-            Ok(Outcome::Written) => {
-                tracing::info!(destination = %t.destination.display(), "rendered");
-                t.act().await.map_err(|e| {
-                    let e = e.context(format!("the action of {}", t.destination.display()));
-                    tracing::error!("{e:#}");
-                    e
-                })
-            }
-            Err(e) => {
-                let message = format!("{e:#}");
-                if t.last_error.as_ref() != Some(&message) {
-                    tracing::error!(destination = %t.destination.display(), "cannot render: {message}; the file keeps its last content");
-                    t.last_error = Some(message);
-                }
-                return Err(e.context(format!("rendering {}", t.destination.display())));
-            }
-        };
-        if t.last_error.take().is_some() {
-            tracing::info!(destination = %t.destination.display(), "rendering again");
-        }
-        result
-    }
-
-    /// Renders every template (or those using one of `names`, or whose last render
-    /// failed), then reports the versions in use. Returns how many failed.
-    async fn refresh_all(&mut self, names: Option<&BTreeSet<String>>) -> usize {
-        let mut failed = 0;
-        for i in 0..self.templates.len() {
-            let t = &self.templates[i];
-            let affected = match names {
-                None => true,
-                Some(names) => {
-                    t.last_error.is_some()
-                        || secrets(&t.used, &self.rotor_vaults)
-                            .iter()
-                            .any(|n| names.contains(n))
-                }
-            };
-            if affected && self.refresh(i).await.is_err() {
-                failed += 1;
-            }
-        }
-        let used: Vec<&Used> = self.templates.iter().flat_map(|t| &t.used).collect();
-        self.reporter.report(used, &self.rotor_vaults).await;
-        failed
-    }
-
-    fn used_secrets(&self) -> BTreeSet<String> {
-        secrets(
-            self.templates.iter().flat_map(|t| &t.used),
-            &self.rotor_vaults,
-        )
-    }
-}
-
-/// `rotor agent`.
+/// `rotor agent`: with `--once`, exit code 1 when a template could not be rendered.
 pub async fn agent(global: &Global, args: AgentArgs) -> anyhow::Result<ExitCode> {
     init_logging();
     let config = AgentConfig::load(&args.config)?;
     let client = config.client(&global.addr, global.token.as_deref())?;
-    let (vaults, rotor_vaults) = config.vaults(&client)?;
-    let resolver = Resolver::new(vaults);
-    let templates = config
-        .templates
-        .iter()
-        .enumerate()
-        .map(|(i, section)| {
-            Template::new(section, &config, &resolver)
-                .map_err(|e| e.context(format!("template {}", i + 1)))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    if templates.is_empty() {
-        anyhow::bail!("{} has no [[template]]", args.config.display());
-    }
-    let consumer = args
-        .consumer_id
-        .or(config.consumer_id.clone())
-        .unwrap_or_else(default_consumer_id);
-    let mut agent = Agent {
-        resolver: resolver.clone(),
-        templates,
-        rotor_vaults,
-        reporter: Reporter::new(client.clone(), consumer),
-    };
-
+    let mut agent = Agent::new(&config, client, args.consumer_id)?;
     if args.once {
-        let failed = agent.refresh_all(None).await;
+        let failed = agent.render_once().await;
         return Ok(if failed == 0 {
             ExitCode::SUCCESS
         } else {
@@ -265,54 +88,37 @@ pub async fn agent(global: &Global, args: AgentArgs) -> anyhow::Result<ExitCode>
             ExitCode::from(1)
         });
     }
-
-    // The watch opens before the first render, so no change falls between them.
-    let first = match follow::open(&client).await {
-        Ok(w) => Some(w),
-        Err(e) => {
-            tracing::warn!(error = %e, "cannot watch for changes yet; rendering from what can be fetched");
-            None
-        }
-    };
-    let (tx, mut changes) = tokio::sync::mpsc::unbounded_channel();
-    let watch = follow::spawn(client.clone(), first, tx);
-    let _refresher = resolver.spawn_refresher();
-    let interval = Duration::from_millis(config.render_interval_ms.unwrap_or(1000).max(10));
-    agent.refresh_all(None).await;
-    tracing::info!(
-        templates = agent.templates.len(),
-        consumer = agent.reporter.consumer(),
-        "agent running"
-    );
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    loop {
-        tokio::select! {
-            change = changes.recv() => {
-                let Some(change) = change else {
-                    anyhow::bail!("the watch task stopped");
-                };
-                let mut names = BTreeSet::new();
-                let mut pending = Some(change);
-                while let Some(c) = pending {
-                    match c {
-                        Change::Secret(name) => { names.insert(name); }
-                        Change::Resync => names.extend(agent.used_secrets()),
-                    }
-                    pending = changes.try_recv().ok();
-                }
-                notify(&agent.resolver, names.clone()).await;
-                agent.refresh_all(Some(&names)).await;
-            }
-            _ = tick.tick() => { agent.refresh_all(None).await; }
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-        }
-    }
-    watch.abort();
+    agent.run().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `rotor run`: exits with CMD's exit code once CMD has started.
+pub async fn run(global: &Global, args: RunArgs) -> anyhow::Result<ExitCode> {
+    init_logging();
+    let config = match &args.config {
+        Some(path) => AgentConfig::load(path)?,
+        None => AgentConfig::default(),
+    };
+    let client = config.client(&global.addr, global.token.as_deref())?;
+    let options = RunOptions {
+        env: args.env,
+        signal: args.signal,
+        consumer_id: args.consumer_id,
+        stop_timeout: Duration::from_secs(args.stop_timeout),
+        command: args.command,
+    };
+    let status = rotor_agent::run(&config, client, options).await?;
+    Ok(exit_code(status))
+}
+
+/// CMD's exit status as `rotor run`'s exit code: its code, or 128+N when signal N
+/// ended it.
+fn exit_code(status: std::process::ExitStatus) -> ExitCode {
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(code as u8),
+        (None, Some(signal)) => ExitCode::from((128 + signal) as u8),
+        (None, None) => ExitCode::from(1),
+    }
 }
 
 /// `rotor consumers SECRET`.
@@ -362,17 +168,5 @@ fn print_consumers(doc: &ConsumerList) {
             "(only the last {} events were searched; older reports are not shown)",
             doc.scan_limit
         );
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signals_are_named_as_kill_takes_them() {
-        assert_eq!(signal_name("hup").unwrap(), "HUP");
-        assert_eq!(signal_name("SIGUSR1").unwrap(), "USR1");
-        assert!(signal_name("SIGFOO").is_err());
     }
 }

@@ -7,10 +7,10 @@
 //! `ROTOR_FUZZ_CASES` sets the cases per property (default 256); README's "Fuzzing"
 //! gives the 100,000-case release run.
 
-use super::Used;
-use super::config::{AgentConfig, SignalSection, TemplateSection};
-use super::signal_name;
-use super::template::Template;
+use crate::config::{AgentConfig, SignalSection, TemplateSection};
+use crate::signal_name;
+use crate::template::{RenderError, Template};
+use crate::{Chain, Used};
 use proptest::prelude::*;
 use rotor_client::resolver::{Resolver, VaultConfig, Vaults};
 use std::path::{Path, PathBuf};
@@ -150,7 +150,7 @@ fn template_text() -> impl Strategy<Value = String> {
 }
 
 /// Renders `t` on the shared runtime.
-fn render(t: &mut Template) -> anyhow::Result<String> {
+fn render(t: &mut Template) -> Result<String, RenderError> {
     let f = fixture();
     f.runtime
         .block_on(t.render(&f.resolver))
@@ -197,10 +197,10 @@ proptest! {
         std::fs::write(f.dir.path().join("vault").join(&name), &value).unwrap();
         let text = format!("a={{{{ secret('{{vault://files/{name}}}'){filter} }}}};");
         let mut t = Template::new(&section(&text), &config(f.dir.path()), &f.resolver)
-            .map_err(|e| TestCaseError::fail(format!("{text}: {e:#}")))?;
+            .map_err(|e| TestCaseError::fail(format!("{text}: {}", Chain(&e))))?;
         let out = render(&mut t);
         let _ = std::fs::remove_file(f.dir.path().join("vault").join(&name));
-        let out = out.map_err(|e| TestCaseError::fail(format!("{value:?}: {e:#}")))?;
+        let out = out.map_err(|e| TestCaseError::fail(format!("{value:?}: {}", Chain(&e))))?;
         let inner = out
             .strip_prefix("a=")
             .and_then(|o| o.strip_suffix(';'))

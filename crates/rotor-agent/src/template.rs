@@ -8,9 +8,9 @@
 //! then fetched (together) and the template rendered again, until a pass needs
 //! nothing new. Once the cache is warm a render is one pass with no I/O.
 
-use super::config::{AgentConfig, TemplateSection};
-use super::{Used, kill, signal_name};
-use anyhow::{Context, bail};
+use crate::Used;
+use crate::config::{AgentConfig, TemplateSection};
+use crate::signal::{KillError, SignalError, kill, signal_name};
 use minijinja::{AutoEscape, Environment, ErrorKind, UndefinedBehavior};
 use rotor_client::cache::Resolved;
 use rotor_client::resolver::{ResolveError, Resolver};
@@ -18,6 +18,7 @@ use std::collections::HashMap;
 use std::io::Write as _;
 use std::os::unix::fs::{MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use zeroize::Zeroizing;
@@ -30,6 +31,154 @@ const MAX_PASSES: usize = 16;
 
 /// The longest a template's command may run before it is killed.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A `[[template]]` cannot be used: its source, settings or syntax.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemplateError {
+    /// Its `source` could not be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file, made absolute against the configuration's directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// Both or neither of `source` and `contents`.
+    #[error("give either source or contents")]
+    SourceOrContents,
+    /// `mode` is not an octal file mode.
+    #[error("mode {mode:?} is not an octal file mode such as \"0600\"")]
+    Mode {
+        /// The mode given.
+        mode: String,
+    },
+    /// `owner` names a user that `/etc/passwd` does not hold.
+    #[error("owner: no user {user:?} in /etc/passwd")]
+    NoUser {
+        /// The user.
+        user: String,
+    },
+    /// `owner` names a user whose `/etc/passwd` entry has no numeric id.
+    #[error("owner: bad /etc/passwd entry for {user:?}")]
+    BadPasswdEntry {
+        /// The user.
+        user: String,
+    },
+    /// `owner` names a group that `/etc/group` does not hold.
+    #[error("owner: no group {group:?} in /etc/group")]
+    NoGroup {
+        /// The group.
+        group: String,
+    },
+    /// Both `command` and `signal`.
+    #[error("give either command or signal, not both")]
+    CommandAndSignal,
+    /// A `command` without a program.
+    #[error("command must name a program")]
+    EmptyCommand,
+    /// `signal` names no known signal.
+    #[error(transparent)]
+    Signal(#[from] SignalError),
+    /// The template engine could not be set up.
+    #[error(transparent)]
+    Engine(minijinja::Error),
+    /// The template does not compile.
+    #[error("template for {}", .destination.display())]
+    Syntax {
+        /// The template's destination.
+        destination: PathBuf,
+        /// Where and why.
+        source: minijinja::Error,
+    },
+}
+
+/// Rendering a template, or writing its file, failed; the file keeps its last content.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum RenderError {
+    /// The compiled template could not be found again.
+    #[error(transparent)]
+    Template(minijinja::Error),
+    /// The template failed: a reference that could not be resolved, an undefined
+    /// name, a filter's error. The message never holds a value.
+    #[error("{0}")]
+    Render(minijinja::Error),
+    /// A fetch of a reference panicked.
+    #[error(transparent)]
+    Fetch(tokio::task::JoinError),
+    /// Each pass found references the pass before had not asked for.
+    #[error(
+        "the template asked for new references in each of {} passes",
+        MAX_PASSES
+    )]
+    TooManyPasses,
+    /// The file could not be written.
+    #[error("writing {}", .destination.display())]
+    Write {
+        /// The file.
+        destination: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The task writing the file panicked.
+    #[error(transparent)]
+    WriteTask(tokio::task::JoinError),
+}
+
+/// A template's action (its command or signal) failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub(crate) enum ActionError {
+    /// The command could not be started.
+    #[error("starting {program:?}")]
+    Start {
+        /// The program.
+        program: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The command ran longer than [`COMMAND_TIMEOUT`] and was killed.
+    #[error("{program:?} ran longer than {timeout:?}")]
+    Timeout {
+        /// The program.
+        program: String,
+        /// The time it had.
+        timeout: Duration,
+        /// The timer's error.
+        source: tokio::time::error::Elapsed,
+    },
+    /// Waiting for the command failed.
+    #[error(transparent)]
+    Wait(std::io::Error),
+    /// The command exited with a failure.
+    #[error("{program:?} failed: {status}")]
+    Failed {
+        /// The program.
+        program: String,
+        /// How it ended.
+        status: ExitStatus,
+    },
+    /// The pid file could not be read.
+    #[error("reading the pid file {}", .path.display())]
+    ReadPidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The pid file holds no process id.
+    #[error("the pid file {} holds no process id", .path.display())]
+    PidFile {
+        /// The pid file.
+        path: PathBuf,
+        /// Why.
+        source: std::num::ParseIntError,
+    },
+    /// The signal could not be sent.
+    #[error(transparent)]
+    Kill(#[from] KillError),
+}
 
 /// What a template does when its file changes.
 #[derive(Debug, Clone)]
@@ -60,7 +209,8 @@ pub enum Outcome {
     Written,
 }
 
-pub struct Template {
+/// A compiled `[[template]]`, the file it renders and what it last used.
+pub(crate) struct Template {
     pub destination: PathBuf,
     env: Environment<'static>,
     pass: Arc<Mutex<Pass>>,
@@ -97,24 +247,22 @@ impl Template {
         section: &TemplateSection,
         config: &AgentConfig,
         resolver: &Resolver,
-    ) -> anyhow::Result<Self> {
+    ) -> Result<Self, TemplateError> {
         let destination = config.path(&section.destination);
         let source = match (&section.source, &section.contents) {
             (Some(path), None) => {
                 let path = config.path(path);
                 std::fs::read_to_string(&path)
-                    .with_context(|| format!("reading {}", path.display()))?
+                    .map_err(|source| TemplateError::Read { path, source })?
             }
             (None, Some(text)) => text.clone(),
-            _ => bail!("give either source or contents"),
+            _ => return Err(TemplateError::SourceOrContents),
         };
         let mode = match &section.mode {
             Some(m) => u32::from_str_radix(m.trim_start_matches("0o"), 8)
                 .ok()
                 .filter(|m| *m <= 0o7777)
-                .with_context(|| {
-                    format!("mode {m:?} is not an octal file mode such as \"0600\"")
-                })?,
+                .ok_or_else(|| TemplateError::Mode { mode: m.clone() })?,
             None => 0o600,
         };
         let owner = match &section.owner {
@@ -126,9 +274,9 @@ impl Template {
             None => None,
         };
         let action = match (&section.command, &section.signal) {
-            (Some(_), Some(_)) => bail!("give either command or signal, not both"),
+            (Some(_), Some(_)) => return Err(TemplateError::CommandAndSignal),
             (Some(argv), None) if argv.first().is_none_or(String::is_empty) => {
-                bail!("command must name a program")
+                return Err(TemplateError::EmptyCommand);
             }
             (Some(argv), None) => Some(Action::Command(argv.clone())),
             (None, Some(s)) => Some(Action::Signal {
@@ -144,7 +292,8 @@ impl Template {
         env.set_syntax(
             minijinja::syntax::SyntaxConfig::builder()
                 .keep_trailing_newline(true)
-                .build()?,
+                .build()
+                .map_err(TemplateError::Engine)?,
         );
         let seen = pass.clone();
         let cache = resolver.clone();
@@ -176,7 +325,10 @@ impl Template {
             },
         );
         env.add_template_owned(NAME, source)
-            .with_context(|| format!("template for {}", destination.display()))?;
+            .map_err(|source| TemplateError::Syntax {
+                destination: destination.clone(),
+                source,
+            })?;
         Ok(Template {
             destination,
             env,
@@ -195,7 +347,7 @@ impl Template {
     pub(crate) async fn render(
         &mut self,
         resolver: &Resolver,
-    ) -> anyhow::Result<Zeroizing<String>> {
+    ) -> Result<Zeroizing<String>, RenderError> {
         *lock(&self.pass) = Pass::default();
         let result = self.passes(resolver).await;
         let pass = std::mem::take(&mut *lock(&self.pass));
@@ -208,13 +360,13 @@ impl Template {
         result
     }
 
-    async fn passes(&self, resolver: &Resolver) -> anyhow::Result<Zeroizing<String>> {
-        let template = self.env.get_template(NAME)?;
+    async fn passes(&self, resolver: &Resolver) -> Result<Zeroizing<String>, RenderError> {
+        let template = self.env.get_template(NAME).map_err(RenderError::Template)?;
         for _ in 0..MAX_PASSES {
             let out = template.render(()).map(Zeroizing::new);
             let missing = std::mem::take(&mut lock(&self.pass).missing);
             if missing.is_empty() {
-                return out.map_err(|e| anyhow::anyhow!("{e}"));
+                return out.map_err(RenderError::Render);
             }
             let mut fetches = tokio::task::JoinSet::new();
             for reference in missing {
@@ -225,17 +377,17 @@ impl Template {
                 });
             }
             while let Some(done) = fetches.join_next().await {
-                let (reference, value) = done?;
+                let (reference, value) = done.map_err(RenderError::Fetch)?;
                 let mut pass = lock(&self.pass);
                 pass.order.push(reference.clone());
                 pass.values.insert(reference, value);
             }
         }
-        bail!("the template asked for new references in each of {MAX_PASSES} passes")
+        Err(RenderError::TooManyPasses)
     }
 
     /// Renders the template and writes the file if its content changed.
-    pub async fn refresh(&mut self, resolver: &Resolver) -> anyhow::Result<Outcome> {
+    pub async fn refresh(&mut self, resolver: &Resolver) -> Result<Outcome, RenderError> {
         let content = self.render(resolver).await?;
         if !self.checked_disk {
             self.checked_disk = true;
@@ -258,8 +410,12 @@ impl Template {
         let (destination, mode, owner) = (self.destination.clone(), self.mode, self.owner);
         let bytes = content.clone();
         tokio::task::spawn_blocking(move || write_atomically(&destination, &bytes, mode, owner))
-            .await?
-            .with_context(|| format!("writing {}", self.destination.display()))?;
+            .await
+            .map_err(RenderError::WriteTask)?
+            .map_err(|source| RenderError::Write {
+                destination: self.destination.clone(),
+                source,
+            })?;
         self.last = Some(content);
         Ok(Outcome::Written)
     }
@@ -268,7 +424,7 @@ impl Template {
     /// descriptor, and only when that descriptor is the regular, singly linked file at
     /// the destination itself: a symlink or hard link planted there (pointing at
     /// `/etc/shadow`, say) is refused rather than followed.
-    fn fix_metadata(&self) -> anyhow::Result<()> {
+    fn fix_metadata(&self) -> std::io::Result<()> {
         let file = std::fs::File::open(&self.destination)?;
         let meta = file.metadata()?;
         let entry = std::fs::symlink_metadata(&self.destination)?;
@@ -277,10 +433,10 @@ impl Template {
             || entry.ino() != meta.ino()
             || meta.nlink() != 1
         {
-            bail!(
+            return Err(std::io::Error::other(format!(
                 "{} is not a regular file of its own (a link?): not changing its mode or owner",
                 self.destination.display()
-            );
+            )));
         }
         if meta.mode() & 0o7777 != self.mode {
             file.set_permissions(std::fs::Permissions::from_mode(self.mode))?;
@@ -294,34 +450,49 @@ impl Template {
     }
 
     /// Runs the template's action, if it has one.
-    pub async fn act(&self) -> anyhow::Result<()> {
+    pub async fn act(&self) -> Result<(), ActionError> {
         match &self.action {
             None => Ok(()),
             Some(Action::Command(argv)) => {
+                let program = || argv[0].clone();
                 let mut child = tokio::process::Command::new(&argv[0])
                     .args(&argv[1..])
                     .env("ROTOR_TEMPLATE_DESTINATION", &self.destination)
                     .stdin(std::process::Stdio::null())
                     .kill_on_drop(true)
                     .spawn()
-                    .with_context(|| format!("starting {:?}", argv[0]))?;
+                    .map_err(|source| ActionError::Start {
+                        program: program(),
+                        source,
+                    })?;
                 let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
                     .await
-                    .with_context(|| {
-                        format!("{:?} ran longer than {COMMAND_TIMEOUT:?}", argv[0])
-                    })??;
+                    .map_err(|source| ActionError::Timeout {
+                        program: program(),
+                        timeout: COMMAND_TIMEOUT,
+                        source,
+                    })?
+                    .map_err(ActionError::Wait)?;
                 if !status.success() {
-                    bail!("{:?} failed: {status}", argv[0]);
+                    return Err(ActionError::Failed {
+                        program: program(),
+                        status,
+                    });
                 }
                 Ok(())
             }
             Some(Action::Signal { pid_file, signal }) => {
-                let text = std::fs::read_to_string(pid_file)
-                    .with_context(|| format!("reading the pid file {}", pid_file.display()))?;
-                let pid: u32 = text.trim().parse().with_context(|| {
-                    format!("the pid file {} holds no process id", pid_file.display())
+                let text = std::fs::read_to_string(pid_file).map_err(|source| {
+                    ActionError::ReadPidFile {
+                        path: pid_file.clone(),
+                        source,
+                    }
                 })?;
-                kill(pid, signal).await
+                let pid: u32 = text.trim().parse().map_err(|source| ActionError::PidFile {
+                    path: pid_file.clone(),
+                    source,
+                })?;
+                Ok(kill(pid, signal).await?)
             }
         }
     }
@@ -383,7 +554,7 @@ fn is_root() -> bool {
 
 /// `user[:group]` as ids: numbers, or names from `/etc/passwd` and `/etc/group`. A
 /// user without a group gets its primary group.
-fn owner(spec: &str) -> anyhow::Result<(u32, Option<u32>)> {
+fn owner(spec: &str) -> Result<(u32, Option<u32>), TemplateError> {
     let (user, group) = match spec.split_once(':') {
         Some((u, g)) => (u, Some(g)),
         None => (spec, None),
@@ -397,13 +568,14 @@ fn owner(spec: &str) -> anyhow::Result<(u32, Option<u32>)> {
     let (uid, primary) = match user.parse::<u32>() {
         Ok(uid) => (uid, None),
         Err(_) => {
-            let fields = lookup("/etc/passwd", user)
-                .with_context(|| format!("owner: no user {user:?} in /etc/passwd"))?;
+            let fields = lookup("/etc/passwd", user).ok_or_else(|| TemplateError::NoUser {
+                user: user.to_string(),
+            })?;
             let id = |i: usize| fields.get(i).and_then(|f| f.parse::<u32>().ok());
-            (
-                id(2).with_context(|| format!("owner: bad /etc/passwd entry for {user:?}"))?,
-                id(3),
-            )
+            let uid = id(2).ok_or_else(|| TemplateError::BadPasswdEntry {
+                user: user.to_string(),
+            })?;
+            (uid, id(3))
         }
     };
     let gid = match group {
@@ -412,7 +584,9 @@ fn owner(spec: &str) -> anyhow::Result<(u32, Option<u32>)> {
             Ok(gid) => gid,
             Err(_) => lookup("/etc/group", g)
                 .and_then(|f| f.get(2).and_then(|id| id.parse().ok()))
-                .with_context(|| format!("owner: no group {g:?} in /etc/group"))?,
+                .ok_or_else(|| TemplateError::NoGroup {
+                    group: g.to_string(),
+                })?,
         }),
     };
     Ok((uid, gid))
@@ -421,6 +595,7 @@ fn owner(spec: &str) -> anyhow::Result<(u32, Option<u32>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Chain;
     use rotor_client::resolver::{VaultConfig, Vaults};
 
     /// A resolver over vault `files`: the files of `dir`.
@@ -504,7 +679,7 @@ mod tests {
             "a={{ secret('{vault://files/db/password}') }} b={{ secret('{vault://files/db/missing}') }}",
             &r,
         );
-        let err = format!("{:#}", t.refresh(&r).await.unwrap_err());
+        let err = Chain(&t.refresh(&r).await.unwrap_err()).to_string();
         assert!(err.contains("{vault://files/db/missing}"), "{err}");
         assert!(!err.contains("s3cr3t"), "no values in errors: {err}");
         assert!(!dir.path().join("out/app.conf").exists());
@@ -515,7 +690,7 @@ mod tests {
         );
 
         let mut t = template(dir.path(), "{{ secret('{vault://nowhere/x}') }}", &r);
-        let err = format!("{:#}", t.refresh(&r).await.unwrap_err());
+        let err = Chain(&t.refresh(&r).await.unwrap_err()).to_string();
         assert!(err.contains("no vault named \"nowhere\""), "{err}");
     }
 

@@ -2,7 +2,7 @@
 //! connected across server restarts, and the reports of which version of each secret
 //! is in use (consumer acknowledgements).
 
-use super::Used;
+use crate::Used;
 use rotor_client::{Client, ClientError, Watch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;

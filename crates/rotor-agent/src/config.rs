@@ -22,13 +22,14 @@
 //! command = ["systemctl", "reload", "app"]   # or signal = { pid_file = "...", signal = "HUP" }
 //! ```
 
-use anyhow::{Context, bail};
-use rotor_client::Client;
+use rotor_client::backend::BackendError;
 use rotor_client::backend::aws::AwsBackend;
-use rotor_client::resolver::{VaultConfig, Vaults};
+use rotor_client::resolver::{VaultConfig, VaultNameError, Vaults};
+use rotor_client::{Client, ClientError};
 use secrecy::SecretString;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::env::VarError;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,6 +44,103 @@ pub const DEFAULT_NEG_TTL: Duration = Duration::from_secs(10);
 /// A vault's `resurrect_ttl` unless it says otherwise.
 pub const DEFAULT_RESURRECT_TTL: Duration = Duration::from_secs(86_400);
 
+/// The file could not be used: read, parsed, or its server and vaults set up.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("reading {}", .path.display())]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is not TOML of this shape.
+    #[error("parsing {}", .path.display())]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// Where and why.
+        source: toml::de::Error,
+    },
+    /// The server's `token_file` could not be read.
+    #[error("reading the token file {}", .path.display())]
+    TokenFile {
+        /// The token file, made absolute against the file's directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// No token was given, neither by the caller nor as `token_file`.
+    #[error("no token: set ROTOR_TOKEN, pass --token, or set token_file")]
+    NoToken,
+    /// The server's address is not usable.
+    #[error(transparent)]
+    Client(#[from] ClientError),
+    /// A `[vault.NAME]` is wrong.
+    #[error("vault {name:?}")]
+    Vault {
+        /// Its name.
+        name: String,
+        /// What is wrong with it.
+        source: VaultError,
+    },
+    /// A vault's name cannot be used in references.
+    #[error(transparent)]
+    VaultName(#[from] VaultNameError),
+}
+
+/// One `[vault.NAME]` is wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// `type` is none of those known.
+    #[error("type {kind:?} is not one of rotor, aws, env, file")]
+    UnknownType {
+        /// The type given.
+        kind: String,
+    },
+    /// A field that this type of vault does not take.
+    #[error("a {kind} vault has no {field}")]
+    UnexpectedField {
+        /// The vault's type.
+        kind: String,
+        /// The field.
+        field: &'static str,
+    },
+    /// A `file` vault without `root`.
+    #[error("a file vault needs root")]
+    NoRoot,
+    /// `ttl`, `neg_ttl` or `resurrect_ttl` is negative or not finite.
+    #[error("{field} must be a number of seconds, 0 or more")]
+    Seconds {
+        /// The field.
+        field: &'static str,
+    },
+    /// An `aws` vault without `endpoint`.
+    #[error("an aws vault needs endpoint")]
+    NoEndpoint,
+    /// An `aws` vault without `access_key_id`, and no `AWS_ACCESS_KEY_ID`.
+    #[error("an aws vault needs access_key_id (or AWS_ACCESS_KEY_ID)")]
+    NoAccessKeyId(#[source] VarError),
+    /// The `secret_access_key_file` could not be read.
+    #[error("reading {}", .path.display())]
+    SecretAccessKeyFile {
+        /// The file, made absolute against the configuration's directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// An `aws` vault without `secret_access_key_file`, and no
+    /// `AWS_SECRET_ACCESS_KEY`.
+    #[error("an aws vault needs secret_access_key_file (or AWS_SECRET_ACCESS_KEY)")]
+    NoSecretAccessKey(#[source] VarError),
+    /// The `aws` vault's settings were refused (an endpoint that is not a URL).
+    #[error(transparent)]
+    Aws(#[from] BackendError),
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -51,21 +149,30 @@ pub struct AgentConfig {
     pub consumer_id: Option<String>,
     /// How often every template is rendered again from the cache (milliseconds).
     pub render_interval_ms: Option<u64>,
+    /// `[server]`.
     #[serde(default)]
     pub server: ServerSection,
+    /// Each `[vault.NAME]`.
     #[serde(default, rename = "vault")]
     pub vaults: BTreeMap<String, VaultSection>,
+    /// Each `[[template]]`.
     #[serde(default, rename = "template")]
     pub templates: Vec<TemplateSection>,
+    /// The file this was read from (empty when it was not).
+    #[serde(skip)]
+    pub path: PathBuf,
     /// The directory relative paths are taken from.
     #[serde(skip)]
     pub base_dir: PathBuf,
 }
 
+/// `[server]`: the agent's server.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServerSection {
+    /// Its address; the caller's when unset.
     pub addr: Option<String>,
+    /// A file holding the token, used when the caller has none.
     pub token_file: Option<PathBuf>,
 }
 
@@ -73,10 +180,14 @@ pub struct ServerSection {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VaultSection {
+    /// rotor, aws, env or file.
     #[serde(rename = "type")]
     pub kind: String,
+    /// Seconds a value is kept (0: until a change event).
     pub ttl: Option<f64>,
+    /// Seconds a failure is kept.
     pub neg_ttl: Option<f64>,
+    /// Seconds an expired value is still used while its vault fails.
     pub resurrect_ttl: Option<f64>,
     /// rotor, aws: the label read unless a reference says otherwise.
     pub stage: Option<String>,
@@ -84,30 +195,43 @@ pub struct VaultSection {
     pub prefix: Option<String>,
     /// file: the directory.
     pub root: Option<PathBuf>,
-    /// aws: the endpoint, region and key pair (the secret key from a file, or
-    /// `AWS_SECRET_ACCESS_KEY`).
+    /// aws: the endpoint.
     pub endpoint: Option<String>,
+    /// aws: the region (default us-east-1).
     pub region: Option<String>,
+    /// aws: the access key id (else `AWS_ACCESS_KEY_ID`).
     pub access_key_id: Option<String>,
+    /// aws: a file holding the secret key (else `AWS_SECRET_ACCESS_KEY`).
     pub secret_access_key_file: Option<PathBuf>,
 }
 
+/// One `[[template]]`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TemplateSection {
+    /// The template's file, relative to the configuration's directory.
     pub source: Option<PathBuf>,
+    /// The template itself, instead of `source`.
     pub contents: Option<String>,
+    /// The file rendered.
     pub destination: PathBuf,
+    /// Its mode, in octal (default "0600").
     pub mode: Option<String>,
+    /// Its `user[:group]`, applied only when the agent runs as root.
     pub owner: Option<String>,
+    /// Run when the file changes.
     pub command: Option<Vec<String>>,
+    /// Sent when the file changes, instead of `command`.
     pub signal: Option<SignalSection>,
 }
 
+/// A template's `signal = { pid_file = "...", signal = "HUP" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignalSection {
+    /// The file holding the process id.
     pub pid_file: PathBuf,
+    /// The signal (default HUP).
     #[serde(default = "default_signal")]
     pub signal: String,
 }
@@ -118,11 +242,17 @@ fn default_signal() -> String {
 
 impl AgentConfig {
     /// Reads and parses `path`.
-    pub fn load(path: &Path) -> anyhow::Result<Self> {
-        let text =
-            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         let mut config: AgentConfig =
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+            toml::from_str(&text).map_err(|source| ConfigError::Parse {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        config.path = path.to_path_buf();
         config.base_dir = path
             .parent()
             .map(Path::to_path_buf)
@@ -135,33 +265,37 @@ impl AgentConfig {
         self.base_dir.join(path)
     }
 
-    /// The client of the agent's server: `addr` from the file, else `--addr`; the
-    /// token from `--token`/`ROTOR_TOKEN`, else the file's `token_file`.
-    pub fn client(&self, addr: &str, token: Option<&str>) -> anyhow::Result<Arc<Client>> {
+    /// The client of the agent's server: `addr` from the file, else `addr`; `token`,
+    /// else the file's `token_file`.
+    pub fn client(&self, addr: &str, token: Option<&str>) -> Result<Arc<Client>, ConfigError> {
         let addr = self.server.addr.as_deref().unwrap_or(addr);
         let from_file;
         let token = match (token, &self.server.token_file) {
             (Some(t), _) => t,
             (None, Some(file)) => {
-                let file = self.path(file);
-                from_file = std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading the token file {}", file.display()))?;
+                let path = self.path(file);
+                from_file = std::fs::read_to_string(&path)
+                    .map_err(|source| ConfigError::TokenFile { path, source })?;
                 from_file.trim()
             }
-            (None, None) => bail!("no token: set ROTOR_TOKEN, pass --token, or set token_file"),
+            (None, None) => return Err(ConfigError::NoToken),
         };
         Ok(Arc::new(Client::new(addr, token)?))
     }
 
     /// The vaults, with [`DEFAULT_VAULT`] added when the file does not configure it,
     /// and the names of those that read `client`'s server.
-    pub fn vaults(&self, client: &Arc<Client>) -> anyhow::Result<(Vaults, BTreeSet<String>)> {
+    pub fn vaults(&self, client: &Arc<Client>) -> Result<(Vaults, BTreeSet<String>), ConfigError> {
         let mut vaults = Vaults::new();
         let mut rotor = BTreeSet::new();
         for (name, section) in &self.vaults {
-            let config = section
-                .build(client, &self.base_dir)
-                .with_context(|| format!("vault {name:?}"))?;
+            let config =
+                section
+                    .build(client, &self.base_dir)
+                    .map_err(|source| ConfigError::Vault {
+                        name: name.clone(),
+                        source,
+                    })?;
             vaults.insert(name, config)?;
             if section.kind == "rotor" {
                 rotor.insert(name.clone());
@@ -184,16 +318,20 @@ fn with_defaults(v: VaultConfig) -> VaultConfig {
         .resurrect_ttl(DEFAULT_RESURRECT_TTL)
 }
 
-fn seconds(field: &str, value: Option<f64>, default: Duration) -> anyhow::Result<Duration> {
+fn seconds(
+    field: &'static str,
+    value: Option<f64>,
+    default: Duration,
+) -> Result<Duration, VaultError> {
     match value {
         None => Ok(default),
-        Some(s) => Duration::try_from_secs_f64(s)
-            .map_err(|_| anyhow::anyhow!("{field} must be a number of seconds, 0 or more")),
+        Some(s) => Duration::try_from_secs_f64(s).map_err(|_| VaultError::Seconds { field }),
     }
 }
 
 impl VaultSection {
-    fn build(&self, client: &Arc<Client>, base_dir: &Path) -> anyhow::Result<VaultConfig> {
+    /// The vault this section describes, over `client` when it reads this server.
+    pub fn build(&self, client: &Arc<Client>, base_dir: &Path) -> Result<VaultConfig, VaultError> {
         let allowed: &[&str] = match self.kind.as_str() {
             "rotor" => &["stage"],
             "aws" => &[
@@ -205,7 +343,11 @@ impl VaultSection {
             ],
             "env" => &["prefix"],
             "file" => &["root"],
-            other => bail!("type {other:?} is not one of rotor, aws, env, file"),
+            other => {
+                return Err(VaultError::UnknownType {
+                    kind: other.to_string(),
+                });
+            }
         };
         let given = [
             ("stage", self.stage.is_some()),
@@ -220,13 +362,16 @@ impl VaultSection {
             ),
         ];
         if let Some((field, _)) = given.iter().find(|(f, set)| *set && !allowed.contains(f)) {
-            bail!("a {} vault has no {field}", self.kind);
+            return Err(VaultError::UnexpectedField {
+                kind: self.kind.clone(),
+                field,
+            });
         }
         let mut vault = match self.kind.as_str() {
             "rotor" => VaultConfig::rotor(client.clone()),
             "env" => VaultConfig::env(),
             "file" => {
-                let root = self.root.as_ref().context("a file vault needs root")?;
+                let root = self.root.as_ref().ok_or(VaultError::NoRoot)?;
                 VaultConfig::file(base_dir.join(root))
             }
             _ => VaultConfig::aws(self.aws(base_dir)?),
@@ -248,26 +393,23 @@ impl VaultSection {
         Ok(vault)
     }
 
-    fn aws(&self, base_dir: &Path) -> anyhow::Result<AwsBackend> {
-        let endpoint = self
-            .endpoint
-            .as_deref()
-            .context("an aws vault needs endpoint")?;
+    fn aws(&self, base_dir: &Path) -> Result<AwsBackend, VaultError> {
+        let endpoint = self.endpoint.as_deref().ok_or(VaultError::NoEndpoint)?;
         let access_key_id = match &self.access_key_id {
             Some(k) => k.clone(),
-            None => std::env::var("AWS_ACCESS_KEY_ID")
-                .context("an aws vault needs access_key_id (or AWS_ACCESS_KEY_ID)")?,
+            None => std::env::var("AWS_ACCESS_KEY_ID").map_err(VaultError::NoAccessKeyId)?,
         };
         let secret = match &self.secret_access_key_file {
             Some(file) => {
-                let file = base_dir.join(file);
-                std::fs::read_to_string(&file)
-                    .with_context(|| format!("reading {}", file.display()))?
+                let path = base_dir.join(file);
+                std::fs::read_to_string(&path)
+                    .map_err(|source| VaultError::SecretAccessKeyFile { path, source })?
                     .trim()
                     .to_string()
             }
-            None => std::env::var("AWS_SECRET_ACCESS_KEY")
-                .context("an aws vault needs secret_access_key_file (or AWS_SECRET_ACCESS_KEY)")?,
+            None => {
+                std::env::var("AWS_SECRET_ACCESS_KEY").map_err(VaultError::NoSecretAccessKey)?
+            }
         };
         let region = self.region.as_deref().unwrap_or("us-east-1");
         Ok(AwsBackend::new(
