@@ -289,6 +289,13 @@ fn an_external_rotator_gets_no_credential_for_a_master_its_principal_may_not_rea
     });
 }
 
+/// A shell command writing its environment to `file` whole: the test sees the file
+/// only once it is complete (the shell creates a redirect's file before `env` runs).
+fn dump_env(file: &std::path::Path) -> String {
+    let f = file.display();
+    format!("env > {f}.part && mv {f}.part {f}")
+}
+
 /// Hole 3: commands Rotor starts inherited the server's whole environment, the
 /// master key and root credentials included.
 #[test]
@@ -321,14 +328,14 @@ fn commands_rotor_starts_do_not_inherit_the_servers_environment() {
             "POST",
             "/v1/sys/rotators",
             Some(json!({"name": "dump", "type": "exec",
-                "config": {"command": ["sh", "-c", format!("env > {}", rotator_env.display())]}})),
+                "config": {"command": ["sh", "-c", dump_env(&rotator_env)]}})),
         )
         .await;
         api.root(
             "POST",
             "/v1/sys/subscriptions",
             Some(json!({"name": "dump-hook", "prefix": "/svc/",
-                "command": ["sh", "-c", format!("env > {}", hook_env.display())]})),
+                "command": ["sh", "-c", dump_env(&hook_env)]})),
         )
         .await;
         api.root(
