@@ -12,58 +12,7 @@ use crate::events::SseParser;
 use crate::reference::{ConfigValue, MAX_TTL_SECS, Reference, Version};
 use crate::webhook;
 use proptest::prelude::*;
-
-/// One edit of a byte string.
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, Vec<u8>),
-    Replace(usize, u8),
-    Remove(usize, usize),
-    Duplicate(usize, usize, usize),
-    Truncate(usize),
-}
-
-fn edits(alphabet: &'static [u8]) -> impl Strategy<Value = Vec<Edit>> {
-    let bytes = prop_oneof![
-        8 => proptest::sample::select(alphabet).prop_map(|b| vec![b]),
-        1 => any::<char>().prop_map(|c| c.to_string().into_bytes()),
-        1 => Just(vec![0xff]),
-    ];
-    let edit = prop_oneof![
-        (any::<usize>(), bytes).prop_map(|(i, b)| Edit::Insert(i, b)),
-        (any::<usize>(), proptest::sample::select(alphabet)).prop_map(|(i, b)| Edit::Replace(i, b)),
-        (any::<usize>(), 1usize..6).prop_map(|(i, n)| Edit::Remove(i, n)),
-        (any::<usize>(), 1usize..6, 1usize..30).prop_map(|(i, n, k)| Edit::Duplicate(i, n, k)),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    proptest::collection::vec(edit, 1..4)
-}
-
-fn edited(text: &[u8], edits: &[Edit]) -> Vec<u8> {
-    let mut s = text.to_vec();
-    for e in edits {
-        let len = s.len();
-        match e {
-            Edit::Insert(i, b) => {
-                let at = i % (len + 1);
-                s.splice(at..at, b.iter().copied());
-            }
-            Edit::Replace(i, b) if len > 0 => s[i % len] = *b,
-            Edit::Remove(i, n) if len > 0 => {
-                let at = i % len;
-                s.drain(at..(at + n).min(len));
-            }
-            Edit::Duplicate(i, n, k) if len > 0 => {
-                let at = i % len;
-                let piece = s[at..(at + n).min(len)].repeat(*k);
-                s.splice(at..at, piece);
-            }
-            Edit::Truncate(i) => s.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    s
-}
+use rotor_testkit::fuzz::{apply as edited, byte_edits as edits};
 
 // ---------------------------------------------------------------------------------
 // References.

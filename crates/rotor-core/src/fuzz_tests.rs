@@ -15,58 +15,8 @@ use crate::policy::{Capability, Policy, covers, evaluate, glob_matches, validate
 use crate::schedule::{RotationRules, Schedule};
 use chrono::{DateTime, Utc};
 use proptest::prelude::*;
+use rotor_testkit::fuzz::{edited_text as edited, text_edits as edits};
 use std::time::{Duration, Instant};
-
-/// One edit of a string, by character.
-#[derive(Debug, Clone)]
-enum Edit {
-    Insert(usize, char),
-    Replace(usize, char),
-    Remove(usize, usize),
-    Duplicate(usize, usize, usize),
-    Truncate(usize),
-}
-
-/// Edits whose new characters come from `alphabet` (and now and then from anywhere).
-fn edits(alphabet: &'static str) -> impl Strategy<Value = Vec<Edit>> {
-    let chars: Vec<char> = alphabet.chars().collect();
-    let ch = prop_oneof![
-        9 => proptest::sample::select(chars),
-        1 => any::<char>(),
-    ];
-    let edit = prop_oneof![
-        (any::<usize>(), ch.clone()).prop_map(|(i, c)| Edit::Insert(i, c)),
-        (any::<usize>(), ch).prop_map(|(i, c)| Edit::Replace(i, c)),
-        (any::<usize>(), 1usize..6).prop_map(|(i, n)| Edit::Remove(i, n)),
-        (any::<usize>(), 1usize..8, 1usize..40).prop_map(|(i, n, k)| Edit::Duplicate(i, n, k)),
-        any::<usize>().prop_map(Edit::Truncate),
-    ];
-    proptest::collection::vec(edit, 0..4)
-}
-
-fn edited(text: &str, edits: &[Edit]) -> String {
-    let mut s: Vec<char> = text.chars().collect();
-    for e in edits {
-        let len = s.len();
-        match e {
-            Edit::Insert(i, c) => s.insert(i % (len + 1), *c),
-            Edit::Replace(i, c) if len > 0 => s[i % len] = *c,
-            Edit::Remove(i, n) if len > 0 => {
-                let at = i % len;
-                s.drain(at..(at + n).min(len));
-            }
-            Edit::Duplicate(i, n, k) if len > 0 => {
-                let at = i % len;
-                let piece: Vec<char> = s[at..(at + n).min(len)].to_vec();
-                let copies: Vec<char> = piece.repeat(*k);
-                s.splice(at..at, copies);
-            }
-            Edit::Truncate(i) => s.truncate(i % (len + 1)),
-            _ => {}
-        }
-    }
-    s.into_iter().collect()
-}
 
 // ---------------------------------------------------------------------------------
 // Schedules.

@@ -23,7 +23,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-mod fuzz;
+pub mod fuzz;
 mod mariadb;
 mod postgres;
 mod process;
