@@ -56,6 +56,28 @@ pub fn validate_version_id(id: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks the name of a rotator, subscription or replication rule (`what`): 1 to
+/// `max` ASCII letters, digits and the characters of `extra`.
+pub fn validate_identifier(what: &str, name: &str, max: usize, extra: &str) -> Result<()> {
+    let ok = !name.is_empty()
+        && name.len() <= max
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(c));
+    if ok {
+        return Ok(());
+    }
+    let quoted: Vec<String> = extra.chars().map(|c| format!("{c:?}")).collect();
+    let allowed = match quoted.split_last() {
+        Some((last, [])) => last.clone(),
+        Some((last, rest)) => format!("{} or {last}", rest.join(", ")),
+        None => String::new(),
+    };
+    Err(Error::invalid_parameter(format!(
+        "A {what} name must be 1 to {max} letters, digits, {allowed}, got {name:?}"
+    )))
+}
+
 /// Checks a region's name: 1–32 lowercase letters, digits and `-` (`us-east-1`).
 pub fn validate_region(region: &str) -> Result<()> {
     let ok = (1..=32).contains(&region.len())
@@ -128,6 +150,23 @@ pub fn arn_suffix(random: [u8; 6]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn identifiers_say_what_they_allow() {
+        assert!(validate_identifier("rotator", "pg-main_2", 64, "-_").is_ok());
+        let e = validate_identifier("rotator", "pg main", 64, "-_").unwrap_err();
+        assert_eq!(
+            e.message,
+            "A rotator name must be 1 to 64 letters, digits, '-' or '_', got \"pg main\""
+        );
+        let e = validate_identifier("rule", "", 128, "-_.").unwrap_err();
+        assert!(
+            e.message
+                .contains("1 to 128 letters, digits, '-', '_' or '.'")
+        );
+        assert!(validate_identifier("rule", &"a".repeat(129), 128, "-_.").is_err());
+        assert!(validate_identifier("rule", "é", 128, "-_.").is_err());
+    }
 
     #[test]
     fn names_follow_aws_rules() {

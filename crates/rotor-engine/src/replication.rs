@@ -227,16 +227,7 @@ impl Rule {
         destination: &str,
         template: Option<&str>,
     ) -> Result<Rule> {
-        let ok_name = !name.is_empty()
-            && name.len() <= 128
-            && name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b));
-        if !ok_name {
-            return Err(Error::invalid_parameter(format!(
-                "A rule name must be 1 to 128 letters, digits, '-', '_' or '.', got {name:?}"
-            )));
-        }
+        rotor_core::name::validate_identifier("rule", name, 128, "-_.")?;
         let check = |what: &str, path: &str| {
             let bare = path.strip_suffix('/').unwrap_or(path);
             rotor_core::name::validate_name(bare)

@@ -147,18 +147,7 @@ impl SubscriptionInfo {
 }
 
 fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_parameter(format!(
-            "A subscription name must be 1 to 64 letters, digits, '-' or '_', got {name:?}"
-        )))
-    }
+    rotor_core::name::validate_identifier("subscription", name, 64, "-_")
 }
 
 fn validate_kind(kind: &str) -> Result<()> {

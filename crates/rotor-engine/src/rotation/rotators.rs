@@ -70,18 +70,7 @@ impl From<RotatorRow> for RotatorInfo {
 
 /// Rotator names are Lambda function names: 1–64 of `A-Za-z0-9-_`.
 pub(crate) fn validate_name(name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::invalid_parameter(format!(
-            "A rotator name must be 1 to 64 letters, digits, '-' or '_', got {name:?}"
-        )))
-    }
+    rotor_core::name::validate_identifier("rotator", name, 64, "-_")
 }
 
 fn default_timeout() -> u64 {
