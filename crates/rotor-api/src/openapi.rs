@@ -52,7 +52,7 @@ fn operation(spec: &Spec, generator: &mut SchemaGenerator) -> Value {
         .params()
         .map(|name| {
             json!({"name": name, "in": "path", "required": true,
-                   "schema": {"type": "string", "minLength": 1}})
+                   "schema": path_parameter(spec.route, name)})
         })
         .collect();
     if let Some(query) = spec.query {
@@ -90,6 +90,27 @@ fn operation(spec: &Spec, generator: &mut SchemaGenerator) -> Value {
         });
     }
     op
+}
+
+/// The schema of a route's path parameter: the name rule of what it names. A secret
+/// is named by its name or ARN, which a lookup answers with 404 when unknown.
+fn path_parameter(route: &str, parameter: &str) -> Value {
+    use crate::{events, replication, sys};
+    let under = |prefix: &str| route.starts_with(prefix);
+    let pattern = match parameter {
+        "policy" => Some(sys::PRINCIPAL_PATTERN),
+        "name" if under("/v1/sys/principals/") || under("/v1/sys/policies/") => {
+            Some(sys::PRINCIPAL_PATTERN)
+        }
+        "name" if under("/v1/sys/rotators/") => Some(sys::ROTATOR_PATTERN),
+        "name" if under("/v1/sys/subscriptions/") => Some(events::SUBSCRIPTION_PATTERN),
+        "name" if under("/v1/replication/") => Some(replication::RULE_PATTERN),
+        _ => None,
+    };
+    match pattern {
+        Some(pattern) => json!({"type": "string", "pattern": pattern}),
+        None => json!({"type": "string", "minLength": 1, "maxLength": 2048}),
+    }
 }
 
 /// A query type's fields as query parameters, their schemas inlined.

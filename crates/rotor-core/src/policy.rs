@@ -107,8 +107,13 @@ pub struct Statement {
     /// The capabilities it covers.
     #[schemars(length(min = 1))]
     pub capabilities: Vec<Capability>,
-    /// Path globs of the secrets it covers (`*` within a segment, `**` across).
-    #[schemars(length(min = 1), inner(length(min = 1, max = 512)))]
+    /// Path globs of the secrets it covers (`*` within a segment, `**` across): 1 to
+    /// 512 letters, digits and `/_+=.@-*`, never `***`.
+    #[schemars(length(min = 1), extend("items" = {
+        "type": "string",
+        "pattern": "^[A-Za-z0-9/_+=.@*-]{1,512}$",
+        "not": {"pattern": "\\*\\*\\*"},
+    }))]
     pub paths: Vec<String>,
 }
 
