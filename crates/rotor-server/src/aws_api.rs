@@ -153,29 +153,31 @@ pub fn request_id() -> String {
     uuid::Uuid::from_u128(base.wrapping_add(u128::from(n))).to_string()
 }
 
+/// The operations the AWS API serves.
+pub(crate) const OPERATIONS: &[&str] = &[
+    "CreateSecret",
+    "PutSecretValue",
+    "GetSecretValue",
+    "BatchGetSecretValue",
+    "UpdateSecret",
+    "UpdateSecretVersionStage",
+    "ListSecretVersionIds",
+    "DescribeSecret",
+    "ListSecrets",
+    "DeleteSecret",
+    "RestoreSecret",
+    "GetRandomPassword",
+    "TagResource",
+    "UntagResource",
+    "RotateSecret",
+    "CancelRotateSecret",
+];
+
 /// The operation's name for metrics: one of a fixed set, so labels stay bounded.
 fn operation_name(target: &str) -> &'static str {
-    const OPS: &[&str] = &[
-        "CreateSecret",
-        "PutSecretValue",
-        "GetSecretValue",
-        "BatchGetSecretValue",
-        "UpdateSecret",
-        "UpdateSecretVersionStage",
-        "ListSecretVersionIds",
-        "DescribeSecret",
-        "ListSecrets",
-        "DeleteSecret",
-        "RestoreSecret",
-        "GetRandomPassword",
-        "TagResource",
-        "UntagResource",
-        "RotateSecret",
-        "CancelRotateSecret",
-    ];
     target
         .strip_prefix(TARGET_PREFIX)
-        .and_then(|op| OPS.iter().find(|o| **o == op).copied())
+        .and_then(|op| OPERATIONS.iter().find(|o| **o == op).copied())
         .unwrap_or("unknown")
 }
 

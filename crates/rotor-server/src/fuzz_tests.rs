@@ -505,24 +505,7 @@ fn send(
 // ---------------------------------------------------------------------------------
 // The AWS API.
 
-const AWS_OPS: &[&str] = &[
-    "CreateSecret",
-    "PutSecretValue",
-    "GetSecretValue",
-    "BatchGetSecretValue",
-    "UpdateSecret",
-    "UpdateSecretVersionStage",
-    "ListSecretVersionIds",
-    "DescribeSecret",
-    "ListSecrets",
-    "DeleteSecret",
-    "RestoreSecret",
-    "GetRandomPassword",
-    "TagResource",
-    "UntagResource",
-    "RotateSecret",
-    "CancelRotateSecret",
-];
+const AWS_OPS: &[&str] = crate::aws_api::OPERATIONS;
 
 /// Well-formed bodies of every operation, for the fuzz to edit.
 fn aws_templates() -> Vec<Value> {
