@@ -88,6 +88,130 @@ pub struct RotationMeta {
     /// The principal rotations run as: the last one to configure or start rotation.
     /// Every step is authorized with its policies at the time the step runs.
     pub principal: Option<String>,
+    /// What rotations do about the secret's consumers.
+    pub adoption: AdoptionPolicy,
+}
+
+/// What a rotation does when an invalidating step would break a live consumer: wait
+/// for it to adopt the new version, up to a timeout, then fail or go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(default)]
+pub struct AdoptionPolicy {
+    /// Wait for live consumers before a step that invalidates the credential they
+    /// use (it only waits when there are some).
+    pub wait_for_consumers: bool,
+    /// How long a gate waits, in seconds.
+    pub adoption_timeout_secs: i64,
+    /// What happens when that time runs out with consumers still on the old version.
+    pub on_timeout: OnTimeout,
+    /// After `finishSecret`, retire the previous credential once every live consumer
+    /// has adopted the new one.
+    pub retire_previous: bool,
+    /// How long a reader that is not a registered consumer (an AWS SDK caching a value,
+    /// say) counts as using the version it last read, in seconds.
+    pub assume_adopted_after_secs: i64,
+}
+
+impl Default for AdoptionPolicy {
+    fn default() -> Self {
+        AdoptionPolicy {
+            wait_for_consumers: true,
+            adoption_timeout_secs: 600,
+            on_timeout: OnTimeout::Fail,
+            retire_previous: false,
+            assume_adopted_after_secs: 3600,
+        }
+    }
+}
+
+/// The longest a gate may wait, in seconds (a day).
+pub const MAX_ADOPTION_TIMEOUT_SECS: i64 = 86_400;
+
+/// The longest a reader may count as using what it last read, in seconds (a week).
+pub const MAX_ASSUME_ADOPTED_AFTER_SECS: i64 = 604_800;
+
+/// A change to an [`AdoptionPolicy`]: the fields given replace the policy's.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(deny_unknown_fields)]
+pub struct AdoptionChange {
+    /// Wait for live consumers before invalidating what they use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wait_for_consumers: Option<bool>,
+    /// How long a gate waits, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86_400))]
+    pub adoption_timeout_secs: Option<i64>,
+    /// What happens when a gate's time runs out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+    /// Retire the previous credential once every live consumer has adopted the new one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retire_previous: Option<bool>,
+    /// How long a reader counts as using the version it last read, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 604_800))]
+    pub assume_adopted_after_secs: Option<i64>,
+}
+
+impl AdoptionChange {
+    /// `policy` with this change applied; `InvalidParameter` for a value out of range.
+    pub fn apply(&self, mut policy: AdoptionPolicy) -> crate::Result<AdoptionPolicy> {
+        let range = |what: &str, v: i64, max: i64| {
+            if (0..=max).contains(&v) {
+                Ok(v)
+            } else {
+                Err(crate::Error::invalid_parameter(format!(
+                    "{what} must be 0 to {max} seconds"
+                )))
+            }
+        };
+        if let Some(v) = self.wait_for_consumers {
+            policy.wait_for_consumers = v;
+        }
+        if let Some(v) = self.adoption_timeout_secs {
+            policy.adoption_timeout_secs =
+                range("adoption_timeout_secs", v, MAX_ADOPTION_TIMEOUT_SECS)?;
+        }
+        if let Some(v) = self.on_timeout {
+            policy.on_timeout = v;
+        }
+        if let Some(v) = self.retire_previous {
+            policy.retire_previous = v;
+        }
+        if let Some(v) = self.assume_adopted_after_secs {
+            policy.assume_adopted_after_secs = range(
+                "assume_adopted_after_secs",
+                v,
+                MAX_ASSUME_ADOPTED_AFTER_SECS,
+            )?;
+        }
+        Ok(policy)
+    }
+}
+
+/// What a gate does when its timeout passes with consumers still waiting.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OnTimeout {
+    /// The rotation fails and `AWSCURRENT` stays; nothing is invalidated.
+    #[default]
+    Fail,
+    /// The step runs anyway.
+    Proceed,
+}
+
+impl OnTimeout {
+    /// The configured and displayed name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnTimeout::Fail => "fail",
+            OnTimeout::Proceed => "proceed",
+        }
+    }
 }
 
 impl SecretMeta {
@@ -158,10 +282,14 @@ pub enum Step {
     TestSecret,
     /// Move `AWSCURRENT` to the new version.
     FinishSecret,
+    /// Rotor's own, after `finishSecret` when the adoption policy asks for it: disable
+    /// the previous credential once no live consumer uses it. Sent only to rotators
+    /// that declared they handle it.
+    RetirePrevious,
 }
 
 impl Step {
-    /// The four steps in order.
+    /// AWS's four steps in order (Rotor's [`Step::RetirePrevious`] may follow).
     pub const ALL: [Step; 4] = [
         Step::CreateSecret,
         Step::SetSecret,
@@ -176,12 +304,16 @@ impl Step {
             Step::SetSecret => "setSecret",
             Step::TestSecret => "testSecret",
             Step::FinishSecret => "finishSecret",
+            Step::RetirePrevious => "retirePrevious",
         }
     }
 
     /// Parses AWS's name of a step.
     pub fn parse(s: &str) -> Option<Self> {
-        Step::ALL.into_iter().find(|st| st.as_str() == s)
+        Step::ALL
+            .into_iter()
+            .chain([Step::RetirePrevious])
+            .find(|st| st.as_str() == s)
     }
 
     /// The step after this one.
@@ -190,7 +322,7 @@ impl Step {
             Step::CreateSecret => Some(Step::SetSecret),
             Step::SetSecret => Some(Step::TestSecret),
             Step::TestSecret => Some(Step::FinishSecret),
-            Step::FinishSecret => None,
+            Step::FinishSecret | Step::RetirePrevious => None,
         }
     }
 }
@@ -206,6 +338,28 @@ pub struct StepRun {
     pub started: DateTime<Utc>,
     /// How long it took, in milliseconds.
     pub millis: i64,
+}
+
+/// A gate a rotation passed, or waits at: before a step that invalidates a
+/// credential, the live consumers still using it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GateRun {
+    /// The step it guards (`setSecret`, `retirePrevious`).
+    pub step: String,
+    /// The version whose consumers it waits for.
+    pub version: String,
+    /// Which attempt of the rotation it belongs to.
+    pub attempt: i64,
+    /// When it started waiting (a restarted server keeps waiting from here).
+    pub started: DateTime<Utc>,
+    /// The consumers it waited for when last checked.
+    pub waiting_for: Vec<String>,
+    /// When it was decided.
+    pub passed: Option<DateTime<Utc>>,
+    /// How: `clear` (no live consumer held it), `adopted` (they moved on), `timed_out`
+    /// (the rotation failed, or the retirement was skipped), `proceeded` (went on
+    /// after the timeout, as the policy said).
+    pub outcome: Option<String>,
 }
 
 /// A rotation as stored: durable, so that a restarted server resumes it.
@@ -239,4 +393,6 @@ pub struct RotationRecord {
     pub steps: Vec<StepRun>,
     /// Fencing epoch of the scheduler lease that last advanced it.
     pub epoch: i64,
+    /// The adoption gates it met, in order.
+    pub gates: Vec<GateRun>,
 }

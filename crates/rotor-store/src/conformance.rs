@@ -998,6 +998,7 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
         error: None,
         steps: Vec::new(),
         epoch: 0,
+        gates: Vec::new(),
     };
     let due = t0() + Duration::hours(1);
     store
@@ -1009,6 +1010,12 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
                     rotator: Some("r".into()),
                     due: Some(due),
                     principal: Some("rotation-owner".into()),
+                    adoption: rotor_core::model::AdoptionPolicy {
+                        retire_previous: true,
+                        adoption_timeout_secs: 30,
+                        on_timeout: rotor_core::model::OnTimeout::Proceed,
+                        ..Default::default()
+                    },
                     ..Default::default()
                 },
             },
@@ -1025,6 +1032,12 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
         loaded.meta.rotation.principal.as_deref(),
         Some("rotation-owner"),
         "the principal a rotation runs as is kept"
+    );
+    assert!(loaded.meta.rotation.adoption.retire_previous);
+    assert_eq!(loaded.meta.rotation.adoption.adoption_timeout_secs, 30);
+    assert_eq!(
+        loaded.meta.rotation.adoption.on_timeout,
+        rotor_core::model::OnTimeout::Proceed
     );
     let (none, next) = store.due_rotations(t0(), 10).await.unwrap();
     assert!(none.is_empty());
@@ -1066,6 +1079,16 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
     let mut r = store.rotation(id, "t1").await.unwrap().unwrap();
     assert_eq!(r.name, "rot/a");
     r.step = Step::SetSecret;
+    let gate = rotor_core::model::GateRun {
+        step: "setSecret".into(),
+        version: "v1".into(),
+        attempt: 1,
+        started: t0(),
+        waiting_for: vec!["web-1".into()],
+        passed: None,
+        outcome: None,
+    };
+    r.gates.push(gate.clone());
     store
         .apply(
             Mutation::SaveRotation {
@@ -1080,6 +1103,7 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
     let running = store.running_rotations().await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!(running[0].step, Step::SetSecret);
+    assert_eq!(running[0].gates, vec![gate], "a gate in progress is kept");
     r.status = RotationStatus::Succeeded;
     store
         .apply(
@@ -1099,6 +1123,105 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
     );
 }
 
+/// The consumer registry: reports upsert keeping the first sighting, a consumer id
+/// belongs to the principal that first reported it, a consumer leaves, pruning
+/// forgets the gone, and a purged secret takes its consumers with it.
+pub async fn consumer_registry(store: Arc<dyn Store>) {
+    use crate::{ConsumerKind, ConsumerRow};
+    let a = create(&*store, "app/a", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    let b = create(&*store, "app/b", Some(version("v1", "one", &[AWSCURRENT]))).await;
+    let row = |secret: i64, consumer: &str, version: &str, principal: &str, at: i64| ConsumerRow {
+        secret,
+        consumer: consumer.into(),
+        kind: ConsumerKind::Registered,
+        version_id: version.into(),
+        principal: principal.into(),
+        host: Some("10.0.0.1".into()),
+        first_seen: t0(),
+        last_seen: t0() + Duration::seconds(at),
+        expires: Some(t0() + Duration::seconds(at + 60)),
+    };
+    let report = |rows: Vec<ConsumerRow>| {
+        let store = store.clone();
+        async move {
+            store
+                .apply(Mutation::ReportConsumers { consumers: rows }, t0())
+                .await
+                .unwrap()
+        }
+    };
+    let reader = ConsumerRow {
+        kind: ConsumerKind::Reader,
+        expires: None,
+        ..row(a, "svc@10.0.0.9", "v1", "svc", 5)
+    };
+    report(vec![
+        row(a, "web-1", "v1", "app", 0),
+        row(b, "web-1", "v1", "app", 0),
+        reader.clone(),
+        // A secret that does not exist is skipped, not an error for the batch.
+        row(9_999, "web-9", "v1", "app", 0),
+    ])
+    .await;
+    // A heartbeat on a new version: first_seen stays, the rest follows. Another
+    // principal reporting the same consumer id changes nothing.
+    report(vec![row(a, "web-1", "v2", "app", 15)]).await;
+    report(vec![row(a, "web-1", "v9", "intruder", 20)]).await;
+    let rows = store.consumers(&[a]).await.unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let web = rows.iter().find(|r| r.consumer == "web-1").unwrap();
+    assert_eq!(web.version_id, "v2");
+    assert_eq!(web.principal, "app");
+    assert_eq!(web.first_seen, t0());
+    assert_eq!(web.last_seen, t0() + Duration::seconds(15));
+    assert_eq!(web.expires, Some(t0() + Duration::seconds(75)));
+    assert_eq!(
+        rows.iter().find(|r| r.kind == ConsumerKind::Reader),
+        Some(&ConsumerRow {
+            first_seen: t0() + Duration::seconds(5),
+            ..reader
+        })
+    );
+    assert_eq!(store.consumers(&[a, b]).await.unwrap().len(), 3);
+    assert!(store.consumers(&[9_999]).await.unwrap().is_empty());
+    // Leaving: only its own principal can end it.
+    let leave = |principal: &str| Mutation::EndConsumer {
+        secret: a,
+        consumer: "web-1".into(),
+        principal: principal.into(),
+    };
+    let later = t0() + Duration::seconds(30);
+    store.apply(leave("intruder"), later).await.unwrap();
+    let expires = |rows: Vec<ConsumerRow>| {
+        rows.into_iter()
+            .find(|r| r.consumer == "web-1")
+            .and_then(|r| r.expires)
+    };
+    assert_eq!(
+        expires(store.consumers(&[a]).await.unwrap()),
+        Some(t0() + Duration::seconds(75))
+    );
+    store.apply(leave("app"), later).await.unwrap();
+    assert_eq!(expires(store.consumers(&[a]).await.unwrap()), Some(later));
+    // Pruning forgets what ended (or was last read) before the horizon.
+    store
+        .apply(
+            Mutation::PruneConsumers {
+                before: t0() + Duration::seconds(31),
+            },
+            later,
+        )
+        .await
+        .unwrap();
+    assert!(store.consumers(&[a]).await.unwrap().is_empty());
+    assert_eq!(store.consumers(&[b]).await.unwrap().len(), 1);
+    store
+        .apply(Mutation::Purge { secret: b }, later)
+        .await
+        .unwrap();
+    assert!(store.consumers(&[b]).await.unwrap().is_empty());
+}
+
 /// Defines one test per check of the suite, each on a fresh store: `$fresh` is an
 /// async fn taking the check's name and returning `(guard, Arc<dyn Store>)`, the
 /// guard kept alive (a temporary directory, a database server) until the check ends.
@@ -1106,7 +1229,7 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@each $fresh; create_and_load, put_moves_labels, version_ids_are_immutable, deprecated_versions_load_on_demand, create_is_idempotent_per_token, label_moves, deletion_lifecycle, deprecated_versions_are_pruned, versions_stay_bounded_when_written_fast, events_are_pruned_past_retention_keeping_what_is_needed, tags, concurrent_writes_group_commit, concurrent_replays_and_conflicts_across_secrets, master_keys_are_recorded, access_configuration, audit_entries_append_in_order, events_are_gap_free_and_transactional, atomic_changes_are_all_or_nothing, rotation_records);
+        $crate::conformance_tests!(@each $fresh; create_and_load, put_moves_labels, version_ids_are_immutable, deprecated_versions_load_on_demand, create_is_idempotent_per_token, label_moves, deletion_lifecycle, deprecated_versions_are_pruned, versions_stay_bounded_when_written_fast, events_are_pruned_past_retention_keeping_what_is_needed, tags, concurrent_writes_group_commit, concurrent_replays_and_conflicts_across_secrets, master_keys_are_recorded, access_configuration, audit_entries_append_in_order, events_are_gap_free_and_transactional, atomic_changes_are_all_or_nothing, rotation_records, consumer_registry);
     };
     (@each $fresh:path; $($check:ident),*) => {
         $(

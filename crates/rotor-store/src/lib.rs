@@ -324,6 +324,29 @@ pub enum Mutation {
         /// Move the cursor to `seq`.
         advance: bool,
     },
+    /// Record consumers' reports (a registration, a heartbeat, reads): each row
+    /// replaces the consumer's previous one, keeping when it was first seen. A row
+    /// whose secret no longer exists, or whose consumer id another principal holds,
+    /// is skipped.
+    ReportConsumers {
+        /// The reports.
+        consumers: Vec<ConsumerRow>,
+    },
+    /// A registered consumer leaves (a clean exit): it is gone from now on. Only the
+    /// principal that registered it may end it.
+    EndConsumer {
+        /// The secret's store id.
+        secret: i64,
+        /// The consumer id.
+        consumer: String,
+        /// The principal asking.
+        principal: String,
+    },
+    /// Forget consumers gone (or, for readers, last seen) before `before`.
+    PruneConsumers {
+        /// The horizon.
+        before: DateTime<Utc>,
+    },
     /// Append consecutive audit entries `first..=last` (one JSON line each, in
     /// `lines`) to the audit log's store sink.
     AppendAudit {
@@ -334,6 +357,57 @@ pub enum Mutation {
         /// The lines, each ending in a newline.
         lines: String,
     },
+}
+
+/// How a consumer came to be known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ConsumerKind {
+    /// It registered and heartbeats (an agent, `rotor run`, the client library).
+    Registered,
+    /// It read the secret over an API; it has no lease.
+    Reader,
+}
+
+impl ConsumerKind {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConsumerKind::Registered => "registered",
+            ConsumerKind::Reader => "reader",
+        }
+    }
+
+    /// Parses a stored name.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "registered" => Some(ConsumerKind::Registered),
+            "reader" => Some(ConsumerKind::Reader),
+            _ => None,
+        }
+    }
+}
+
+/// One consumer of one secret, as the registry keeps it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRow {
+    /// The secret's store id.
+    pub secret: i64,
+    /// The consumer id (a reader's is `PRINCIPAL@ADDRESS`).
+    pub consumer: String,
+    /// Registered or reader.
+    pub kind: ConsumerKind,
+    /// The version it uses.
+    pub version_id: String,
+    /// The principal it acts as.
+    pub principal: String,
+    /// Where it reports from.
+    pub host: Option<String>,
+    /// When it was first seen (kept from the stored row on a report).
+    pub first_seen: DateTime<Utc>,
+    /// When it last reported.
+    pub last_seen: DateTime<Utc>,
+    /// A registered consumer's liveness deadline.
+    pub expires: Option<DateTime<Utc>>,
 }
 
 /// Changes to who may do what.
@@ -654,6 +728,8 @@ pub trait Store: Send + Sync + 'static {
         subscription: Option<&'a str>,
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<DeliveryRow>>>;
+    /// The consumers of the secrets with these store ids, by secret then consumer id.
+    fn consumers<'a>(&'a self, secrets: &'a [i64]) -> BoxFuture<'a, Result<Vec<ConsumerRow>>>;
     /// Applies `mutation` durably, as of time `now`. Returns once committed.
     fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>>;
     /// Commits every write already accepted, then stops accepting writes.

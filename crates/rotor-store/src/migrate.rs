@@ -11,6 +11,7 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/sqlite/0006_acting_principals.sql"),
     ),
+    (7, include_str!("../migrations/sqlite/0007_consumers.sql")),
 ];
 
 /// `(version, sql)` for PostgreSQL, oldest first.
@@ -24,4 +25,5 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         6,
         include_str!("../migrations/postgres/0006_acting_principals.sql"),
     ),
+    (7, include_str!("../migrations/postgres/0007_consumers.sql")),
 ];

@@ -27,9 +27,9 @@
 //! secrets in `queries`.
 
 use crate::{
-    AccessSnapshot, BoxFuture, DeliveryRow, DueRotations, Event, Lookup, Mutation, Outcome,
-    RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion, SubscriptionRow,
-    millis,
+    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Lookup, Mutation,
+    Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
+    SubscriptionRow, millis,
 };
 use chrono::{DateTime, Utc};
 use rotor_core::model::{RotationRecord, VersionMeta};
@@ -42,6 +42,7 @@ use tokio::task::JoinHandle;
 
 mod access;
 mod apply;
+mod consumers;
 mod events;
 mod lease;
 mod puts;
@@ -260,6 +261,10 @@ impl Store for PgStore {
         limit: i64,
     ) -> BoxFuture<'a, Result<Vec<DeliveryRow>>> {
         Box::pin(events::deliveries(&self.pool, subscription, limit))
+    }
+
+    fn consumers<'a>(&'a self, secrets: &'a [i64]) -> BoxFuture<'a, Result<Vec<ConsumerRow>>> {
+        Box::pin(consumers::of(&self.pool, secrets))
     }
 
     fn apply(&self, mutation: Mutation, now: DateTime<Utc>) -> BoxFuture<'_, Result<Outcome>> {

@@ -3,7 +3,9 @@
 //! text), so only the row type differs.
 
 use crate::from_millis;
-use rotor_core::model::{RotationMeta, RotationRecord, RotationStatus, SecretMeta, StepRun, Tag};
+use rotor_core::model::{
+    GateRun, RotationMeta, RotationRecord, RotationStatus, SecretMeta, StepRun, Tag,
+};
 use rotor_core::{Error, Result};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
@@ -76,6 +78,11 @@ where
         due: time(row, "rotation_due_at")?,
         failed: get(row, "rotation_failed")?,
         principal: get(row, "rotation_principal")?,
+        adoption: match get::<R, Option<String>>(row, "rotation_adoption")? {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|_| Error::internal("a stored adoption policy is unreadable"))?,
+            None => Default::default(),
+        },
     })
 }
 
@@ -102,6 +109,7 @@ where
     let status: String = get(row, "status")?;
     let step: String = get(row, "step")?;
     let steps: String = get(row, "steps")?;
+    let gates: String = get(row, "gates")?;
     Ok(RotationRecord {
         secret: get(row, "secret_id")?,
         name: get(row, "secret_name")?,
@@ -120,12 +128,25 @@ where
         steps: serde_json::from_str::<Vec<StepRun>>(&steps)
             .map_err(|_| Error::internal("a stored rotation has unreadable steps"))?,
         epoch: get(row, "epoch")?,
+        gates: serde_json::from_str::<Vec<GateRun>>(&gates)
+            .map_err(|_| Error::internal("a stored rotation has unreadable gates"))?,
     })
 }
 
 /// A rotation's steps as stored.
 pub(crate) fn steps_json(record: &RotationRecord) -> Result<String> {
     serde_json::to_string(&record.steps).map_err(|_| Error::internal("steps could not be encoded"))
+}
+
+/// A rotation's gates as stored.
+pub(crate) fn gates_json(record: &RotationRecord) -> Result<String> {
+    serde_json::to_string(&record.gates).map_err(|_| Error::internal("gates could not be encoded"))
+}
+
+/// A secret's adoption policy as stored.
+pub(crate) fn adoption_json(policy: &rotor_core::model::AdoptionPolicy) -> Result<String> {
+    serde_json::to_string(policy)
+        .map_err(|_| Error::internal("an adoption policy could not be encoded"))
 }
 
 /// An `events` row.
@@ -215,5 +236,28 @@ where
         status: get(r, "status")?,
         at: from_millis(get(r, "at")?),
         error: get(r, "error")?,
+    })
+}
+
+/// A `consumers` row.
+pub(crate) fn consumer<'r, R>(row: &'r R) -> Result<crate::ConsumerRow>
+where
+    R: Row,
+    for<'c> &'c str: ColumnIndex<R>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let kind: String = get(row, "kind")?;
+    Ok(crate::ConsumerRow {
+        secret: get(row, "secret_id")?,
+        consumer: get(row, "consumer")?,
+        kind: crate::ConsumerKind::parse(&kind)
+            .ok_or_else(|| Error::internal("a stored consumer has an unknown kind"))?,
+        version_id: get(row, "version_id")?,
+        principal: get(row, "principal")?,
+        host: get(row, "host")?,
+        first_seen: from_millis(get(row, "first_seen")?),
+        last_seen: from_millis(get(row, "last_seen")?),
+        expires: time(row, "expires_at")?,
     })
 }

@@ -14,9 +14,9 @@
 
 use crate::errors::db_error;
 use crate::{
-    AccessSnapshot, BoxFuture, DeliveryRow, DueRotations, Event, Lookup, Mutation, Outcome,
-    RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion, SubscriptionRow,
-    millis,
+    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Lookup, Mutation,
+    Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
+    SubscriptionRow, millis,
 };
 use chrono::{DateTime, Utc};
 use rotor_core::model::{RotationRecord, VersionMeta};
@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 mod access;
 mod apply;
+mod consumers;
 mod events;
 mod puts;
 mod queries;
@@ -273,6 +274,13 @@ impl Store for SqliteStore {
         Box::pin(async move {
             let mut conn = self.readers.acquire().await.map_err(db_error)?;
             events::deliveries(&mut conn, subscription, limit).await
+        })
+    }
+
+    fn consumers<'a>(&'a self, secrets: &'a [i64]) -> BoxFuture<'a, Result<Vec<ConsumerRow>>> {
+        Box::pin(async move {
+            let mut conn = self.readers.acquire().await.map_err(db_error)?;
+            consumers::of(&mut conn, secrets).await
         })
     }
 

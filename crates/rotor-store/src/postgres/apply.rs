@@ -81,6 +81,13 @@ pub(super) async fn apply(c: &mut Change, mutation: Mutation, now: DateTime<Utc>
         Mutation::RecordMasterKey { key_id } => record_master_key(c, key_id, now).await,
         Mutation::PruneEvents { older_than, limit } => prune_events(c, older_than, limit).await,
         Mutation::Purge { secret } => purge(c, secret, now).await,
+        Mutation::ReportConsumers { consumers } => super::consumers::report(c, consumers).await,
+        Mutation::EndConsumer {
+            secret,
+            consumer,
+            principal,
+        } => super::consumers::end(c, secret, &consumer, &principal, now).await,
+        Mutation::PruneConsumers { before } => super::consumers::prune(c, before).await,
     }
 }
 
@@ -228,6 +235,7 @@ async fn purge(c: &mut Change, secret: i64, now: DateTime<Utc>) -> Tx<Outcome> {
     // so the result does not depend on cascade settings.
     for sql in [
         "DELETE FROM rotations WHERE secret_id = $1",
+        "DELETE FROM consumers WHERE secret_id = $1",
         "DELETE FROM labels WHERE secret_id = $1",
         "DELETE FROM versions WHERE secret_id = $1",
         "DELETE FROM secrets WHERE id = $1",

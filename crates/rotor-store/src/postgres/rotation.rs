@@ -6,7 +6,7 @@ use super::db_error;
 use super::queries::get;
 use super::writer::{Change, Tx, db, taken};
 use crate::errors::refuse_if_deleted;
-use crate::rows::{rotation_record, select_rotations, steps_json};
+use crate::rows::{adoption_json, gates_json, rotation_record, select_rotations, steps_json};
 use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::AWSPENDING;
@@ -18,7 +18,7 @@ async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     sqlx::query(
         "UPDATE secrets SET rotation_enabled = $1, rotator = $2, rotation_rules = $3,
          last_rotated_at = $4, next_rotation_at = $5, rotation_due_at = $6, rotation_failed = $7,
-         rotation_principal = $8 WHERE id = $9",
+         rotation_principal = $8, rotation_adoption = $9 WHERE id = $10",
     )
     .bind(i64::from(r.enabled))
     .bind(&r.rotator)
@@ -28,6 +28,7 @@ async fn save_meta(c: &mut Change, secret: i64, r: &RotationMeta) -> Tx<()> {
     .bind(r.due.map(millis))
     .bind(&r.failed)
     .bind(&r.principal)
+    .bind(adoption_json(&r.adoption)?)
     .bind(secret)
     .execute(c.conn())
     .await
@@ -117,7 +118,7 @@ async fn save(
     lock_secret(c, r.secret).await?;
     let changed = sqlx::query(
         "UPDATE rotations SET status = $1, step = $2, attempt = $3, updated_at = $4, finished_at = $5,
-         resume_at = $6, error = $7, steps = $8, epoch = $9 WHERE secret_id = $10 AND token = $11",
+         resume_at = $6, error = $7, steps = $8, epoch = $9, gates = $10 WHERE secret_id = $11 AND token = $12",
     )
     .bind(r.status.as_str())
     .bind(r.step.as_str())
@@ -128,6 +129,7 @@ async fn save(
     .bind(&r.error)
     .bind(steps_json(&r)?)
     .bind(r.epoch)
+    .bind(gates_json(&r)?)
     .bind(r.secret)
     .bind(&r.token)
     .execute(c.conn())

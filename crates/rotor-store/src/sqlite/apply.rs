@@ -79,6 +79,13 @@ pub(super) async fn apply(
         Mutation::RecordMasterKey { key_id } => record_master_key(conn, key_id, now).await,
         Mutation::PruneEvents { older_than, limit } => prune_events(conn, older_than, limit).await,
         Mutation::Purge { secret } => purge(conn, secret, now).await,
+        Mutation::ReportConsumers { consumers } => super::consumers::report(conn, consumers).await,
+        Mutation::EndConsumer {
+            secret,
+            consumer,
+            principal,
+        } => super::consumers::end(conn, secret, &consumer, &principal, now).await,
+        Mutation::PruneConsumers { before } => super::consumers::prune(conn, before).await,
     }
 }
 
@@ -321,6 +328,7 @@ async fn purge(conn: &mut SqliteConnection, secret: i64, now: DateTime<Utc>) -> 
     // so the result does not depend on cascade settings.
     for sql in [
         "DELETE FROM rotations WHERE secret_id = ?",
+        "DELETE FROM consumers WHERE secret_id = ?",
         "DELETE FROM labels WHERE secret_id = ?",
         "DELETE FROM versions WHERE secret_id = ?",
         "DELETE FROM secrets WHERE id = ?",

@@ -3,7 +3,7 @@
 
 use super::apply::{board, meta_by_id, save_labels};
 use crate::errors::{db_error, refuse_if_deleted};
-use crate::rows::{rotation_record, select_rotations, steps_json};
+use crate::rows::{adoption_json, gates_json, rotation_record, select_rotations, steps_json};
 use crate::{DueRotations, Outcome, RotatorRow, SealedValue, from_millis, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::AWSPENDING;
@@ -23,7 +23,7 @@ async fn save_meta(conn: &mut SqliteConnection, secret: i64, r: &RotationMeta) -
     sqlx::query(
         "UPDATE secrets SET rotation_enabled = ?, rotator = ?, rotation_rules = ?,
          last_rotated_at = ?, next_rotation_at = ?, rotation_due_at = ?, rotation_failed = ?,
-         rotation_principal = ? WHERE id = ?",
+         rotation_principal = ?, rotation_adoption = ? WHERE id = ?",
     )
     .bind(i64::from(r.enabled))
     .bind(&r.rotator)
@@ -33,6 +33,7 @@ async fn save_meta(conn: &mut SqliteConnection, secret: i64, r: &RotationMeta) -
     .bind(r.due.map(millis))
     .bind(&r.failed)
     .bind(&r.principal)
+    .bind(adoption_json(&r.adoption)?)
     .bind(secret)
     .execute(&mut *conn)
     .await
@@ -189,7 +190,7 @@ async fn save(
     fence(conn, r.epoch).await?;
     let changed = sqlx::query(
         "UPDATE rotations SET status = ?, step = ?, attempt = ?, updated_at = ?, finished_at = ?,
-         resume_at = ?, error = ?, steps = ?, epoch = ? WHERE secret_id = ? AND token = ?",
+         resume_at = ?, error = ?, steps = ?, epoch = ?, gates = ? WHERE secret_id = ? AND token = ?",
     )
     .bind(r.status.as_str())
     .bind(r.step.as_str())
@@ -200,6 +201,7 @@ async fn save(
     .bind(&r.error)
     .bind(steps_json(&r)?)
     .bind(r.epoch)
+    .bind(gates_json(&r)?)
     .bind(r.secret)
     .bind(&r.token)
     .execute(&mut *conn)
