@@ -72,6 +72,15 @@ impl Agent {
         client: Arc<Client>,
         consumer_id: Option<String>,
     ) -> Result<Self, AgentError> {
+        let (heartbeat, lease) = config.heartbeat();
+        let reporter = Reporter::new(
+            &client,
+            pick_consumer_id(consumer_id, config),
+            heartbeat,
+            lease,
+        );
+        // Reads for the templates are this consumer's, which reports what it uses.
+        let client = reporter.client();
         let (vaults, rotor_vaults) = config.vaults(&client)?;
         let resolver = Resolver::new(vaults);
         let templates = config
@@ -90,9 +99,8 @@ impl Agent {
                 path: config.path.clone(),
             });
         }
-        let consumer = pick_consumer_id(consumer_id, config);
         Ok(Agent {
-            reporter: Reporter::new(client.clone(), consumer),
+            reporter,
             client,
             resolver,
             templates,
@@ -155,6 +163,8 @@ impl Agent {
             }
         }
         watch.abort();
+        // A clean exit: the server stops counting this consumer at once.
+        self.reporter.end().await;
         Ok(())
     }
 

@@ -3,6 +3,8 @@
 //! ```toml
 //! consumer_id = "web-1"            # how this agent reports itself (default HOSTNAME:PID)
 //! render_interval_ms = 1000        # the periodic re-render (the polling fallback)
+//! heartbeat_ms = 15000             # how often the consumer registration is renewed
+//! lease_secs = 60                  # gone, to the server, this long after the last renewal
 //!
 //! [server]
 //! addr = "https://rotor.internal:8200"   # else --addr / ROTOR_ADDR
@@ -141,6 +143,20 @@ pub enum VaultError {
     Aws(#[from] BackendError),
 }
 
+impl AgentConfig {
+    /// The consumer registration's heartbeat and lease.
+    pub fn heartbeat(&self) -> (std::time::Duration, i64) {
+        let every = self
+            .heartbeat_ms
+            .map(std::time::Duration::from_millis)
+            .unwrap_or(rotor_client::consumers::DEFAULT_HEARTBEAT);
+        let lease = self
+            .lease_secs
+            .unwrap_or(rotor_client::consumers::DEFAULT_LEASE_SECS);
+        (every, lease)
+    }
+}
+
 /// The whole file.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -149,6 +165,11 @@ pub struct AgentConfig {
     pub consumer_id: Option<String>,
     /// How often every template is rendered again from the cache (milliseconds).
     pub render_interval_ms: Option<u64>,
+    /// How often the consumer registration is renewed (milliseconds; 15000).
+    pub heartbeat_ms: Option<u64>,
+    /// How long a registration lasts without renewal (seconds; 60): once it has run
+    /// out the server counts this consumer as gone.
+    pub lease_secs: Option<i64>,
     /// `[server]`.
     #[serde(default)]
     pub server: ServerSection,

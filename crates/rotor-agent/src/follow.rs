@@ -1,8 +1,9 @@
 //! Following the server: the watch stream as a channel of changed secret names, kept
 //! connected across server restarts, and the reports of which version of each secret
-//! is in use (consumer acknowledgements).
+//! is in use (consumer registrations, renewed every heartbeat).
 
 use crate::Used;
+use rotor_client::consumers::ConsumerSession;
 use rotor_client::{Client, ClientError, Watch};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -125,42 +126,42 @@ pub fn spawn(
 /// Wait this long after a failed report before trying again.
 const REPORT_RETRY: Duration = Duration::from_secs(5);
 
-/// Reports, once per change, which version of each secret this consumer has in use.
+/// Registers which version of each secret this consumer uses: at once when it
+/// changes, and again every heartbeat so the server knows it is still there.
 pub struct Reporter {
-    client: Arc<Client>,
-    consumer: String,
-    /// The version last reported for each secret.
-    reported: BTreeMap<String, String>,
+    session: ConsumerSession,
     retry_after: Option<Instant>,
 }
 
 impl std::fmt::Debug for Reporter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reporter")
-            .field("consumer", &self.consumer)
-            .field("reported", &self.reported)
+            .field("session", &self.session)
             .finish_non_exhaustive()
     }
 }
 
 impl Reporter {
-    pub fn new(client: Arc<Client>, consumer: String) -> Self {
+    pub fn new(client: &Client, consumer: String, heartbeat: Duration, lease_secs: i64) -> Self {
         Reporter {
-            client,
-            consumer,
-            reported: BTreeMap::new(),
+            session: ConsumerSession::new(client, &consumer, heartbeat, lease_secs),
             retry_after: None,
         }
     }
 
     pub fn consumer(&self) -> &str {
-        &self.consumer
+        self.session.consumer()
+    }
+
+    /// The client to read through: its reads are this consumer's.
+    pub fn client(&self) -> Arc<Client> {
+        self.session.client().clone()
     }
 
     /// Reports the versions of `used` that read a vault in `rotor_vaults` (this
-    /// server) and differ from what was reported before. A secret used at several
-    /// versions is reported at the first one used. Failures are retried on a later
-    /// call, no sooner than [`REPORT_RETRY`].
+    /// server): those that changed, and all of them once a heartbeat is due. A secret
+    /// used at several versions is reported at the first one used. Failures are
+    /// retried on a later call, no sooner than [`REPORT_RETRY`].
     pub async fn report<'a>(
         &mut self,
         used: impl IntoIterator<Item = &'a Used>,
@@ -169,36 +170,26 @@ impl Reporter {
         if self.retry_after.is_some_and(|t| Instant::now() < t) {
             return;
         }
-        let mut wanted: BTreeMap<&str, &str> = BTreeMap::new();
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
         for u in used {
             if let (Some(vault), Some(secret), Some(version)) =
                 (&u.vault, &u.resource, &u.version_id)
                 && rotor_vaults.contains(vault)
             {
-                wanted.entry(secret).or_insert(version);
+                wanted.entry(secret.clone()).or_insert(version.clone());
             }
         }
-        for (secret, version) in wanted {
-            if self.reported.get(secret).map(String::as_str) == Some(version) {
-                continue;
-            }
-            match self
-                .client
-                .acknowledge(&self.consumer, secret, version)
-                .await
-            {
-                Ok(_) => {
-                    tracing::debug!(secret, version, "reported the version in use");
-                    self.reported
-                        .insert(secret.to_string(), version.to_string());
-                }
-                Err(e) => {
-                    tracing::debug!(secret, version, error = %e, "could not report the version in use; will retry");
-                    self.retry_after = Some(Instant::now() + REPORT_RETRY);
-                    return;
-                }
+        match self.session.report(&wanted).await {
+            Ok(()) => self.retry_after = None,
+            Err(e) => {
+                tracing::debug!(error = %e, "could not report the versions in use; will retry");
+                self.retry_after = Some(Instant::now() + REPORT_RETRY);
             }
         }
-        self.retry_after = None;
+    }
+
+    /// Leaves every secret reported: a clean exit blocks no rotation.
+    pub async fn end(&mut self) {
+        self.session.end().await;
     }
 }

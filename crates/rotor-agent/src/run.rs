@@ -190,10 +190,13 @@ pub async fn run(
         return Err(RunError::NoCommand);
     }
     let on_change = options.signal.as_deref().map(signal_name).transpose()?;
+    let (heartbeat, lease) = config.heartbeat();
+    let consumer = pick_consumer_id(options.consumer_id, config);
+    let mut reporter = Reporter::new(&client, consumer, heartbeat, lease);
+    // Reads for the command are this consumer's, which reports what it uses.
+    let client = reporter.client();
     let (vaults, rotor_vaults) = config.vaults(&client)?;
     let resolver = Resolver::new(vaults);
-    let consumer = pick_consumer_id(options.consumer_id, config);
-    let mut reporter = Reporter::new(client.clone(), consumer);
     let env = options.env;
 
     // The watch opens first, so that no change falls between it and the first values.
@@ -217,6 +220,8 @@ pub async fn run(
         let check = tokio::select! {
             status = child.wait() => {
                 watch.abort();
+                // The command ended: the server stops counting this consumer at once.
+                reporter.end().await;
                 return status.map_err(RunError::Wait);
             }
             change = changes.recv() => {

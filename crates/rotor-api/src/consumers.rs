@@ -1,5 +1,6 @@
-//! Consumers: which version of a secret each consumer (a `rotor agent`, a
-//! `rotor run`, an application using the client library) has in use.
+//! Consumers: who uses which version of a secret (a `rotor agent`, a `rotor run`, an
+//! application using the client library, and anyone who read it), and whether they
+//! are still there.
 
 use crate::Timestamp;
 use crate::secrets::VERSION_ID_PATTERN;
@@ -7,16 +8,19 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 crate::endpoint! {
-    /// Report the version of a secret a consumer has in use (`read` on the secret).
-    AcknowledgeVersion: Post "/v1/consumers" => 200 json(Acknowledged), body Acknowledgement;
-    /// Each consumer's latest report on a secret, and whether it is current.
+    /// Register as a consumer of a secret's version, or renew the registration (a
+    /// heartbeat); needs `read` on the secret.
+    RegisterConsumer: Post "/v1/consumers" => 200 json(Registered), body Registration;
+    /// A secret's consumers by version, live and gone, with those of its replicas.
     ListConsumers: Get "/v1/consumers/{*name}" => 200 json(ConsumerList);
+    /// A consumer leaves (a clean exit): it is gone at once and blocks nothing.
+    DeregisterConsumer: Delete "/v1/consumers/{*name}" => 200 json(Deregistered), query ConsumerQuery;
 }
 
-/// A consumer's report.
+/// A consumer's report: the version it uses.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Acknowledgement {
+pub struct Registration {
     /// The consumer's id: 1–256 characters, no control characters.
     #[schemars(extend("pattern" = r"^[^\x00-\x1f\x7f-\x9f]{1,256}$"))]
     pub consumer: String,
@@ -26,49 +30,87 @@ pub struct Acknowledgement {
     /// The version in use.
     #[schemars(extend("pattern" = VERSION_ID_PATTERN))]
     pub version_id: String,
+    /// How long the consumer stays live without another report (60 when left out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub lease_secs: Option<i64>,
 }
 
-/// A report recorded.
+/// A registration recorded.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
-pub struct Acknowledged {
+pub struct Registered {
     /// The secret's name.
     pub name: String,
     /// The consumer.
     pub consumer: String,
     /// The version.
     pub version_id: String,
+    /// When the consumer is gone unless it reports again.
+    pub expires: Timestamp,
 }
 
-/// A secret's consumers.
+/// `DELETE /v1/consumers/NAME?consumer=ID`.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumerQuery {
+    /// The consumer that leaves.
+    #[schemars(extend("pattern" = r"^[^\x00-\x1f\x7f-\x9f]{1,256}$"))]
+    pub consumer: String,
+}
+
+/// A consumer gone.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Deregistered {
+    /// The secret's name.
+    pub name: String,
+    /// The consumer.
+    pub consumer: String,
+}
+
+/// A secret's consumers, by version.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct ConsumerList {
     /// The secret's name.
     pub name: String,
     /// The version holding `AWSCURRENT`, if any.
     pub current_version: Option<String>,
-    /// Each consumer's latest report.
-    pub consumers: Vec<Consumer>,
-    /// Whether every report was seen (false when older ones were beyond the scan).
-    pub complete: bool,
-    /// How many events back the reports are looked for.
-    pub scan_limit: i64,
+    /// Each labeled version, then each unlabeled one a consumer still reports.
+    pub versions: Vec<VersionConsumers>,
 }
 
-/// A consumer's latest report.
+/// A version and who uses it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct VersionConsumers {
+    /// The version id.
+    pub version_id: String,
+    /// Its labels now.
+    pub stages: Vec<String>,
+    /// The live consumers on it.
+    pub live: Vec<Consumer>,
+    /// The consumers last seen on it that are gone (lease ran out, left, or a reader
+    /// past the secret's `assume_adopted_after`).
+    pub gone: Vec<Consumer>,
+}
+
+/// One consumer.
 #[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
 pub struct Consumer {
-    /// Its id.
+    /// Its id (a reader's is `PRINCIPAL@ADDRESS`).
     pub consumer: String,
-    /// The version it reported.
+    /// `registered` (it reports and heartbeats) or `reader` (it read the secret).
+    pub kind: String,
+    /// The version it uses.
     pub version_id: String,
-    /// That version's labels now.
-    pub stages: Vec<String>,
-    /// Whether that version is `AWSCURRENT`.
-    pub current: bool,
-    /// Where the report came from.
+    /// The principal it acts as.
+    pub principal: String,
+    /// Where it reports from.
     pub host: Option<String>,
-    /// When.
-    pub at: Timestamp,
-    /// The report's event sequence number.
-    pub seq: i64,
+    /// When it was first seen.
+    pub first_seen: Timestamp,
+    /// When it last reported or read.
+    pub last_seen: Timestamp,
+    /// Until when it counts as live.
+    pub live_until: Timestamp,
+    /// The replica it uses the secret through, if it reads a destination.
+    pub through: Option<String>,
 }

@@ -5,6 +5,7 @@
 
 use crate::Timestamp;
 use crate::secrets::VERSION_ID_PATTERN;
+use rotor_core::model::{AdoptionChange, AdoptionPolicy};
 use rotor_core::schedule::RotationRules;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -20,6 +21,76 @@ crate::endpoint! {
     CancelRotateSecret: Post "/v1/cancel-rotation/{*name}" => 200 json(Rotated);
     /// Rotate now, with the configured rotator.
     RotateSecret: Post "/v1/rotate/{*name}" => 200 json(Rotated), optional body RotateNow;
+    /// Rotation health of the secrets the caller may describe: overdue, failed and
+    /// waiting rotations, and consumers lagging behind AWSCURRENT.
+    RotationHealth: Get "/v1/sys/rotation-health" => 200 json(Health);
+}
+
+/// Rotation health.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Health {
+    /// Rotations past their start time and not started.
+    pub overdue: Vec<OverdueRotation>,
+    /// Secrets whose last rotation failed.
+    pub failed: Vec<FailedRotation>,
+    /// Rotations waiting for consumers to move on.
+    pub waiting: Vec<WaitingRotation>,
+    /// Live consumers on a version other than AWSCURRENT.
+    pub lagging: Vec<LaggingConsumer>,
+}
+
+/// A rotation that should have started.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct OverdueRotation {
+    /// The secret.
+    pub name: String,
+    /// When it was due.
+    pub due: Timestamp,
+    /// For how long, in seconds.
+    pub overdue_secs: i64,
+}
+
+/// A secret whose last rotation failed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct FailedRotation {
+    /// The secret.
+    pub name: String,
+    /// Why.
+    pub error: String,
+    /// When that rotation ended.
+    pub since: Option<Timestamp>,
+}
+
+/// A rotation waiting at an adoption gate.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct WaitingRotation {
+    /// The secret.
+    pub name: String,
+    /// The version the rotation creates.
+    pub version_id: String,
+    /// The step it waits before.
+    pub step: String,
+    /// The version its consumers still use.
+    pub held_version_id: String,
+    /// Who.
+    pub consumers: Vec<String>,
+    /// For how long, in seconds.
+    pub waiting_secs: i64,
+}
+
+/// A live consumer behind AWSCURRENT.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct LaggingConsumer {
+    /// The secret.
+    pub name: String,
+    /// The consumer.
+    pub consumer: String,
+    /// The version it uses.
+    pub version_id: String,
+    /// The version holding AWSCURRENT.
+    pub current_version_id: String,
+    /// Since AWSCURRENT moved there, in seconds.
+    pub lagging_secs: i64,
 }
 
 /// `PUT /v1/rotation/NAME`.
@@ -40,6 +111,9 @@ pub struct RotationConfig {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(extend("pattern" = VERSION_ID_PATTERN))]
     pub version_id: Option<String>,
+    /// What rotations do about the secret's consumers (the fields given change).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adoption: Option<AdoptionChange>,
 }
 
 /// `POST /v1/rotate/NAME`.
@@ -84,6 +158,8 @@ pub struct RotationState {
     pub failed: Option<String>,
     /// The principal rotations run as.
     pub principal: Option<String>,
+    /// What rotations do about the secret's consumers.
+    pub adoption: AdoptionPolicy,
     /// The latest rotation.
     pub latest: Option<Rotation>,
 }
@@ -113,6 +189,28 @@ pub struct Rotation {
     pub error: Option<String>,
     /// Its finished steps.
     pub steps: Vec<StepRun>,
+    /// The adoption gates it met, in order.
+    pub gates: Vec<Gate>,
+}
+
+/// An adoption gate: before a step that invalidates a credential, the live consumers
+/// that still used it.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Gate {
+    /// The step it guards (`setSecret`, `retirePrevious`).
+    pub step: String,
+    /// The version whose consumers it waits for.
+    pub version_id: String,
+    /// The attempt it belongs to.
+    pub attempt: i64,
+    /// When it started.
+    pub started: Timestamp,
+    /// The consumers it waited for when last checked.
+    pub waiting_for: Vec<String>,
+    /// When it was decided; absent while it waits.
+    pub passed: Option<Timestamp>,
+    /// `clear`, `adopted`, `timed_out`, `proceeded` or `refused`; absent while it waits.
+    pub outcome: Option<String>,
 }
 
 /// A finished step.

@@ -1,28 +1,138 @@
-//! Consumer acknowledgements: reporting which version of a secret a consumer has in
-//! use, and listing a secret's consumers.
+//! Consumers: registering which version of a secret this process uses (and
+//! heartbeating, so the server knows it is still there), leaving, and listing a
+//! secret's consumers.
+//!
+//! An application using this library directly is a consumer as the agent is: hold a
+//! [`ConsumerSession`], call [`ConsumerSession::report`] with the versions in use
+//! after each (re)load and on a timer, and [`ConsumerSession::end`] at a clean exit.
+//! A rotation then waits for it before invalidating the credential it uses.
 
 use crate::{Client, ClientError};
 use rotor_api::consumers as api;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How often a registration is renewed by default.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(15);
+
+/// How long a registration lasts without renewal by default: four missed heartbeats.
+pub const DEFAULT_LEASE_SECS: i64 = 60;
 
 impl Client {
-    /// Reports that `consumer` has version `version_id` of secret `name` in use.
-    pub async fn acknowledge(
+    /// Registers `consumer` as using version `version_id` of secret `name` (or renews
+    /// its registration), live for `lease_secs` (the server's default, 60, when `None`).
+    pub async fn register_consumer(
         &self,
         consumer: &str,
         name: &str,
         version_id: &str,
-    ) -> Result<api::Acknowledged, ClientError> {
-        let body = api::Acknowledgement {
+        lease_secs: Option<i64>,
+    ) -> Result<api::Registered, ClientError> {
+        let body = api::Registration {
             consumer: consumer.to_string(),
             secret: name.to_string(),
             version_id: version_id.to_string(),
+            lease_secs,
         };
-        self.send::<api::AcknowledgeVersion>(&[], None, Some(&body))
+        self.send::<api::RegisterConsumer>(&[], None, Some(&body))
             .await
     }
 
-    /// The latest report of each consumer of secret `name`, and whether it is current.
+    /// `consumer` leaves secret `name`: it is gone at once and blocks no rotation.
+    pub async fn deregister_consumer(
+        &self,
+        consumer: &str,
+        name: &str,
+    ) -> Result<api::Deregistered, ClientError> {
+        let query = api::ConsumerQuery {
+            consumer: consumer.to_string(),
+        };
+        self.send::<api::DeregisterConsumer>(&[name], Some(&query), None)
+            .await
+    }
+
+    /// Secret `name`'s consumers by version, live and gone.
     pub async fn consumers(&self, name: &str) -> Result<api::ConsumerList, ClientError> {
         self.send::<api::ListConsumers>(&[name], None, None).await
+    }
+}
+
+/// This process as a consumer: the version of each secret it uses, reported when it
+/// changes and renewed every heartbeat.
+pub struct ConsumerSession {
+    client: Arc<Client>,
+    consumer: String,
+    heartbeat: Duration,
+    lease_secs: i64,
+    /// Secret → (version, when last reported).
+    reported: BTreeMap<String, (String, Instant)>,
+}
+
+impl std::fmt::Debug for ConsumerSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsumerSession")
+            .field("consumer", &self.consumer)
+            .field("heartbeat", &self.heartbeat)
+            .field("lease_secs", &self.lease_secs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ConsumerSession {
+    /// A session for consumer id `consumer`, renewing every `heartbeat` a registration
+    /// that lasts `lease_secs`. Reads through [`ConsumerSession::client`] are marked as
+    /// this consumer's, so the server does not count them as an anonymous reader's too.
+    pub fn new(client: &Client, consumer: &str, heartbeat: Duration, lease_secs: i64) -> Self {
+        ConsumerSession {
+            client: Arc::new(client.as_consumer(consumer)),
+            consumer: consumer.to_string(),
+            heartbeat,
+            lease_secs,
+            reported: BTreeMap::new(),
+        }
+    }
+
+    /// The consumer id.
+    pub fn consumer(&self) -> &str {
+        &self.consumer
+    }
+
+    /// The client to read through: its requests say which consumer they are for.
+    pub fn client(&self) -> &Arc<Client> {
+        &self.client
+    }
+
+    /// Reports `in_use` (secret → version): each secret whose version changed, is
+    /// new, or is due for a heartbeat. Stops at the first failure; what was not
+    /// reported is tried again on the next call.
+    pub async fn report(&mut self, in_use: &BTreeMap<String, String>) -> Result<(), ClientError> {
+        let now = Instant::now();
+        for (secret, version) in in_use {
+            let due = match self.reported.get(secret) {
+                Some((v, at)) => v != version || now.duration_since(*at) >= self.heartbeat,
+                None => true,
+            };
+            if !due {
+                continue;
+            }
+            self.client
+                .register_consumer(&self.consumer, secret, version, Some(self.lease_secs))
+                .await?;
+            self.reported
+                .insert(secret.clone(), (version.clone(), Instant::now()));
+        }
+        Ok(())
+    }
+
+    /// Leaves every secret reported (a clean exit). Failures are ignored: the
+    /// registrations then end with their lease.
+    pub async fn end(&mut self) {
+        for secret in std::mem::take(&mut self.reported).into_keys() {
+            let _ = self
+                .client
+                .deregister_consumer(&self.consumer, &secret)
+                .await;
+        }
     }
 }

@@ -17,7 +17,7 @@
 
 pub mod backend;
 pub mod cache;
-mod consumers;
+pub mod consumers;
 mod events;
 pub mod reference;
 pub mod resolver;
@@ -71,6 +71,8 @@ pub struct Client {
     http: reqwest::Client,
     addr: String,
     token: SecretString,
+    /// The registered consumer its requests are made for, if any.
+    consumer: Option<String>,
 }
 
 impl std::fmt::Debug for Client {
@@ -157,18 +159,38 @@ impl Client {
             http,
             addr: addr.trim_end_matches('/').to_string(),
             token: SecretString::from(token),
+            consumer: None,
         })
+    }
+
+    /// The same client, saying in each request (`X-Rotor-Consumer`) that it reads for
+    /// registered consumer `consumer`: such reads are the consumer's, which reports
+    /// what it uses, not an anonymous reader's.
+    pub fn as_consumer(&self, consumer: &str) -> Client {
+        Client {
+            consumer: Some(consumer.to_string()),
+            ..self.clone()
+        }
     }
 
     /// A request to endpoint `E`, with `params` in place of its route's parameters.
     pub(crate) fn request<E: Endpoint>(&self, params: &[&str]) -> reqwest::RequestBuilder {
         let spec = E::spec();
-        self.http
+        let req = self
+            .http
             .request(
                 http_method(spec.method),
                 format!("{}{}", self.addr, spec.path(params)),
             )
-            .bearer_auth(self.token.expose_secret())
+            .bearer_auth(self.token.expose_secret());
+        match &self.consumer {
+            // The id when a header can carry it; its presence is what counts.
+            Some(id) if id.bytes().all(|b| b.is_ascii_graphic()) => {
+                req.header("x-rotor-consumer", id.as_str())
+            }
+            Some(_) => req.header("x-rotor-consumer", "1"),
+            None => req,
+        }
     }
 
     pub(crate) fn transport(&self, e: impl std::fmt::Display) -> ClientError {
@@ -398,13 +420,29 @@ impl Client {
         rotate_immediately: bool,
         version_id: Option<&str>,
     ) -> Result<rotation::Rotated, ClientError> {
-        let body = rotation::RotationConfig {
+        let config = rotation::RotationConfig {
             rotator: rotator.map(str::to_string),
             rules: rules.cloned(),
             rotate_immediately,
             version_id: version_id.map(str::to_string),
+            adoption: None,
         };
-        self.send::<rotation::ConfigureRotation>(&[name], None, Some(&body))
+        self.configure_rotation(name, &config).await
+    }
+
+    /// Rotation health of the secrets this token may describe.
+    pub async fn rotation_health(&self) -> Result<rotation::Health, ClientError> {
+        self.send::<rotation::RotationHealth>(&[], None, None).await
+    }
+
+    /// Configures a secret's rotation with every setting [`rotation::RotationConfig`]
+    /// has, the adoption policy included.
+    pub async fn configure_rotation(
+        &self,
+        name: &str,
+        config: &rotation::RotationConfig,
+    ) -> Result<rotation::Rotated, ClientError> {
+        self.send::<rotation::ConfigureRotation>(&[name], None, Some(config))
             .await
     }
 

@@ -434,7 +434,8 @@ impl AccessService {
         let secret_access_key = rotor_crypto::random::token("");
         let session_token = rotor_crypto::random::token("rts_");
         let expires = self.clock.now() + ttl;
-        let caller = Caller::new(name, Arc::from(vec![policy]));
+        // A rotator's reads are the rotation's, not a consumer's.
+        let caller = Caller::new(name, Arc::from(vec![policy])).untracked();
         let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
         scoped.tokens.insert(
             self.envelope.token_hash(&token),

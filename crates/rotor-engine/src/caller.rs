@@ -10,6 +10,10 @@ pub struct Caller {
     name: Arc<str>,
     policies: Arc<[Policy]>,
     unrestricted: bool,
+    /// Where the request came from, when it came over the network.
+    source: Option<std::net::IpAddr>,
+    /// Whether its reads make it an implicit consumer (see [`crate::consumers`]).
+    tracked: bool,
 }
 
 impl std::fmt::Debug for Caller {
@@ -27,6 +31,8 @@ impl Caller {
             name: name.into(),
             policies,
             unrestricted: false,
+            source: None,
+            tracked: true,
         }
     }
 
@@ -37,7 +43,31 @@ impl Caller {
             name: name.into(),
             policies: Arc::from(Vec::new()),
             unrestricted: true,
+            source: None,
+            tracked: false,
         }
+    }
+
+    /// The same caller, asking from `address`.
+    pub fn from_address(mut self, address: std::net::IpAddr) -> Self {
+        self.source = Some(address);
+        self
+    }
+
+    /// The same caller, whose reads do not make it an implicit consumer: a registered
+    /// consumer (its registration says what it uses), a rotator's scoped credentials.
+    pub fn untracked(mut self) -> Self {
+        self.tracked = false;
+        self
+    }
+
+    /// The address a tracked reader reads from, if its reads are tracked.
+    pub(crate) fn reader_address(&self) -> Option<std::net::IpAddr> {
+        self.source.filter(|_| self.tracked)
+    }
+
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.name.clone()
     }
 
     /// The principal's name.

@@ -175,6 +175,8 @@ pub struct SecretService {
     rules: std::sync::RwLock<Option<Arc<Vec<crate::replication::Rule>>>>,
     /// Principals, for work done on their behalf (a replication rule's copies).
     principals: std::sync::OnceLock<Arc<crate::AccessService>>,
+    /// Reads waiting to be written to the consumer registry.
+    readers: consumers::ReadTracker,
 }
 
 impl std::fmt::Debug for SecretService {
@@ -235,6 +237,7 @@ impl SecretService {
             identities: IdentityCache::default(),
             rules: Default::default(),
             principals: std::sync::OnceLock::new(),
+            readers: Default::default(),
         }
     }
 
@@ -665,6 +668,19 @@ impl SecretService {
                 })?
             }
         };
+        // A read of AWSCURRENT (what an application does) makes the reader a consumer
+        // of that version; a read by id or of another label (a rotation function, a
+        // tool, a fallback) does not.
+        let reads_current = version_id.is_none() && stage == Some(AWSCURRENT);
+        if reads_current && let Some(address) = caller.reader_address() {
+            self.readers.seen(
+                record.meta.id,
+                caller.name_arc(),
+                address,
+                &version.id,
+                self.clock.now(),
+            );
+        }
         let sealed = &version.sealed;
         let plain = self
             .envelope
@@ -1358,40 +1374,113 @@ impl SecretService {
     }
 }
 
-/// Consumer acknowledgements (see [`consumers`]).
+/// The consumer registry (see [`consumers`]).
 impl SecretService {
-    /// Records that `ack.consumer` has version `ack.version_id` of `ack.secret` in use.
-    /// Needs `read` on the secret (what the consumer needed to get the value); the
-    /// version must exist. Returns the secret's name.
-    pub async fn acknowledge(
+    /// Records that `reg.consumer` uses version `reg.version_id` of `reg.secret`, and
+    /// renews its lease. Needs `read` on the secret (what the consumer needed to get
+    /// the value); the version must exist, and a consumer id belongs to the principal
+    /// that first registered it.
+    pub async fn register_consumer(
         &self,
         caller: &Caller,
-        ack: &consumers::ConsumerAck,
-    ) -> Result<String> {
-        consumers::validate_consumer(&ack.consumer)?;
-        name::validate_version_id(&ack.version_id)?;
+        reg: &consumers::Registration,
+    ) -> Result<consumers::Registered> {
+        consumers::validate_consumer(&reg.consumer)?;
+        name::validate_version_id(&reg.version_id)?;
+        let lease = consumers::validate_lease(reg.lease_secs)?;
         let record = self
-            .resolve_for(caller, Capability::Read, &ack.secret)
+            .resolve_for(caller, Capability::Read, &reg.secret)
             .await?;
         if self
             .store()
-            .load_version(record.meta.id, &ack.version_id)
+            .load_version(record.meta.id, &reg.version_id)
             .await?
             .is_none()
         {
             return Err(Error::not_found(format!(
                 "Secret {} has no version {}",
-                record.meta.name, ack.version_id
+                record.meta.name, reg.version_id
             )));
         }
+        let before = self
+            .store()
+            .consumers(&[record.meta.id])
+            .await?
+            .into_iter()
+            .find(|r| r.consumer == reg.consumer);
+        if let Some(row) = &before
+            && row.principal != caller.name()
+        {
+            return Err(Error::new(
+                ErrorKind::AccessDenied,
+                format!(
+                    "Consumer {} of {} is registered by another principal",
+                    reg.consumer, record.meta.name
+                ),
+            ));
+        }
+        let now = self.now();
+        let expires = now + chrono::Duration::seconds(lease);
+        let row = rotor_store::ConsumerRow {
+            secret: record.meta.id,
+            consumer: reg.consumer.clone(),
+            kind: rotor_store::ConsumerKind::Registered,
+            version_id: reg.version_id.clone(),
+            principal: caller.name().to_string(),
+            host: reg.host.clone(),
+            first_seen: now,
+            last_seen: now,
+            expires: Some(expires),
+        };
+        let mut writes = vec![Mutation::ReportConsumers {
+            consumers: vec![row],
+        }];
+        // An event when it starts using a version, not for every heartbeat.
+        let adopted = before
+            .is_none_or(|r| r.version_id != reg.version_id || r.expires.is_some_and(|e| e <= now));
+        if adopted {
+            writes.push(consumers::ack_event(
+                &reg.consumer,
+                &reg.version_id,
+                reg.host.as_deref(),
+                &record.meta.name,
+            ));
+        }
+        self.store().apply(Mutation::Atomic(writes), now).await?;
+        Ok(consumers::Registered {
+            name: record.meta.name.clone(),
+            expires,
+        })
+    }
+
+    /// Consumer `consumer` of `secret_id` leaves (a clean exit): it is gone at once and
+    /// blocks nothing. Needs `read` on the secret; only the principal that registered
+    /// it can end it. Returns the secret's name.
+    pub async fn deregister_consumer(
+        &self,
+        caller: &Caller,
+        secret_id: &str,
+        consumer: &str,
+    ) -> Result<String> {
+        consumers::validate_consumer(consumer)?;
+        let record = self
+            .resolve_for(caller, Capability::Read, secret_id)
+            .await?;
         self.store()
-            .apply(consumers::ack_event(ack, &record.meta.name), self.now())
+            .apply(
+                Mutation::EndConsumer {
+                    secret: record.meta.id,
+                    consumer: consumer.to_string(),
+                    principal: caller.name().to_string(),
+                },
+                self.now(),
+            )
             .await?;
         Ok(record.meta.name.clone())
     }
 
-    /// The latest acknowledgement of each consumer of `secret_id`, with whether the
-    /// version it reported is `AWSCURRENT`; sorted by consumer id. Needs `describe`.
+    /// The consumers of `secret_id` and of its replicas, by version, live and gone.
+    /// Needs `describe`.
     pub async fn consumers(
         &self,
         caller: &Caller,
@@ -1400,6 +1489,63 @@ impl SecretService {
         let record = self
             .resolve_for(caller, Capability::Describe, secret_id)
             .await?;
-        consumers::scan(self.store().as_ref(), &record).await
+        self.consumers_of(&record).await
+    }
+
+    /// The consumers of `record` and its replicas, for the server's own decisions (a
+    /// rotation's gates): not authorized here.
+    pub(crate) async fn consumers_of(&self, record: &SecretRecord) -> Result<consumers::Consumers> {
+        let mut replicas = Vec::new();
+        for rule in self.rule_set().await?.iter() {
+            if rule.kind != replication::Kind::Copy {
+                continue;
+            }
+            let Some(destination) = rule.destination_of(&record.meta.name) else {
+                continue;
+            };
+            if let Some(dest) = self
+                .store()
+                .load(&rotor_store::Lookup::Name(destination.clone()))
+                .await?
+            {
+                replicas.push((dest.meta.id, destination));
+            }
+        }
+        consumers::view(self.store().as_ref(), record, &replicas, self.now()).await
+    }
+
+    /// Writes the reads noted since the last call to the registry (see
+    /// [`consumers::ReadTracker`]). Returns how many rows it wrote.
+    pub async fn flush_reads(&self) -> Result<usize> {
+        self.readers.flush(self.store.as_ref(), self.now()).await
+    }
+
+    /// Writes the reads noted to the registry every `every`, until the task is
+    /// aborted (call [`SecretService::flush_reads`] once more at shutdown).
+    pub fn spawn_read_tracking(
+        self: &Arc<Self>,
+        every: std::time::Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                if let Err(e) = me.flush_reads().await {
+                    tracing::warn!(error = %e, "cannot record readers in the consumer registry");
+                }
+            }
+        })
+    }
+
+    /// Forgets consumers gone for more than [`consumers::FORGET_AFTER_HOURS`].
+    pub async fn prune_consumers(&self) -> Result<()> {
+        let now = self.now();
+        let before = now - chrono::Duration::hours(consumers::FORGET_AFTER_HOURS);
+        self.store
+            .apply(Mutation::PruneConsumers { before }, now)
+            .await
+            .map(|_| ())
     }
 }

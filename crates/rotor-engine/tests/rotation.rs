@@ -332,6 +332,8 @@ struct Target {
     last_token: Option<String>,
     /// Hold createSecret until released.
     hold: Option<Arc<tokio::sync::Notify>>,
+    /// The versions a retirePrevious step was sent for (the AWSPREVIOUS then).
+    retired: Vec<String>,
 }
 
 struct Receiver {
@@ -500,6 +502,16 @@ async fn handle(
                 .update_stage(&me, &arn, AWSCURRENT, Some(token), current)
                 .await
                 .is_ok()
+        }
+        Step::RetirePrevious => {
+            let d = service.describe(&me, &arn).await.unwrap();
+            let previous = d
+                .versions_to_stages
+                .iter()
+                .find(|(_, l)| l.iter().any(|l| l == AWSPREVIOUS))
+                .map(|(id, _)| id.clone());
+            target.lock().unwrap().retired.extend(previous);
+            true
         }
     }
 }
@@ -1020,4 +1032,170 @@ async fn an_exec_rotator_needs_its_registrant_to_hold_exec_when_it_runs() {
     );
     assert!(!marker.exists(), "the command never ran");
     scheduler.abort();
+}
+
+async fn consumer_on(w: &World, consumer: &str, name: &str, version: &str) {
+    w.service
+        .register_consumer(
+            &root(),
+            &rotor_engine::consumers::Registration {
+                consumer: consumer.into(),
+                secret: name.into(),
+                version_id: version.into(),
+                host: None,
+                lease_secs: Some(600),
+            },
+        )
+        .await
+        .unwrap();
+}
+
+async fn current_version(w: &World, name: &str) -> String {
+    w.service
+        .get_value(&root(), name, None, None)
+        .await
+        .unwrap()
+        .version_id
+}
+
+/// Polls until the latest rotation of `name` waits at a gate; returns it.
+async fn waiting(w: &World, name: &str) -> rotor_core::model::RotationRecord {
+    for _ in 0..500 {
+        let view = w.rotations.view(&root(), name).await.unwrap();
+        if let Some(r) = view.latest
+            && r.status == RotationStatus::Running
+            && r.gates.last().is_some_and(|g| g.passed.is_none())
+        {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("rotation of {name} never waited");
+}
+
+/// The adoption gates: a rotation retires the previous credential only once its last
+/// live consumer has moved on; a consumer that does not move on in time keeps it valid
+/// (retirement skipped), and then makes the next rotation fail before setSecret with
+/// AWSCURRENT unchanged; a consumer that left blocks nothing.
+#[tokio::test]
+async fn rotations_wait_for_live_consumers_and_retire_what_nobody_uses() {
+    let (w, r) = webhook_world().await;
+    let key = w
+        .rotations
+        .create_rotator(
+            &root(),
+            "hook-r",
+            "webhook",
+            serde_json::json!({"url": r.url, "retire": true}),
+            false,
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    *r.key.lock().unwrap() = key.into_bytes();
+    let name = "svc/gated";
+    create(&w.service, name, "pw-initial").await;
+    r.target
+        .lock()
+        .unwrap()
+        .accepted
+        .insert("pw-initial".into());
+    let v0 = current_version(&w, name).await;
+    consumer_on(&w, "app-1", name, &v0).await;
+    let me = root();
+    let rotate = |timeout: i64, token: Option<String>| {
+        w.rotations.rotate_secret(
+            &me,
+            RotateRequest {
+                secret_id: name.into(),
+                token,
+                rotator: Some("hook-r".into()),
+                rules: every(1),
+                adoption: Some(rotor_core::model::AdoptionChange {
+                    retire_previous: Some(true),
+                    adoption_timeout_secs: Some(timeout),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+        )
+    };
+
+    // 1: nothing on AWSPREVIOUS yet, so setSecret goes at once; then the retirement
+    // waits for app-1 to leave v0.
+    let v1 = rotate(30, None).await.unwrap().version_id.unwrap();
+    let held = waiting(&w, name).await;
+    assert_eq!(held.step, Step::RetirePrevious);
+    let gate = held.gates.last().unwrap();
+    assert_eq!(gate.version, v0);
+    assert_eq!(gate.waiting_for, vec!["app-1".to_string()]);
+    assert_eq!(
+        held.gates.len(),
+        1,
+        "no AWSPREVIOUS yet, no gate before setSecret"
+    );
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert!(r.target.lock().unwrap().retired.is_empty(), "never before");
+    let moved = std::time::Instant::now();
+    consumer_on(&w, "app-1", name, &v1).await;
+    let rec = settled(&w, name).await;
+    assert_eq!(rec.status, RotationStatus::Succeeded, "{:?}", rec.error);
+    assert!(
+        moved.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        moved.elapsed()
+    );
+    assert_eq!(r.target.lock().unwrap().retired, vec![v0.clone()]);
+    assert_eq!(
+        rec.gates.last().unwrap().outcome.as_deref(),
+        Some("adopted")
+    );
+    let kinds: Vec<String> = w
+        .service
+        .store()
+        .events(0, 1000)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.secret.as_deref() == Some(name))
+        .map(|e| e.kind)
+        .collect();
+    for kind in ["rotation.waiting", "rotation.adopted", "rotation.retired"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+
+    // 2: app-1 stays on v1 (now AWSPREVIOUS) past the timeout: v1 is not retired.
+    let v2 = rotate(1, None).await.unwrap().version_id.unwrap();
+    let rec = settled(&w, name).await;
+    assert_eq!(rec.status, RotationStatus::Succeeded, "{:?}", rec.error);
+    assert_eq!(current_version(&w, name).await, v2);
+    assert_eq!(
+        rec.gates.last().unwrap().outcome.as_deref(),
+        Some("timed_out")
+    );
+    assert_eq!(r.target.lock().unwrap().retired, vec![v0.clone()]);
+
+    // 3: setSecret would now change the user app-1 still uses: the rotation fails
+    // before it, naming app-1, and AWSCURRENT stays on v2.
+    let v3 = rotate(1, None).await.unwrap().version_id;
+    let rec = settled(&w, name).await;
+    assert_eq!(rec.status, RotationStatus::Failed);
+    let error = rec.error.unwrap_or_default();
+    assert!(error.contains("app-1") && error.contains(&v1), "{error}");
+    assert_eq!(rec.steps.len(), 1, "setSecret never ran: {:?}", rec.steps);
+    assert_eq!(current_version(&w, name).await, v2);
+
+    // 4: once app-1 has left, nothing holds the rotation (the failed one's AWSPENDING
+    // taken off first, as AWS has it done).
+    w.service
+        .deregister_consumer(&root(), name, "app-1")
+        .await
+        .unwrap();
+    w.service
+        .update_stage(&root(), name, AWSPENDING, None, v3)
+        .await
+        .unwrap();
+    rotate(1, None).await.unwrap();
+    let rec = settled(&w, name).await;
+    assert_eq!(rec.status, RotationStatus::Succeeded, "{:?}", rec.error);
 }

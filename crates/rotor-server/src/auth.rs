@@ -99,6 +99,10 @@ impl Guard {
     }
 }
 
+/// The header a registered consumer (the agent, `rotor run`, the client library)
+/// sends with its reads.
+pub const CONSUMER_HEADER: &str = "x-rotor-consumer";
+
 async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let app = guard.app.clone();
@@ -118,8 +122,16 @@ async fn authenticate(State(guard): State<Guard>, req: Request, next: Next) -> R
     let mut principal = None;
     let mut req = req;
     let mut response = match authenticated {
-        Some(Ok(caller)) => {
+        Some(Ok(mut caller)) => {
             principal = Some(caller.name().to_string());
+            if let Some(PeerAddr(addr)) = peer {
+                caller = caller.from_address(addr.ip());
+            }
+            // A registered consumer says what it uses; its reads are not an implicit
+            // consumer's (rotor_engine::consumers).
+            if req.headers().contains_key(CONSUMER_HEADER) {
+                caller = caller.untracked();
+            }
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

@@ -90,7 +90,12 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             message: e.message(),
             status: StatusCode::UNAUTHORIZED,
         })?;
-        let caller = caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
+        let mut caller =
+            caller.ok_or_else(|| Error::internal("verified request without a caller"))?;
+        if let Some(PeerAddr(addr)) = peer {
+            // Its reads make it a consumer of what it read (see rotor_engine::consumers).
+            caller = caller.from_address(addr.ip());
+        }
         principal = Some(caller.name().to_string());
         dispatch(
             &app.service,
@@ -715,6 +720,7 @@ async fn rotate_secret(
                 rotator: req.rotation_lambda_arn,
                 rules: req.rotation_rules,
                 rotate_immediately: req.rotate_immediately,
+                adoption: None,
             },
         )
         .await?;

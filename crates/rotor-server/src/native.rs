@@ -53,6 +53,7 @@ pub(crate) fn routes() -> Routes {
         .at::<api::GetRandomPassword, _, _>(password)
         .at::<rot::DescribeRotation, _, _>(rotation)
         .at::<rot::ConfigureRotation, _, _>(set_rotation)
+        .at::<rot::RotationHealth, _, _>(rotation_health)
         .at::<rot::ListRotations, _, _>(rotation_history)
         .at::<rot::CancelRotateSecret, _, _>(cancel_rotation)
         .at::<rot::RotateSecret, _, _>(rotate)
@@ -391,6 +392,19 @@ fn rotation_out(r: &RotationRecord) -> rot::Rotation {
                 millis: s.millis,
             })
             .collect(),
+        gates: r
+            .gates
+            .iter()
+            .map(|g| rot::Gate {
+                step: g.step.clone(),
+                version_id: g.version.clone(),
+                attempt: g.attempt,
+                started: g.started.into(),
+                waiting_for: g.waiting_for.clone(),
+                passed: g.passed.map(Timestamp),
+                outcome: g.outcome.clone(),
+            })
+            .collect(),
     }
 }
 
@@ -411,6 +425,7 @@ fn rotation_state(v: &RotationView) -> rot::RotationState {
         next_rotation: m.next_rotation.filter(|_| m.enabled).map(Timestamp),
         failed: m.failed.clone(),
         principal: m.principal.clone(),
+        adoption: m.adoption,
         latest: v.latest.as_ref().map(rotation_out),
     }
 }
@@ -432,6 +447,56 @@ async fn rotation(
     Ok(Json(rotation_state(&view)))
 }
 
+async fn rotation_health(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+) -> Result<Json<rot::Health>> {
+    let h = app.rotations.health(&caller).await?;
+    Ok(Json(rot::Health {
+        overdue: h
+            .overdue
+            .into_iter()
+            .map(|o| rot::OverdueRotation {
+                name: o.name,
+                due: o.due.into(),
+                overdue_secs: o.for_secs,
+            })
+            .collect(),
+        failed: h
+            .failed
+            .into_iter()
+            .map(|f| rot::FailedRotation {
+                name: f.name,
+                error: f.error,
+                since: f.since.map(Timestamp),
+            })
+            .collect(),
+        waiting: h
+            .waiting
+            .into_iter()
+            .map(|w| rot::WaitingRotation {
+                name: w.name,
+                version_id: w.token,
+                step: w.step,
+                held_version_id: w.version,
+                consumers: w.consumers,
+                waiting_secs: w.for_secs,
+            })
+            .collect(),
+        lagging: h
+            .lagging
+            .into_iter()
+            .map(|l| rot::LaggingConsumer {
+                name: l.name,
+                consumer: l.consumer.consumer,
+                version_id: l.consumer.version_id,
+                current_version_id: l.current_version,
+                lagging_secs: l.for_secs,
+            })
+            .collect(),
+    }))
+}
+
 async fn set_rotation(
     State(app): State<Arc<App>>,
     Extension(caller): Extension<Caller>,
@@ -448,6 +513,7 @@ async fn set_rotation(
                 rotator: req.rotator,
                 rules: req.rules,
                 rotate_immediately: Some(req.rotate_immediately),
+                adoption: req.adoption,
             },
         )
         .await?;

@@ -156,6 +156,16 @@ pub trait Driver: Send + Sync {
         clone: &'a str,
         new_password: &'a str,
     ) -> BoxFuture<'a, Result<(), TargetError>>;
+
+    /// Connected as `admin`, stops `username` from logging in (PostgreSQL `NOLOGIN`,
+    /// MariaDB/MySQL `ACCOUNT LOCK`): the retirement of a previous credential.
+    /// Connections already open stay open. [`Driver::ensure_clone`] and
+    /// [`Driver::set_password`] let the user log in again.
+    fn disable_login<'a>(
+        &'a self,
+        admin: &'a Login,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<(), TargetError>>;
 }
 
 /// The driver for an engine name as AWS's database secrets spell it: `postgres`,

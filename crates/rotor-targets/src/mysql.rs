@@ -140,12 +140,36 @@ impl Driver for MySql {
             Ok(())
         })
     }
+
+    fn disable_login<'a>(
+        &'a self,
+        admin: &'a Login,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            check_name("user name", username, NAME_LIMIT)?;
+            let mut conn = connect(admin).await?;
+            let context = format!("locking {}", quote_name(username));
+            for host in hosts(&mut conn, username).await? {
+                sqlx::raw_sql(AssertSqlSafe(format!(
+                    "ALTER USER {} ACCOUNT LOCK",
+                    account(username, &host)
+                )))
+                .execute(&mut conn)
+                .await
+                .map_err(|e| error(&context, e, &[]))?;
+            }
+            close(conn).await;
+            Ok(())
+        })
+    }
 }
 
-/// `ALTER USER <account> IDENTIFIED WITH mysql_native_password AS '<hash>'`; the
-/// hash is `*` and hex digits: nothing to escape.
+/// `ALTER USER <account> IDENTIFIED WITH mysql_native_password AS '<hash>' ACCOUNT
+/// UNLOCK`: a new password for an account that may have been retired. The hash is
+/// `*` and hex digits: nothing to escape.
 fn alter_password(account: &str, hash: &str) -> String {
-    format!("ALTER USER {account} IDENTIFIED WITH mysql_native_password AS '{hash}'")
+    format!("ALTER USER {account} IDENTIFIED WITH mysql_native_password AS '{hash}' ACCOUNT UNLOCK")
 }
 
 /// The host entries of `user`; an error when there are none.

@@ -109,6 +109,29 @@ impl Driver for Postgres {
             Ok(())
         })
     }
+
+    fn disable_login<'a>(
+        &'a self,
+        admin: &'a Login,
+        username: &'a str,
+    ) -> BoxFuture<'a, Result<(), TargetError>> {
+        Box::pin(async move {
+            check_name("user name", username, NAME_LIMIT)?;
+            let mut conn = connect(admin).await?;
+            sqlx::raw_sql(AssertSqlSafe(format!(
+                "ALTER ROLE {} WITH NOLOGIN",
+                quote_ident(username)
+            )))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| {
+                let context = format!("disabling the login of {}", quote_ident(username));
+                error(&context, e, &[])
+            })?;
+            close(conn).await;
+            Ok(())
+        })
+    }
 }
 
 /// `CREATE`/`ALTER ROLE "user" WITH LOGIN <attributes> PASSWORD '<verifier>'`. The

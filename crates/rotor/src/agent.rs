@@ -133,40 +133,60 @@ fn print_consumers(doc: &ConsumerList) {
         doc.name,
         doc.current_version.as_deref().unwrap_or("-")
     );
-    if doc.consumers.is_empty() {
-        println!("none has reported a version");
-    } else {
-        let width = doc
-            .consumers
+    let all = || {
+        doc.versions
             .iter()
-            .map(|r| r.consumer.len())
-            .max()
-            .unwrap_or(0)
-            .max("CONSUMER".len());
+            .flat_map(|v| v.live.iter().chain(&v.gone))
+    };
+    if all().next().is_none() {
+        println!("none has reported a version or read it");
+        return;
+    }
+    let width = all()
+        .map(|c| c.consumer.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max("CONSUMER".len());
+    for v in &doc.versions {
+        if v.live.is_empty() && v.gone.is_empty() {
+            continue;
+        }
+        let stages = if v.stages.is_empty() {
+            "no labels".to_string()
+        } else {
+            v.stages.join(", ")
+        };
+        let current = doc.current_version.as_deref() == Some(v.version_id.as_str());
+        let lag = if current || v.live.is_empty() {
+            ""
+        } else {
+            "  LAGGING"
+        };
+        println!();
+        println!("Version {} ({stages}){lag}", v.version_id);
         println!(
-            "{:<width$}  {:<8}  {:<38}  {:<24}  {:<15}  REPORTED",
-            "CONSUMER", "STATUS", "VERSION", "STAGES", "HOST"
+            "  {:<width$}  {:<5}  {:<10}  {:<15}  {:<24}  UNTIL",
+            "CONSUMER", "STATE", "KIND", "HOST", "LAST SEEN"
         );
-        for r in &doc.consumers {
+        for (state, c) in v
+            .live
+            .iter()
+            .map(|c| ("live", c))
+            .chain(v.gone.iter().map(|c| ("gone", c)))
+        {
+            let name = match &c.through {
+                Some(replica) => format!("{} (via {replica})", c.consumer),
+                None => c.consumer.clone(),
+            };
             println!(
-                "{:<width$}  {:<8}  {:<38}  {:<24}  {:<15}  {}",
-                r.consumer,
-                if r.current { "current" } else { "STALE" },
-                r.version_id,
-                if r.stages.is_empty() {
-                    "-".to_string()
-                } else {
-                    r.stages.join(",")
-                },
-                r.host.as_deref().unwrap_or("-"),
-                r.at,
+                "  {:<width$}  {:<5}  {:<10}  {:<15}  {:<24}  {}",
+                name,
+                state,
+                c.kind,
+                c.host.as_deref().unwrap_or("-"),
+                c.last_seen.to_string(),
+                c.live_until,
             );
         }
-    }
-    if !doc.complete {
-        println!(
-            "(only the last {} events were searched; older reports are not shown)",
-            doc.scan_limit
-        );
     }
 }

@@ -98,8 +98,10 @@ pub enum Command {
     Agent(crate::agent::AgentArgs),
     /// Run a command with secrets in its environment; restart it when they change
     Run(crate::agent::RunArgs),
-    /// Show which version of a secret each agent and `rotor run` has in use
+    /// Show which version of a secret each consumer uses, live and gone
     Consumers(crate::agent::ConsumersArgs),
+    /// Rotation health: overdue, failed and waiting rotations, lagging consumers
+    Status,
 }
 
 #[derive(Subcommand, Debug)]
@@ -189,6 +191,9 @@ pub struct RotatorArgs {
     /// webhook, exec, lambda: longest a step may take, in milliseconds [default: 30000]
     #[arg(long)]
     pub timeout_ms: Option<u64>,
+    /// webhook, exec, lambda: also send Rotor's retirePrevious step, to disable the previous credential once no consumer uses it
+    #[arg(long)]
+    pub retire: bool,
     /// The type's settings as a JSON object; the options above are set on top of it
     #[arg(long, value_name = "JSON")]
     pub config: Option<String>,
@@ -219,6 +224,8 @@ pub enum RotationCommand {
         /// Also rotate now
         #[arg(long)]
         now: bool,
+        #[command(flatten)]
+        adoption: AdoptionArgs,
     },
     /// Show a secret's rotation: rotator, schedule, and the latest rotation's steps
     Show {
@@ -238,6 +245,53 @@ pub enum RotationCommand {
         /// Secret name or ARN
         name: String,
     },
+}
+
+/// What rotations do about a secret's consumers; each option left out keeps its
+/// setting.
+#[derive(Args, Debug, Default)]
+pub struct AdoptionArgs {
+    /// Don't wait for live consumers before invalidating the credential they use
+    #[arg(long)]
+    pub no_wait_for_consumers: bool,
+    /// Wait for live consumers again (the default)
+    #[arg(long, conflicts_with = "no_wait_for_consumers")]
+    pub wait_for_consumers: bool,
+    /// How long a rotation waits for its consumers (30s, 10m, 1h; at most 24h) [default: 10m]
+    #[arg(long, value_name = "DURATION", value_parser = seconds)]
+    pub adoption_timeout: Option<i64>,
+    /// What happens when that time runs out: fail (AWSCURRENT stays) or proceed [default: fail]
+    #[arg(long, value_name = "WHAT", value_parser = ["fail", "proceed"])]
+    pub on_timeout: Option<String>,
+    /// Retire the previous credential once every live consumer has adopted the new one
+    #[arg(long)]
+    pub retire_previous: bool,
+    /// Leave the previous credential valid until the next rotation (the default)
+    #[arg(long, conflicts_with = "retire_previous")]
+    pub keep_previous: bool,
+    /// How long a reader that is not a registered consumer counts as using what it last read [default: 1h]
+    #[arg(long, value_name = "DURATION", value_parser = seconds)]
+    pub assume_adopted_after: Option<i64>,
+}
+
+/// `30s`, `10m`, `2h`, `1d` or a number of seconds.
+pub fn seconds(text: &str) -> Result<i64, String> {
+    let (digits, unit) = match text.find(|c: char| !c.is_ascii_digit()) {
+        Some(i) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration such as 30s, 10m or 1h"))?;
+    let unit = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("{text:?} is not a duration such as 30s, 10m or 1h")),
+    };
+    n.checked_mul(unit)
+        .ok_or_else(|| format!("{text:?} is too long"))
 }
 
 #[derive(Subcommand, Debug)]

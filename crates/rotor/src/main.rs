@@ -53,6 +53,7 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Agent(args) => agent::agent(&cli.global, args).await,
             cli::Command::Run(args) => agent::run(&cli.global, args).await,
             cli::Command::Consumers(args) => agent::consumers(&cli.global, args).await,
+            cli::Command::Status => rotation::status(&cli.global).await,
         }
     })
 }

@@ -186,6 +186,7 @@ pub fn print_rotation(d: &RotationState) {
     if let Some(f) = &d.failed {
         println!("Last failure:  {f}");
     }
+    println!("Consumers:     {}", adoption(&d.adoption));
     let Some(r) = &d.latest else {
         println!("No rotation yet.");
         return;
@@ -213,6 +214,61 @@ pub fn print_rotation(d: &RotationState) {
             step.step, step.attempt, step.started, step.millis
         );
     }
+    if let Some(g) = r.gates.iter().rev().find(|g| g.passed.is_none())
+        && r.status == "running"
+    {
+        let deadline = g.started.0 + chrono::Duration::seconds(d.adoption.adoption_timeout_secs);
+        println!(
+            "  Waiting:   before {} for {} to leave version {} (since {}; until {}, then {})",
+            g.step,
+            g.waiting_for.join(", "),
+            g.version_id,
+            g.started,
+            rotor_api::Timestamp(deadline),
+            d.adoption.on_timeout.as_str()
+        );
+    }
+    let decided: Vec<_> = r.gates.iter().filter(|g| g.passed.is_some()).collect();
+    if !decided.is_empty() {
+        println!("  Gates:");
+    }
+    for g in decided {
+        let waited = g
+            .passed
+            .map(|p| (p.0 - g.started.0).num_milliseconds())
+            .unwrap_or(0);
+        let held = if g.waiting_for.is_empty() {
+            String::new()
+        } else {
+            format!("  ({})", g.waiting_for.join(", "))
+        };
+        println!(
+            "    {:<13} attempt {}  {:<9}  waited {} ms for version {}{held}",
+            g.step,
+            g.attempt,
+            g.outcome.as_deref().unwrap_or("-"),
+            waited,
+            g.version_id
+        );
+    }
+}
+
+/// The adoption policy in a line.
+fn adoption(p: &rotor_core::model::AdoptionPolicy) -> String {
+    if !p.wait_for_consumers {
+        return "not waited for".to_string();
+    }
+    format!(
+        "waited for up to {} s, then {}; previous credential {}; readers count for {} s",
+        p.adoption_timeout_secs,
+        p.on_timeout.as_str(),
+        if p.retire_previous {
+            "retired once unused"
+        } else {
+            "kept until the next rotation"
+        },
+        p.assume_adopted_after_secs
+    )
 }
 
 pub fn print_rotation_history(doc: &History) {
@@ -242,5 +298,54 @@ pub fn print_rotation_history(doc: &History) {
             r.error.as_deref().unwrap_or("")
         );
         println!("{}", line.trim_end());
+    }
+}
+
+/// How long, in the largest whole unit.
+fn ago(secs: i64) -> String {
+    match secs {
+        s if s < 120 => format!("{s} s"),
+        s if s < 7200 => format!("{} min", s / 60),
+        s if s < 172_800 => format!("{} h", s / 3600),
+        s => format!("{} days", s / 86_400),
+    }
+}
+
+pub fn print_health(h: &rotor_api::rotation::Health) {
+    if h.overdue.is_empty() && h.failed.is_empty() && h.waiting.is_empty() && h.lagging.is_empty() {
+        println!("All rotations healthy: none overdue, failed or waiting; no consumer lagging.");
+        return;
+    }
+    for o in &h.overdue {
+        println!(
+            "OVERDUE  {}  due {} ({} ago)",
+            o.name,
+            o.due,
+            ago(o.overdue_secs)
+        );
+    }
+    for f in &h.failed {
+        let since = f.since.map(|t| format!(" since {t}")).unwrap_or_default();
+        println!("FAILED   {}{since}: {}", f.name, f.error);
+    }
+    for w in &h.waiting {
+        println!(
+            "WAITING  {}  before {} for {} to leave version {} ({})",
+            w.name,
+            w.step,
+            w.consumers.join(", "),
+            w.held_version_id,
+            ago(w.waiting_secs)
+        );
+    }
+    for l in &h.lagging {
+        println!(
+            "LAGGING  {}  {} on {} (AWSCURRENT is {}, for {})",
+            l.name,
+            l.consumer,
+            l.version_id,
+            l.current_version_id,
+            ago(l.lagging_secs)
+        );
     }
 }

@@ -2,11 +2,12 @@
 //! a secret's rotation.
 
 use crate::admin::finish;
-use crate::cli::{Global, RotationCommand, RotatorArgs, RotatorCommand};
+use crate::cli::{AdoptionArgs, Global, RotationCommand, RotatorArgs, RotatorCommand};
 use crate::commands::client;
 use crate::output;
 use anyhow::{Context, bail};
 use rotor_client::RotationRules;
+use rotor_core::model::{AdoptionChange, OnTimeout};
 use serde_json::{Map, Value, json};
 use std::process::ExitCode;
 
@@ -70,6 +71,14 @@ fn rotator_config(args: &RotatorArgs) -> anyhow::Result<Value> {
     if let Some(field) = &args.field {
         set("--field", &["random"], "field", json!(field))?;
     }
+    if args.retire {
+        set(
+            "--retire",
+            &["webhook", "exec", "lambda"],
+            "retire",
+            json!(true),
+        )?;
+    }
     if let Some(ms) = args.timeout_ms {
         set(
             "--timeout-ms",
@@ -124,15 +133,21 @@ pub async fn rotation(global: &Global, cmd: RotationCommand) -> anyhow::Result<E
             schedule,
             window,
             now,
+            adoption,
         } => {
             let rules = RotationRules {
                 automatically_after_days: every_days,
                 schedule_expression: schedule,
                 duration: window,
             };
-            let doc = c
-                .set_rotation(&name, Some(&rotator), Some(&rules), now, None)
-                .await?;
+            let config = rotor_api::rotation::RotationConfig {
+                rotator: Some(rotator.clone()),
+                rules: Some(rules.clone()),
+                rotate_immediately: now,
+                version_id: None,
+                adoption: adoption_change(&adoption),
+            };
+            let doc = c.configure_rotation(&name, &config).await?;
             finish(global, &doc, |d| {
                 println!(
                     "{} rotates with {rotator}, {}",
@@ -164,6 +179,27 @@ pub async fn rotation(global: &Global, cmd: RotationCommand) -> anyhow::Result<E
     }
 }
 
+/// The adoption options given, as a change to the secret's policy (none when no
+/// option was given).
+fn adoption_change(a: &AdoptionArgs) -> Option<AdoptionChange> {
+    let flag = |on: bool, off: bool| match (on, off) {
+        (true, _) => Some(true),
+        (_, true) => Some(false),
+        _ => None,
+    };
+    let change = AdoptionChange {
+        wait_for_consumers: flag(a.wait_for_consumers, a.no_wait_for_consumers),
+        adoption_timeout_secs: a.adoption_timeout,
+        on_timeout: a.on_timeout.as_deref().map(|w| match w {
+            "proceed" => OnTimeout::Proceed,
+            _ => OnTimeout::Fail,
+        }),
+        retire_previous: flag(a.retire_previous, a.keep_previous),
+        assume_adopted_after_secs: a.assume_adopted_after,
+    };
+    (change != AdoptionChange::default()).then_some(change)
+}
+
 pub async fn rotate(
     global: &Global,
     name: &str,
@@ -177,5 +213,18 @@ pub async fn rotate(
             d.version_id.as_deref().unwrap_or("")
         );
         println!("(Follow it with `rotor rotation show {name}`.)");
+    })
+}
+
+/// `rotor status`: exit code 0 when nothing needs attention, 1 otherwise (for scripts
+/// and health checks).
+pub async fn status(global: &Global) -> anyhow::Result<ExitCode> {
+    let doc = client(global)?.rotation_health().await?;
+    let healthy = doc.overdue.is_empty() && doc.failed.is_empty() && doc.lagging.is_empty();
+    finish(global, &doc, output::print_health)?;
+    Ok(if healthy {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
     })
 }

@@ -370,6 +370,8 @@ async fn serve(node: Node) -> anyhow::Result<ExitCode> {
         }
         Err(e) => tracing::error!(error = %e, "replica sync at start failed"),
     }
+    let readers = service.spawn_read_tracking(Duration::from_millis(250));
+    let health = rotations.spawn_health_metrics(Duration::from_secs(15));
     let purger = {
         let service = service.clone();
         tokio::spawn(async move {
@@ -385,6 +387,9 @@ async fn serve(node: Node) -> anyhow::Result<ExitCode> {
                 }
                 if let Err(e) = service.prune_events(events_retention).await {
                     tracing::warn!(error = %e, "pruning the event outbox failed");
+                }
+                if let Err(e) = service.prune_consumers().await {
+                    tracing::warn!(error = %e, "pruning the consumer registry failed");
                 }
             }
         })
@@ -416,6 +421,11 @@ async fn serve(node: Node) -> anyhow::Result<ExitCode> {
     };
     rotor_server::serve::serve_with(listener, app.router(), tls, limits, shutdown).await?;
     purger.abort();
+    readers.abort();
+    health.abort();
+    if let Err(e) = service.flush_reads().await {
+        tracing::warn!(error = %e, "cannot record the last readers");
+    }
     scheduler.abort();
     rotations.release_lease().await;
     if let Some((caches, policies)) = followers {

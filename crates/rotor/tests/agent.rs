@@ -459,8 +459,13 @@ fn the_agent_keeps_its_files_while_the_server_is_down_and_recovers() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let doc = rt.block_on(c.consumers(DB)).unwrap();
-        if let Some(first) = doc.consumers.first().filter(|c| c.version_id == "v2") {
-            assert_eq!(first.consumer, "agent-1");
+        let on_v2 = doc
+            .versions
+            .iter()
+            .filter(|v| v.version_id == "v2")
+            .flat_map(|v| &v.live)
+            .any(|c| c.consumer == "agent-1");
+        if on_v2 {
             break;
         }
         assert!(Instant::now() < deadline, "{doc:?}");
@@ -474,24 +479,37 @@ fn consumers_json(url: &str, dir: &Path) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn consumer<'a>(doc: &'a Value, id: &str) -> &'a Value {
-    doc["consumers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|c| c["consumer"] == id)
-        .unwrap_or_else(|| panic!("{id} is not listed: {doc}"))
+/// Where consumer `id` is listed: its version's entry, itself, and whether it is live.
+fn find_consumer<'a>(doc: &'a Value, id: &str) -> Option<(&'a Value, &'a Value, bool)> {
+    for v in doc["versions"].as_array().unwrap() {
+        for (state, live) in [("live", true), ("gone", false)] {
+            if let Some(c) = v[state]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|c| c["consumer"] == id)
+            {
+                return Some((v, c, live));
+            }
+        }
+    }
+    None
+}
+
+fn consumer<'a>(doc: &'a Value, id: &str) -> (&'a Value, &'a Value, bool) {
+    find_consumer(doc, id).unwrap_or_else(|| panic!("{id} is not listed: {doc}"))
 }
 
 #[test]
-fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
+fn rotor_consumers_lists_each_version_with_its_live_and_gone_consumers() {
     let dir = tempfile::tempdir().unwrap();
     let server = dev(dir.path());
     let c = client(&server);
     let rt = runtime();
     rt.block_on(c.create(DB, Some(&db_value("one")), None, &[], Some("v1")))
         .unwrap();
-    write_config(dir.path(), "");
+    // Short leases, so that a consumer killed without leaving is gone within the test.
+    write_config(dir.path(), "heartbeat_ms = 300\nlease_secs = 2");
     // An init container rendered v1 and exited: it will not move on.
     let once = rotor(
         &server.url,
@@ -538,11 +556,7 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
         loop {
             let doc = consumers_json(&server.url, dir.path());
             let at = |id: &str| {
-                doc["consumers"]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .any(|c| c["consumer"] == id && c["version_id"] == want)
+                find_consumer(&doc, id).is_some_and(|(v, _, live)| live && v["version_id"] == want)
             };
             if at("agent-1") && at("run-1") {
                 return doc;
@@ -558,55 +572,105 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
     };
     let doc = settled("v1");
     assert_eq!(doc["current_version"], "v1");
-    assert!(
-        doc["consumers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|c| c["current"] == true)
-    );
 
     rt.block_on(c.put(DB, &db_value("two"), Some("v2"), &[]))
         .unwrap();
     let doc = settled("v2");
     assert_eq!(doc["current_version"], "v2");
-    assert_eq!(doc["complete"], true);
     for id in ["agent-1", "run-1"] {
-        let c = consumer(&doc, id);
-        assert_eq!(c["current"], true, "{c}");
-        assert_eq!(c["stages"], serde_json::json!(["AWSCURRENT"]));
+        let (v, c, _) = consumer(&doc, id);
+        assert_eq!(v["stages"], serde_json::json!(["AWSCURRENT"]), "{doc}");
         assert_eq!(c["host"], "127.0.0.1");
+        assert_eq!(c["kind"], "registered");
+        assert_eq!(c["principal"], "root");
     }
-    let stale = consumer(&doc, "init-1");
-    assert_eq!(stale["version_id"], "v1");
-    assert_eq!(stale["current"], false);
-    assert_eq!(stale["stages"], serde_json::json!(["AWSPREVIOUS"]));
+    // The init container stopped heartbeating when it exited: gone once its lease
+    // (2 s) ran out, still listed on the version it used.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let doc = loop {
+        let doc = consumers_json(&server.url, dir.path());
+        if !consumer(&doc, "init-1").2 {
+            break doc;
+        }
+        assert!(Instant::now() < deadline, "init-1 never went: {doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let (v, _, _) = consumer(&doc, "init-1");
+    assert_eq!(v["version_id"], "v1");
+    assert_eq!(v["stages"], serde_json::json!(["AWSPREVIOUS"]));
+    // The agents' own reads are theirs, not an anonymous reader's.
+    let readers: Vec<_> = doc["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|v| {
+            v["live"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .chain(v["gone"].as_array().unwrap())
+        })
+        .filter(|c| c["kind"] == "reader")
+        .collect();
+    assert!(readers.is_empty(), "{doc}");
 
     let out = rotor(&server.url, dir.path(), &["consumers", DB]);
     assert!(out.status.success());
     let table = String::from_utf8_lossy(&out.stdout);
-    let line = |id: &str| {
+    let at = |text: &str| {
         table
-            .lines()
-            .find(|l| l.starts_with(id))
-            .unwrap_or_else(|| panic!("{id} not in\n{table}"))
-            .to_string()
+            .find(text)
+            .unwrap_or_else(|| panic!("{text:?} not in\n{table}"))
     };
     assert!(
         table.starts_with(&format!("Consumers of {DB} (AWSCURRENT is v2)")),
         "{table}"
     );
+    let line = |id: &str| {
+        table
+            .lines()
+            .find(|l| l.trim_start().starts_with(id))
+            .unwrap_or_else(|| panic!("{id} not in\n{table}"))
+            .to_string()
+    };
+    assert!(at("Version v1 (AWSPREVIOUS)") < at("init-1"), "{table}");
+    assert!(at("Version v2 (AWSCURRENT)") < at("agent-1"), "{table}");
+    assert!(line("init-1").contains(" gone "), "{table}");
+    assert!(line("agent-1").contains(" live "), "{table}");
+    assert!(line("run-1").contains(" live "), "{table}");
+
+    // A clean exit leaves at once; a process killed without leaving counts until its
+    // lease runs out, and then never again.
+    let mut run = run;
+    Command::new("kill")
+        .args(["-TERM", &run.child.id().to_string()])
+        .status()
+        .unwrap();
+    run.child.wait().unwrap();
+    let doc = consumers_json(&server.url, dir.path());
+    assert!(!consumer(&doc, "run-1").2, "left at exit: {doc}");
+    let mut agent = agent;
+    agent.child.kill().unwrap();
+    agent.child.wait().unwrap();
+    let killed = Instant::now();
+    let doc = consumers_json(&server.url, dir.path());
     assert!(
-        line("init-1").contains("STALE") && line("init-1").contains("AWSPREVIOUS"),
-        "{table}"
+        consumer(&doc, "agent-1").2,
+        "live until its lease ends: {doc}"
     );
-    assert!(line("agent-1").contains("current"), "{table}");
-    assert!(line("run-1").contains("current"), "{table}");
+    loop {
+        let doc = consumers_json(&server.url, dir.path());
+        if !consumer(&doc, "agent-1").2 {
+            break;
+        }
+        assert!(killed.elapsed() < Duration::from_secs(5), "{doc}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // A report names an existing version; it needs read on the secret, and reading
     // the reports needs describe.
     let err = rt
-        .block_on(c.acknowledge("me", DB, "no-such-version"))
+        .block_on(c.register_consumer("me", DB, "no-such-version", None))
         .unwrap_err();
     assert!(err.to_string().contains("no version"), "{err}");
     rt.block_on(async {
@@ -627,7 +691,10 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
             clients.push(rotor_client::Client::new(&server.url, t.token.expose()).unwrap());
         }
         let (describer, reader) = (&clients[0], &clients[1]);
-        let denied = describer.acknowledge("d", DB, "v2").await.unwrap_err();
+        let denied = describer
+            .register_consumer("d", DB, "v2", None)
+            .await
+            .unwrap_err();
         assert!(
             denied.to_string().contains("AccessDeniedException"),
             "{denied}"
@@ -636,7 +703,19 @@ fn rotor_consumers_lists_each_consumers_version_and_flags_a_stale_one() {
             describer.consumers(DB).await.unwrap().current_version,
             Some("v2".to_string())
         );
-        reader.acknowledge("r", DB, "v2").await.unwrap();
+        reader.register_consumer("r", DB, "v2", None).await.unwrap();
+        // A consumer id is its registrant's: another principal can neither move it to
+        // another version (which would let a rotation go on without it) nor end it.
+        let hijack = reader
+            .register_consumer("agent-1", DB, "v2", None)
+            .await
+            .unwrap_err();
+        assert!(
+            hijack
+                .to_string()
+                .contains("registered by another principal"),
+            "{hijack}"
+        );
         let denied = reader.consumers(DB).await.unwrap_err();
         assert!(
             denied.to_string().contains("AccessDeniedException"),

@@ -65,8 +65,20 @@ async fn rotate(c: &rotor_client::Client, first: bool) {
             automatically_after_days: Some(30),
             ..Default::default()
         };
-        c.set_rotation(NAME, Some("pg-alt"), Some(&rules), true, None)
-            .await
+        // Rotations here do not wait for this application (whose cache keeps the old
+        // credential until it fails): what is measured is `try` recovering from
+        // stale credentials, as it must when nothing holds a rotation back.
+        let config = rotor_api::rotation::RotationConfig {
+            rotator: Some("pg-alt".into()),
+            rules: Some(rules),
+            rotate_immediately: true,
+            version_id: None,
+            adoption: Some(rotor_core::model::AdoptionChange {
+                wait_for_consumers: Some(false),
+                ..Default::default()
+            }),
+        };
+        c.configure_rotation(NAME, &config).await
     } else {
         c.rotate(NAME, None).await
     }

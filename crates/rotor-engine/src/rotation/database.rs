@@ -17,7 +17,7 @@
 //! `engine`, `host` and `port` must be the secret's. Errors met while using it say
 //! what failed, never what the master holds (its user, host, or shape).
 
-use super::rotators::{BoxFuture, Ctx, Rotator};
+use super::rotators::{BoxFuture, Ctx, Invalidates, Rotator};
 use rotor_core::model::Step;
 use rotor_core::password::PasswordSpec;
 use rotor_core::value::SecretValue;
@@ -259,6 +259,31 @@ impl Database {
             .map_err(target_error)
     }
 
+    /// Alternating users: stops the `AWSPREVIOUS` user from logging in, through the
+    /// master. Only ever the user that is not `AWSCURRENT`'s; the next rotation's
+    /// `setSecret` lets it in again with its new password.
+    async fn retire(&self, ctx: &Ctx<'_>) -> Result<()> {
+        if self.config.strategy != Strategy::AlternatingUsers {
+            return Ok(());
+        }
+        let current = parse_creds(&ctx.current().await?, "AWSCURRENT")?;
+        let previous = parse_creds(&ctx.previous().await?, "AWSPREVIOUS")?;
+        if previous.login.username != other_user(&current.login.username) {
+            return Err(Error::invalid_request(
+                "the AWSPREVIOUS version's username is not the user this rotation alternates with",
+            ));
+        }
+        let admin = self.master(ctx, &current).await?.ok_or_else(|| {
+            Error::invalid_request(
+                "Retiring the previous user needs a masterarn in the secret's value",
+            )
+        })?;
+        self.driver
+            .disable_login(&admin, &previous.login.username)
+            .await
+            .map_err(master_error)
+    }
+
     /// Single-user only: puts the `AWSCURRENT` password back, logging in as the
     /// master or with the new password the database may now hold.
     async fn put_back(&self, ctx: &Ctx<'_>) -> Result<()> {
@@ -301,12 +326,24 @@ impl Rotator for Database {
                 Step::SetSecret => self.set(ctx).await,
                 Step::TestSecret => self.test(ctx).await,
                 Step::FinishSecret => ctx.finish().await,
+                Step::RetirePrevious => self.retire(ctx).await,
             }
         })
     }
 
     fn revert<'a>(&'a self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.put_back(ctx))
+    }
+
+    fn invalidates(&self) -> Invalidates {
+        match self.config.strategy {
+            Strategy::SingleUser => Invalidates::Current,
+            Strategy::AlternatingUsers => Invalidates::Previous,
+        }
+    }
+
+    fn retires(&self) -> bool {
+        self.config.strategy == Strategy::AlternatingUsers
     }
 }
 

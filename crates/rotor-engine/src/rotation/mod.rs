@@ -28,6 +28,8 @@
 //! or lost a right, makes the step fail; nothing is done in its name.
 
 mod database;
+mod gates;
+pub mod health;
 mod operations;
 mod registry;
 mod rotators;
@@ -100,6 +102,8 @@ pub struct RotateRequest {
     pub rules: Option<RotationRules>,
     /// Rotate now (the default) or only at the next window.
     pub rotate_immediately: Option<bool>,
+    /// A change to what rotations do about the secret's consumers.
+    pub adoption: Option<rotor_core::model::AdoptionChange>,
 }
 
 /// `RotateSecret`'s and `CancelRotateSecret`'s answer.

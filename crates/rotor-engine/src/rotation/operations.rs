@@ -108,6 +108,9 @@ impl Rotations {
                     .map_err(|_| Error::internal("rules could not be encoded"))?,
             );
         }
+        if let Some(change) = &req.adoption {
+            meta.adoption = change.apply(meta.adoption)?;
+        }
         let immediately = req.rotate_immediately.unwrap_or(true);
         let secret = record.meta.id;
         // AWS: AWSPENDING on a version other than AWSCURRENT means a previous
@@ -189,6 +192,7 @@ impl Rotations {
             // Started by the scheduler's holder: fenced. Elsewhere (an API call on
             // another node): unfenced, and the holder picks it up.
             epoch: self.leader_epoch().unwrap_or(0),
+            gates: Vec::new(),
         };
         let out = self
             .service

@@ -16,7 +16,7 @@
 use super::Rotations;
 use super::database::Database;
 use crate::service::PutValue;
-use rotor_core::label::{AWSCURRENT, AWSPENDING};
+use rotor_core::label::{AWSCURRENT, AWSPENDING, AWSPREVIOUS};
 use rotor_core::model::Step;
 use rotor_core::password::PasswordSpec;
 use rotor_core::policy::{Capability, Effect, Policy, Statement};
@@ -83,6 +83,9 @@ struct WebhookConfig {
     url: String,
     #[serde(default = "default_timeout")]
     timeout_ms: u64,
+    /// Handles Rotor's `retirePrevious` step (AWS's functions do not know it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    retire: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -93,6 +96,9 @@ struct ExecConfig {
     timeout_ms: u64,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Handles Rotor's `retirePrevious` step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    retire: bool,
 }
 
 fn default_python() -> String {
@@ -112,6 +118,9 @@ struct LambdaConfig {
     timeout_ms: u64,
     #[serde(default)]
     env: BTreeMap<String, String>,
+    /// Handles Rotor's `retirePrevious` step.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    retire: bool,
 }
 
 /// How a new random value is made: `GetRandomPassword`'s options, and the JSON
@@ -270,6 +279,16 @@ impl Ctx<'_> {
             .value)
     }
 
+    /// The value holding `AWSPREVIOUS`.
+    pub async fn previous(&self) -> Result<SecretValue> {
+        Ok(self
+            .rot
+            .service
+            .get_value(&self.caller(), self.name, None, Some(AWSPREVIOUS))
+            .await?
+            .value)
+    }
+
     /// The new version's value.
     pub async fn pending(&self) -> Result<SecretValue> {
         Ok(self
@@ -414,6 +433,28 @@ pub(super) trait Rotator: Send + Sync {
     fn revert<'a>(&'a self, _ctx: &'a Ctx<'a>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+
+    /// Which credential `setSecret` invalidates. Unknown rotators are taken to
+    /// follow AWS's alternating-users scheme: they change the user on `AWSPREVIOUS`.
+    fn invalidates(&self) -> Invalidates {
+        Invalidates::Previous
+    }
+
+    /// Whether it runs the `retirePrevious` step.
+    fn retires(&self) -> bool {
+        false
+    }
+}
+
+/// The credential a rotator's `setSecret` stops from working.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Invalidates {
+    /// None: a new value with no system behind it.
+    Nothing,
+    /// The one on `AWSCURRENT` (single user: the password changes in place).
+    Current,
+    /// The one on `AWSPREVIOUS` (alternating users).
+    Previous,
 }
 
 /// The rotator a stored row describes.
@@ -445,6 +486,7 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 url: c.url,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 key: key.to_vec(),
+                retire: c.retire,
             })
         }
         "exec" => {
@@ -454,6 +496,7 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 env: c.env,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 lambda: false,
+                retire: c.retire,
             })
         }
         "lambda" => {
@@ -471,6 +514,7 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 env,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 lambda: true,
+                retire: c.retire,
             })
         }
         "random" => Box::new(Random {
@@ -527,10 +571,14 @@ impl Rotator for Random {
                     };
                     ctx.put_pending(value).await
                 }
-                Step::SetSecret | Step::TestSecret => Ok(()),
+                Step::SetSecret | Step::TestSecret | Step::RetirePrevious => Ok(()),
                 Step::FinishSecret => ctx.finish().await,
             }
         })
+    }
+
+    fn invalidates(&self) -> Invalidates {
+        Invalidates::Nothing
     }
 }
 
@@ -540,6 +588,7 @@ struct Webhook {
     url: String,
     timeout: std::time::Duration,
     key: Vec<u8>,
+    retire: bool,
 }
 
 impl Rotator for Webhook {
@@ -553,6 +602,10 @@ impl Rotator for Webhook {
             sent
         })
     }
+
+    fn retires(&self) -> bool {
+        self.retire
+    }
 }
 
 /// `exec` and `lambda`: a local command with the event on stdin.
@@ -561,6 +614,7 @@ struct Exec {
     env: BTreeMap<String, String>,
     timeout: std::time::Duration,
     lambda: bool,
+    retire: bool,
 }
 
 impl Rotator for Exec {
@@ -571,6 +625,10 @@ impl Rotator for Exec {
             ctx.rot.access.revoke_scoped(&creds);
             result
         })
+    }
+
+    fn retires(&self) -> bool {
+        self.retire
     }
 }
 

@@ -1,5 +1,6 @@
 //! Drives one rotation through its steps, recording each before the next starts.
 
+use super::gates::{self, Verdict};
 use super::rotators::{self, Ctx};
 use super::{Rotations, reschedule};
 use rotor_core::label::AWSCURRENT;
@@ -10,23 +11,42 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// Runs rotation `token` of `secret` from its recorded step until it succeeds,
-/// fails for good, waits for a retry, or is cancelled.
-pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &str) -> Result<()> {
+/// fails for good, waits for a retry, or is cancelled: `Ok(None)`. `Ok(Some(wait))`
+/// when it waits at an adoption gate: call again after `wait`.
+pub(super) async fn run(
+    rot: &Arc<Rotations>,
+    secret: i64,
+    name: &str,
+    token: &str,
+) -> Result<Option<std::time::Duration>> {
     let store = rot.store();
     loop {
         let Some(mut r) = store.rotation(secret, token).await? else {
-            return Ok(());
+            return Ok(None);
         };
         if r.status != RotationStatus::Running || r.resume_at.is_some_and(|t| t > rot.now()) {
-            return Ok(());
+            return Ok(None);
         }
         // Only the scheduler lease's holder advances a rotation, under its epoch.
         let Some(epoch) = rot.leader_epoch() else {
-            return Ok(());
+            return Ok(None);
         };
         r.epoch = epoch;
         let record = rot.service.resolve(name).await?;
         let step = r.step;
+        match gates::check(rot, &record, &mut r, step).await? {
+            Verdict::Pass => {}
+            Verdict::Wait { changed } => {
+                if changed {
+                    save(rot, name, &record.meta.arn, r, None).await?;
+                }
+                return Ok(Some(gates::POLL));
+            }
+            Verdict::Skip => return succeed(rot, name, token, r).await.map(|_| None),
+            Verdict::Fail(e) => {
+                return give_up(rot, name, token, r, step, e).await.map(|_| None);
+            }
+        }
         let started = rot.now();
         let clock = Instant::now();
         let result = async {
@@ -55,7 +75,7 @@ pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &s
         // A cancellation during the step wins: stop without recording it.
         match store.rotation(secret, token).await? {
             Some(now) if now.status == RotationStatus::Running => {}
-            _ => return Ok(()),
+            _ => return Ok(None),
         }
         let millis = clock.elapsed().as_millis() as i64;
         metrics::histogram!("rotor_rotation_step_seconds", "step" => step.as_str())
@@ -69,17 +89,74 @@ pub(super) async fn run(rot: &Arc<Rotations>, secret: i64, name: &str, token: &s
                     millis,
                 });
                 r.error = None;
-                match step.next() {
+                match next_step(rot, &record, &r, step).await {
                     Some(next) => {
                         r.step = next;
                         save(rot, name, &record.meta.arn, r, None).await?;
                     }
-                    None => return succeed(rot, name, token, r).await,
+                    None => {
+                        if step == Step::RetirePrevious {
+                            retired_event(rot, &record, &r).await?;
+                        }
+                        return succeed(rot, name, token, r).await.map(|_| None);
+                    }
                 }
             }
-            Err(e) => return failed_attempt(rot, name, token, r, step, e).await,
+            Err(e) => {
+                return failed_attempt(rot, name, token, r, step, e)
+                    .await
+                    .map(|_| None);
+            }
         }
     }
+}
+
+/// The step after `step`: AWS's four, then `retirePrevious` when the secret's
+/// adoption policy asks for it and the rotator can.
+async fn next_step(
+    rot: &Rotations,
+    record: &rotor_store::SecretRecord,
+    r: &RotationRecord,
+    step: Step,
+) -> Option<Step> {
+    if let Some(next) = step.next() {
+        return Some(next);
+    }
+    let retire = step == Step::FinishSecret
+        && record.meta.rotation.adoption.retire_previous
+        && rot
+            .rotator_row(&r.rotator)
+            .await
+            .and_then(|row| rotators::build(&row, rot))
+            .is_ok_and(|rotator| rotator.retires());
+    retire.then_some(Step::RetirePrevious)
+}
+
+async fn retired_event(
+    rot: &Rotations,
+    record: &rotor_store::SecretRecord,
+    r: &RotationRecord,
+) -> Result<()> {
+    metrics::counter!("rotor_rotation_retirements_total").increment(1);
+    let version = r
+        .gates
+        .iter()
+        .rev()
+        .find(|g| g.step == Step::RetirePrevious.as_str())
+        .map(|g| g.version.clone());
+    let detail = serde_json::json!({"token": r.token, "version": version});
+    rot.service
+        .apply_rotation(
+            &record.meta.name,
+            &record.meta.arn,
+            Mutation::AppendEvent {
+                kind: "rotation.retired".into(),
+                secret: Some(record.meta.name.clone()),
+                detail: detail.to_string(),
+            },
+        )
+        .await
+        .map(|_| ())
 }
 
 async fn save(
@@ -119,15 +196,7 @@ async fn succeed(rot: &Rotations, name: &str, token: &str, mut r: RotationRecord
         let e = Error::invalid_request(
             "finishSecret returned, but AWSCURRENT is not on the new version",
         );
-        return failed_attempt(
-            rot,
-            name,
-            token,
-            r,
-            rotor_core::model::Step::FinishSecret,
-            e,
-        )
-        .await;
+        return failed_attempt(rot, name, token, r, Step::FinishSecret, e).await;
     }
     let now = rot.now();
     let mut meta = record.meta.rotation.clone();
@@ -148,16 +217,41 @@ async fn failed_attempt(
     rot: &Rotations,
     name: &str,
     token: &str,
+    r: RotationRecord,
+    step: Step,
+    e: Error,
+) -> Result<()> {
+    ended(rot, name, token, r, step, e, true).await
+}
+
+/// A gate decided the rotation must not go on: it fails now, without retrying (a
+/// retry would meet the same consumers).
+async fn give_up(
+    rot: &Rotations,
+    name: &str,
+    token: &str,
+    r: RotationRecord,
+    step: Step,
+    e: Error,
+) -> Result<()> {
+    ended(rot, name, token, r, step, e, false).await
+}
+
+async fn ended(
+    rot: &Rotations,
+    name: &str,
+    token: &str,
     mut r: RotationRecord,
     step: Step,
     e: Error,
+    retry: bool,
 ) -> Result<()> {
     let record = rot.service.resolve(name).await?;
     let message = format!("{}: {}", step.as_str(), e.message);
     tracing::warn!(secret = %name, rotation = %token, attempt = r.attempt, error = %message, "rotation step failed");
     r.error = Some(message.clone());
     let now = rot.now();
-    if r.attempt < rot.settings.max_attempts {
+    if retry && r.attempt < rot.settings.max_attempts {
         let exponent = (r.attempt - 1).clamp(0, 20) as u32;
         let wait = rot
             .settings

@@ -203,12 +203,21 @@ impl Rotations {
         }
         let me = self.clone();
         tokio::spawn(async move {
-            let permit = me.slots.clone().acquire_owned().await;
             me.runs.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            if let Err(e) = runner::run(&me, secret, &name, &token).await {
-                tracing::error!(secret = %name, rotation = %token, error = %e, "rotation runner stopped");
+            loop {
+                let permit = me.slots.clone().acquire_owned().await;
+                let ran = runner::run(&me, secret, &name, &token).await;
+                // A rotation waiting at a gate holds no slot while it waits.
+                drop(permit);
+                match ran {
+                    Ok(Some(wait)) => tokio::time::sleep(wait).await,
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(secret = %name, rotation = %token, error = %e, "rotation runner stopped");
+                        break;
+                    }
+                }
             }
-            drop(permit);
             me.active
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
