@@ -148,6 +148,40 @@ struct Chain {
     prev: String,
 }
 
+/// Cuts off a line left half-written at the end of the log by a crash (no newline
+/// after it). Entries are written before the response they record is sent, so such a
+/// line belongs to a request that was never answered; every complete line stays,
+/// and a complete line that is not an entry still stops the server.
+fn drop_torn_tail(path: &Path) -> Result<()> {
+    if !is_regular(path) {
+        return Ok(());
+    }
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(Error::internal(format!(
+                "audit log {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    if bytes.is_empty() || bytes.ends_with(b"\n") {
+        return Ok(());
+    }
+    let keep = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    tracing::warn!(
+        file = %path.display(),
+        bytes = bytes.len() - keep,
+        "the audit log ends in a line cut off by a crash; removing it"
+    );
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .and_then(|f| f.set_len(keep as u64).and_then(|()| f.sync_all()));
+    file.map_err(|e| Error::internal(format!("audit log {}: {e}", path.display())))
+}
+
 /// The last entry of a log file: its sequence number and MAC.
 fn tail_of(path: &Path) -> Result<Option<Chain>> {
     if !is_regular(path) {
@@ -337,6 +371,7 @@ impl AuditLog {
                 .create(dir)
                 .map_err(|e| Error::internal(format!("audit dir: {e}")))?;
         }
+        drop_torn_tail(&config.file)?;
         let chain = match tail_of(&config.file)? {
             Some(c) => c,
             None => match store.audit_entries(0).await?.last() {
@@ -578,4 +613,32 @@ pub fn read_checkpoint(log: &Path) -> Option<Checkpoint> {
         seq: v["seq"].as_i64()?,
         mac: v["mac"].as_str()?.to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a server killed mid-write left half an entry at the end of the
+    /// log, and refused to start again ("the audit log's last line is not JSON").
+    #[test]
+    fn a_line_cut_off_by_a_crash_is_dropped_and_complete_lines_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = dir.path().join("audit.log");
+        std::fs::write(&log, "{\"seq\":1}\n{\"seq\":2}\n{\"seq\":3,\"ma").unwrap();
+        drop_torn_tail(&log).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"seq\":1}\n{\"seq\":2}\n"
+        );
+        drop_torn_tail(&log).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&log).unwrap(),
+            "{\"seq\":1}\n{\"seq\":2}\n",
+            "a whole log is left alone"
+        );
+        std::fs::write(&log, "not an entry\n").unwrap();
+        drop_torn_tail(&log).unwrap();
+        assert!(tail_of(&log).is_err(), "a complete bad line is not a crash");
+    }
 }
