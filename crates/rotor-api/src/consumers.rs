@@ -31,7 +31,11 @@ pub struct Registration {
     #[schemars(extend("pattern" = VERSION_ID_PATTERN))]
     pub version_id: String,
     /// How long the consumer stays live without another report (60 when left out).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "rotor_core::number::optional"
+    )]
     #[schemars(range(min = 1, max = 3600))]
     pub lease_secs: Option<i64>,
 }

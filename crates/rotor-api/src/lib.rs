@@ -381,3 +381,22 @@ mod tests {
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
     }
 }
+
+/// An optional field holding a JSON object, for `#[serde(default, deserialize_with =
+/// "crate::optional_object")]`: serde's derived structs also accept an array of their
+/// fields in order, which the documented shape (an object) does not allow.
+pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("expected a JSON object")),
+    }
+}

@@ -112,7 +112,11 @@ pub struct RotationConfig {
     #[schemars(extend("pattern" = VERSION_ID_PATTERN))]
     pub version_id: Option<String>,
     /// What rotations do about the secret's consumers (the fields given change).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::optional_object"
+    )]
     pub adoption: Option<AdoptionChange>,
 }
 

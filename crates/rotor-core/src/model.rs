@@ -140,7 +140,11 @@ pub struct AdoptionChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wait_for_consumers: Option<bool>,
     /// How long a gate waits, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::number::optional"
+    )]
     #[schemars(range(min = 0, max = 86_400))]
     pub adoption_timeout_secs: Option<i64>,
     /// What happens when a gate's time runs out.
@@ -150,7 +154,11 @@ pub struct AdoptionChange {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retire_previous: Option<bool>,
     /// How long a reader counts as using the version it last read, in seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::number::optional"
+    )]
     #[schemars(range(min = 0, max = 604_800))]
     pub assume_adopted_after_secs: Option<i64>,
 }
