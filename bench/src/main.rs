@@ -89,7 +89,7 @@ struct RunArgs {
     /// The Python that has moto installed.
     #[arg(long, default_value = "python3")]
     python: String,
-    /// Only these scenarios (comma-separated): healthz,native,native-noaudit,aws,floor,moto,write-1,write-N.
+    /// Only these scenarios (comma-separated): healthz,native,native-untracked,native-noaudit,aws,floor,moto,write-1,write-N.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// The markdown results; the JSON goes beside it with a .json extension.
@@ -250,6 +250,12 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
         "GET /v1/secrets/bench-read",
         plan.connections,
     );
+    let native_untracked = Scenario::new(
+        "native-untracked",
+        "Rotor native read, as a registered consumer (no reader tracking)",
+        "GET /v1/secrets/bench-read + X-Rotor-Consumer",
+        plan.connections,
+    );
     let aws = Scenario::new(
         "aws",
         "Rotor AWS read",
@@ -296,7 +302,7 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
     );
 
     // Phase 1: the in-memory Rotor server: /healthz, native and AWS reads.
-    let want_dev = ["healthz", "native", "aws"]
+    let want_dev = ["healthz", "native", "native-untracked", "aws"]
         .iter()
         .any(|id| ctx.selected(id))
         || (ctx.selected("floor") && args.floor_body_size.is_none());
@@ -325,6 +331,22 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                                 .await,
                         );
                     }
+                    if ctx.selected("native-untracked") {
+                        // The same read, marked as a registered consumer's: the server
+                        // does not record the reader, so the pair prices the tracking.
+                        let make = requests::get(
+                            addr,
+                            &format!("/v1/secrets/{READ_SECRET}"),
+                            &[
+                                requests::bearer(&creds.token),
+                                ("x-rotor-consumer".to_string(), "bench".to_string()),
+                            ],
+                        );
+                        scenarios.push(
+                            ctx.measure(native_untracked.clone(), addr, make.into_maker(), plan)
+                                .await,
+                        );
+                    }
                     if ctx.selected("aws") {
                         let make = requests::aws_get(addr, &creds, READ_SECRET).into_maker();
                         scenarios.push(ctx.measure(aws.clone(), addr, make, plan).await);
@@ -336,7 +358,7 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
     }
     if let Some(why) = &dev_failure {
         eprintln!("rotor (dev) failed: {why}");
-        for sc in [&healthz, &native, &aws] {
+        for sc in [&healthz, &native, &native_untracked, &aws] {
             if ctx.selected(&sc.id) {
                 scenarios.push(sc.clone().skip(why.clone()));
             }

@@ -169,6 +169,12 @@ pub fn checks(scenarios: &[Scenario], writers: usize) -> Vec<Check> {
             "native-noaudit",
             Some(0.75),
         ),
+        ratio(
+            "native, readers tracked / untracked",
+            "native",
+            "native-untracked",
+            Some(0.95),
+        ),
         ratio("aws / healthz", "aws", "healthz", None),
         ratio("aws / moto", "aws", "moto", Some(50.0)),
         writes("write-1", "durable writes, 1 writer", None),
