@@ -59,22 +59,63 @@ impl Client {
 }
 
 /// This process as a consumer: the version of each secret it uses, reported when it
-/// changes and renewed every heartbeat.
+/// changes and renewed every heartbeat by a background task, so that the registration
+/// stays live while the process is busy (restarting a command that takes its time to
+/// stop, say) and ends with its lease only when the process is gone.
 pub struct ConsumerSession {
+    shared: Arc<Shared>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
+}
+
+struct Shared {
     client: Arc<Client>,
     consumer: String,
-    heartbeat: Duration,
+    every: Duration,
     lease_secs: i64,
     /// Secret → (version, when last reported).
-    reported: BTreeMap<String, (String, Instant)>,
+    reported: tokio::sync::Mutex<BTreeMap<String, (String, Instant)>>,
+}
+
+impl Shared {
+    /// Registers each of `in_use` that changed or is due (all of `reported` when
+    /// `in_use` is `None`: a heartbeat).
+    async fn report(&self, in_use: Option<&BTreeMap<String, String>>) -> Result<(), ClientError> {
+        let mut reported = self.reported.lock().await;
+        let wanted: Vec<(String, String)> = match in_use {
+            Some(m) => m.iter().map(|(s, v)| (s.clone(), v.clone())).collect(),
+            None => reported
+                .iter()
+                .map(|(s, (v, _))| (s.clone(), v.clone()))
+                .collect(),
+        };
+        let now = Instant::now();
+        for (secret, version) in wanted {
+            let due = match reported.get(&secret) {
+                Some((v, at)) => *v != version || now.duration_since(*at) >= self.every,
+                None => true,
+            };
+            if !due {
+                continue;
+            }
+            self.client
+                .register_consumer(&self.consumer, &secret, &version, Some(self.lease_secs))
+                .await?;
+            reported.insert(secret, (version, Instant::now()));
+        }
+        // A secret no longer in use is no longer renewed: it goes with its lease.
+        if let Some(m) = in_use {
+            reported.retain(|secret, _| m.contains_key(secret));
+        }
+        Ok(())
+    }
 }
 
 impl std::fmt::Debug for ConsumerSession {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ConsumerSession")
-            .field("consumer", &self.consumer)
-            .field("heartbeat", &self.heartbeat)
-            .field("lease_secs", &self.lease_secs)
+            .field("consumer", &self.shared.consumer)
+            .field("heartbeat", &self.shared.every)
+            .field("lease_secs", &self.shared.lease_secs)
             .finish_non_exhaustive()
     }
 }
@@ -85,54 +126,68 @@ impl ConsumerSession {
     /// this consumer's, so the server does not count them as an anonymous reader's too.
     pub fn new(client: &Client, consumer: &str, heartbeat: Duration, lease_secs: i64) -> Self {
         ConsumerSession {
-            client: Arc::new(client.as_consumer(consumer)),
-            consumer: consumer.to_string(),
-            heartbeat,
-            lease_secs,
-            reported: BTreeMap::new(),
+            shared: Arc::new(Shared {
+                client: Arc::new(client.as_consumer(consumer)),
+                consumer: consumer.to_string(),
+                every: heartbeat,
+                lease_secs,
+                reported: Default::default(),
+            }),
+            heartbeat: None,
         }
     }
 
     /// The consumer id.
     pub fn consumer(&self) -> &str {
-        &self.consumer
+        &self.shared.consumer
     }
 
     /// The client to read through: its requests say which consumer they are for.
     pub fn client(&self) -> &Arc<Client> {
-        &self.client
+        &self.shared.client
     }
 
     /// Reports `in_use` (secret → version): each secret whose version changed, is
     /// new, or is due for a heartbeat. Stops at the first failure; what was not
-    /// reported is tried again on the next call.
+    /// reported is tried again on the next call. The first call starts the
+    /// background heartbeat (so it must run inside a Tokio runtime).
     pub async fn report(&mut self, in_use: &BTreeMap<String, String>) -> Result<(), ClientError> {
-        let now = Instant::now();
-        for (secret, version) in in_use {
-            let due = match self.reported.get(secret) {
-                Some((v, at)) => v != version || now.duration_since(*at) >= self.heartbeat,
-                None => true,
-            };
-            if !due {
-                continue;
-            }
-            self.client
-                .register_consumer(&self.consumer, secret, version, Some(self.lease_secs))
-                .await?;
-            self.reported
-                .insert(secret.clone(), (version.clone(), Instant::now()));
+        if self.heartbeat.is_none() {
+            let shared = self.shared.clone();
+            self.heartbeat = Some(tokio::spawn(async move {
+                let mut tick = tokio::time::interval(shared.every / 2);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    // A failure is retried on the next tick; the lease covers several.
+                    let _ = shared.report(None).await;
+                }
+            }));
         }
-        Ok(())
+        self.shared.report(Some(in_use)).await
     }
 
     /// Leaves every secret reported (a clean exit). Failures are ignored: the
     /// registrations then end with their lease.
     pub async fn end(&mut self) {
-        for secret in std::mem::take(&mut self.reported).into_keys() {
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
+        }
+        let reported = std::mem::take(&mut *self.shared.reported.lock().await);
+        for secret in reported.into_keys() {
             let _ = self
+                .shared
                 .client
-                .deregister_consumer(&self.consumer, &secret)
+                .deregister_consumer(&self.shared.consumer, &secret)
                 .await;
+        }
+    }
+}
+
+impl Drop for ConsumerSession {
+    fn drop(&mut self) {
+        if let Some(task) = self.heartbeat.take() {
+            task.abort();
         }
     }
 }
