@@ -346,6 +346,25 @@ pub struct Deleted {
 #[serde(deny_unknown_fields)]
 pub struct Empty {}
 
+/// An optional field holding a JSON object, for `#[serde(default, deserialize_with =
+/// "crate::optional_object")]`: serde's derived structs also accept an array of their
+/// fields in order, which the documented shape (an object) does not allow.
+pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    match Option::<serde_json::Value>::deserialize(d)? {
+        None | Some(serde_json::Value::Null) => Ok(None),
+        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
+            .map(Some)
+            .map_err(D::Error::custom),
+        Some(_) => Err(D::Error::custom("expected a JSON object")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,24 +398,5 @@ mod tests {
         let s = Sensitive::new("hunter2");
         assert!(!format!("{s:?}").contains("hunter2"));
         assert_eq!(serde_json::to_string(&s).unwrap(), "\"hunter2\"");
-    }
-}
-
-/// An optional field holding a JSON object, for `#[serde(default, deserialize_with =
-/// "crate::optional_object")]`: serde's derived structs also accept an array of their
-/// fields in order, which the documented shape (an object) does not allow.
-pub(crate) fn optional_object<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: serde::de::DeserializeOwned,
-{
-    use serde::Deserialize as _;
-    use serde::de::Error as _;
-    match Option::<serde_json::Value>::deserialize(d)? {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v @ serde_json::Value::Object(_)) => serde_json::from_value(v)
-            .map(Some)
-            .map_err(D::Error::custom),
-        Some(_) => Err(D::Error::custom("expected a JSON object")),
     }
 }

@@ -185,6 +185,11 @@ impl PgServer {
         Ok(())
     }
 
+    /// The directory of the PostgreSQL programs it was started with (`psql` is there).
+    pub fn bin_dir(&self) -> &std::path::Path {
+        &self.bin
+    }
+
     /// The address the server listens on: `127.0.0.1`.
     pub fn host(&self) -> &str {
         "127.0.0.1"

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-fn sdk(server: &Server) -> Client {
+pub(crate) fn sdk(server: &Server) -> Client {
     let config = aws_sdk_secretsmanager::Config::builder()
         .behavior_version(BehaviorVersion::latest())
         .region(Region::new("us-east-1"))
@@ -31,7 +31,7 @@ fn sdk(server: &Server) -> Client {
 }
 
 /// Registers a rotator through the native API.
-async fn rotator(server: &Server, name: &str, kind: &str, config: Value) {
+pub(crate) async fn rotator(server: &Server, name: &str, kind: &str, config: Value) {
     let r = reqwest::Client::new()
         .post(format!("{}/v1/sys/rotators", server.url))
         .bearer_auth(harness::TOKEN)
@@ -75,7 +75,7 @@ fn lambda_arn(name: &str) -> String {
 }
 
 /// The AWS-shaped value of a database secret.
-fn db_value(
+pub(crate) fn db_value(
     engine: &str,
     host: &str,
     port: u16,
@@ -123,7 +123,7 @@ async fn mysql_login(v: &Value) -> Result<(), sqlx::Error> {
     conn.close().await
 }
 
-async fn pg_admin(pg: &PgServer) -> sqlx::PgConnection {
+pub(crate) async fn pg_admin(pg: &PgServer) -> sqlx::PgConnection {
     let options = sqlx::postgres::PgConnectOptions::new()
         .host(pg.host())
         .port(pg.port())
@@ -134,7 +134,7 @@ async fn pg_admin(pg: &PgServer) -> sqlx::PgConnection {
 }
 
 /// A PostgreSQL with role `app` (password `initial`) allowed to read `app_data`.
-async fn pg_with_app() -> PgServer {
+pub(crate) async fn pg_with_app() -> PgServer {
     let pg = PgServer::start().unwrap();
     let mut admin = pg_admin(&pg).await;
     for sql in [

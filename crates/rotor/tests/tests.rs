@@ -18,5 +18,6 @@ mod multinode;
 mod native;
 mod rotation;
 mod rotation_db;
+mod safe_rotation;
 mod tls;
 mod try_rotation;
