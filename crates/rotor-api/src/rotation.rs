@@ -21,9 +21,34 @@ crate::endpoint! {
     CancelRotateSecret: Post "/v1/cancel-rotation/{*name}" => 200 json(Rotated);
     /// Rotate now, with the configured rotator.
     RotateSecret: Post "/v1/rotate/{*name}" => 200 json(Rotated), optional body RotateNow;
+    /// Retire the previous credential after a change made by hand, once no live
+    /// consumer uses it (through the secret's rotator, else a rotation.retired event).
+    RetirePrevious: Post "/v1/retire-previous/{*name}" => 200 json(Retired), optional body RetireRequest;
     /// Rotation health of the secrets the caller may describe: overdue, failed and
     /// waiting rotations, and consumers lagging behind AWSCURRENT.
     RotationHealth: Get "/v1/sys/rotation-health" => 200 json(Health);
+}
+
+/// `POST /v1/retire-previous/NAME`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RetireRequest {
+    /// Wait (up to the secret's adoption timeout) for live consumers to move off the
+    /// previous version, instead of refusing at once.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub wait: bool,
+}
+
+/// A previous credential retired.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct Retired {
+    /// The secret.
+    pub name: String,
+    /// The version retired.
+    pub version_id: String,
+    /// `rotator` (its retirePrevious step ran) or `hook` (the rotation.retired event is
+    /// for a subscription to act on).
+    pub by: String,
 }
 
 /// Rotation health.

@@ -430,6 +430,18 @@ impl Client {
         self.configure_rotation(name, &config).await
     }
 
+    /// Retires the previous credential of `name` after a change made by hand, once no
+    /// live consumer uses it (waiting up to its adoption timeout when `wait`).
+    pub async fn retire_previous(
+        &self,
+        name: &str,
+        wait: bool,
+    ) -> Result<rotation::Retired, ClientError> {
+        let body = rotation::RetireRequest { wait };
+        self.send::<rotation::RetirePrevious>(&[name], None, Some(&body))
+            .await
+    }
+
     /// Rotation health of the secrets this token may describe.
     pub async fn rotation_health(&self) -> Result<rotation::Health, ClientError> {
         self.send::<rotation::RotationHealth>(&[], None, None).await

@@ -54,6 +54,7 @@ pub(crate) fn routes() -> Routes {
         .at::<rot::DescribeRotation, _, _>(rotation)
         .at::<rot::ConfigureRotation, _, _>(set_rotation)
         .at::<rot::RotationHealth, _, _>(rotation_health)
+        .at::<rot::RetirePrevious, _, _>(retire_previous)
         .at::<rot::ListRotations, _, _>(rotation_history)
         .at::<rot::CancelRotateSecret, _, _>(cancel_rotation)
         .at::<rot::RotateSecret, _, _>(rotate)
@@ -445,6 +446,23 @@ async fn rotation(
 ) -> Result<Json<rot::RotationState>> {
     let view = app.rotations.view(&caller, &name).await?;
     Ok(Json(rotation_state(&view)))
+}
+
+async fn retire_previous(
+    State(app): State<Arc<App>>,
+    Extension(caller): Extension<Caller>,
+    Path(name): Path<String>,
+    OptionalBody(req): OptionalBody<rot::RetireRequest>,
+) -> Result<Json<rot::Retired>> {
+    let done = app
+        .rotations
+        .retire_previous(&caller, &name, req.wait)
+        .await?;
+    Ok(Json(rot::Retired {
+        name: done.name,
+        version_id: done.version_id,
+        by: done.by.to_string(),
+    }))
 }
 
 async fn rotation_health(

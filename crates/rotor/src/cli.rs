@@ -501,6 +501,14 @@ pub enum SecretCommand {
         #[arg(long)]
         include_deprecated: bool,
     },
+    /// After a change made by hand, retire the previous credential once no live consumer uses it
+    RetirePrevious {
+        /// Secret name or ARN
+        name: String,
+        /// Wait (up to the secret's adoption timeout) for its consumers to move on, instead of refusing at once
+        #[arg(long)]
+        wait: bool,
+    },
     /// Move a staging label to a version, or remove it from one
     Stage {
         /// Secret name or ARN

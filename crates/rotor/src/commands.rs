@@ -147,6 +147,17 @@ pub async fn secret(global: &Global, cmd: SecretCommand) -> anyhow::Result<ExitC
             let out = c.versions(&name, include_deprecated).await?;
             finish(global, &out, output::print_versions)
         }
+        SecretCommand::RetirePrevious { name, wait } => {
+            let out = c.retire_previous(&name, wait).await?;
+            finish(global, &out, |d| {
+                let how = if d.by == "rotator" {
+                    "by its rotator"
+                } else {
+                    "as a rotation.retired event for your hooks"
+                };
+                println!("Retired version {} of {} ({how})", d.version_id, d.name);
+            })
+        }
         SecretCommand::Stage {
             name,
             label,

@@ -606,3 +606,121 @@ fn a_server_killed_while_a_rotation_waits_resumes_the_wait() {
         "v0's user is retired"
     );
 }
+
+fn rotor_cli(server: &Server, args: &[&str]) -> std::process::Output {
+    Command::new(harness::bin())
+        .args(args)
+        .env("ROTOR_ADDR", &server.url)
+        .env("ROTOR_TOKEN", harness::TOKEN)
+        .output()
+        .unwrap()
+}
+
+/// Seed 000's own flow: the DBA puts the green credential by hand; `rotor secret
+/// retire-previous` refuses while a consumer still uses blue, naming it, and once it
+/// has moved the rotator disables blue's user. A secret without a rotator gets a
+/// `rotation.retired` event for the DBA's hook instead.
+#[test]
+fn retire_previous_after_a_change_by_hand_waits_for_every_consumer() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = harness::dev(dir.path());
+    let rt = harness::runtime();
+    let pg = rt.block_on(pg_with_app());
+    rt.block_on(layout(&server, &pg, 30));
+    let blue = rt.block_on(current_version(&server, SOURCE));
+    rt.block_on(stuck_consumer(&server, "mp-1", &blue, 600));
+    rt.block_on(async {
+        let mut admin = crate::rotation_db::pg_admin(&pg).await;
+        sqlx::query("CREATE ROLE app_clone LOGIN PASSWORD 'green'")
+            .execute(&mut admin)
+            .await
+            .unwrap();
+        let green = db_value(
+            "postgres",
+            pg.host(),
+            pg.port(),
+            "app_clone",
+            "green",
+            Some(MASTER),
+        );
+        native(
+            &server,
+            reqwest::Method::PUT,
+            &format!("/v1/secrets/{}", enc(SOURCE)),
+            Some(json!({"value": green})),
+        )
+        .await;
+    });
+    let green = rt.block_on(current_version(&server, SOURCE));
+    let refused = rotor_cli(&server, &["secret", "retire-previous", SOURCE]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("mp-1") && stderr.contains(&blue),
+        "{stderr}"
+    );
+    let blue_login =
+        json!({"host": pg.host(), "port": pg.port(), "username": "app", "password": "initial"});
+    rt.block_on(login(&blue_login))
+        .expect("blue still works while mp-1 uses it");
+    // mp-1 moves to green (through the replica, which keeps the version id) while a
+    // retire-previous --wait is waiting for it.
+    let waiting = {
+        let url = server.url.clone();
+        std::thread::spawn(move || {
+            Command::new(harness::bin())
+                .args(["secret", "retire-previous", SOURCE, "--wait"])
+                .env("ROTOR_ADDR", url)
+                .env("ROTOR_TOKEN", harness::TOKEN)
+                .output()
+                .unwrap()
+        })
+    };
+    std::thread::sleep(Duration::from_millis(700));
+    rt.block_on(login(&blue_login))
+        .expect("not retired before mp-1 moves");
+    rt.block_on(stuck_consumer(&server, "mp-1", &green, 600));
+    let done = waiting.join().unwrap();
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    assert!(
+        done.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    assert!(
+        stdout.contains(&format!("Retired version {blue}")) && stdout.contains("by its rotator"),
+        "{stdout}"
+    );
+    assert!(
+        rt.block_on(login(&blue_login)).is_err(),
+        "blue's user is retired"
+    );
+    rt.block_on(login(&rt.block_on(current_value(&server, SOURCE))))
+        .expect("green logs in");
+
+    // No rotator: the retirement is an event for a hook.
+    rt.block_on(create(&server, "/dba/plain/key", "one".into()));
+    rt.block_on(native(
+        &server,
+        reqwest::Method::PUT,
+        &format!("/v1/secrets/{}", enc("/dba/plain/key")),
+        Some(json!({"value": "two"})),
+    ));
+    let out = rotor_cli(
+        &server,
+        &[
+            "--output",
+            "json",
+            "secret",
+            "retire-previous",
+            "/dba/plain/key",
+        ],
+    );
+    assert!(out.status.success(), "{out:?}");
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["by"], "hook");
+    let all = rt.block_on(events(&server));
+    assert!(all.iter().any(|e| e.kind == "rotation.retired"
+        && e.secret.as_deref() == Some("/dba/plain/key")
+        && e.detail["manual"] == true));
+}

@@ -51,6 +51,7 @@ use std::collections::HashSet;
 use std::sync::{Arc, Mutex, RwLock};
 use tokio::sync::{Notify, Semaphore};
 
+pub use operations::Retirement;
 pub use rotators::{KINDS, RotatorInfo};
 
 /// How rotations run.

@@ -53,6 +53,18 @@ impl Rotations {
                 "the principal {name} that configured this rotation no longer exists"
             ))
         })?;
+        self.may_use(principal, record, rotator)
+    }
+
+    /// `principal`, when it may use `rotator` on `record` now: `rotate` on both, and
+    /// for a rotator that runs commands, `exec` still held by its registrant.
+    fn may_use(
+        &self,
+        principal: Caller,
+        record: &SecretRecord,
+        rotator: &RotatorRow,
+    ) -> Result<Caller> {
+        let denied = |m: String| Error::new(ErrorKind::AccessDenied, m);
         principal.authorize(Capability::Rotate, &record.meta.name)?;
         principal.authorize(Capability::Rotate, &rotator_path(&rotator.name))?;
         if runs_commands(&rotator.kind) {
@@ -356,5 +368,124 @@ impl Rotations {
         self.service.set_rotation(&record, meta).await?;
         self.wake.notify_one();
         Ok(())
+    }
+}
+
+/// What [`Rotations::retire_previous`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retirement {
+    /// The secret.
+    pub name: String,
+    /// The version retired (it held `AWSPREVIOUS`).
+    pub version_id: String,
+    /// `rotator` (its `retirePrevious` step ran) or `hook` (no rotator can: the
+    /// `rotation.retired` event is for a subscription to act on).
+    pub by: &'static str,
+}
+
+impl Rotations {
+    /// Retires the credential on `AWSPREVIOUS` after a change made by hand (a new
+    /// `AWSCURRENT` put by a person): once no live consumer uses it (waiting up to the
+    /// secret's adoption timeout when `wait`, else refusing at once and naming them),
+    /// through the secret's rotator when it can retire, else by recording a
+    /// `rotation.retired` event for a subscription (a redeploy hook, a DBA's script) to
+    /// act on. Needs `rotate` on the secret, and on its rotator when that runs.
+    pub async fn retire_previous(
+        self: &Arc<Self>,
+        caller: &Caller,
+        secret_id: &str,
+        wait: bool,
+    ) -> Result<Retirement> {
+        let record = self
+            .service
+            .resolve_for(caller, Capability::Rotate, secret_id)
+            .await?;
+        let holder = |record: &SecretRecord, label: &str| {
+            record
+                .versions
+                .iter()
+                .find(|v| v.labels.iter().any(|l| l == label))
+                .map(|v| v.id.clone())
+        };
+        let previous = holder(&record, rotor_core::label::AWSPREVIOUS).ok_or_else(|| {
+            Error::invalid_request(format!(
+                "{} has no AWSPREVIOUS version to retire",
+                record.meta.name
+            ))
+        })?;
+        let current = holder(&record, AWSCURRENT).unwrap_or_default();
+        let timeout = record.meta.rotation.adoption.adoption_timeout_secs.max(0) as u64;
+        let deadline = std::time::Instant::now()
+            + std::time::Duration::from_secs(if wait { timeout } else { 0 });
+        loop {
+            let fresh = self.service.resolve(&record.meta.name).await?;
+            if holder(&fresh, rotor_core::label::AWSPREVIOUS).as_deref() != Some(previous.as_str())
+            {
+                return Err(Error::invalid_request(format!(
+                    "AWSPREVIOUS of {} moved while waiting; nothing was retired",
+                    record.meta.name
+                )));
+            }
+            let consumers = self.service.consumers_of(&fresh).await?;
+            let holding: Vec<String> = consumers
+                .live_on(&previous)
+                .into_iter()
+                .map(|c| c.consumer.clone())
+                .collect();
+            if holding.is_empty() {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(Error::invalid_request(format!(
+                    "live consumers still use version {previous} of {}: {}; nothing was retired",
+                    record.meta.name,
+                    holding.join(", ")
+                )));
+            }
+            tokio::time::sleep(super::gates::POLL).await;
+        }
+        let row = match record.meta.rotation.rotator.as_deref() {
+            Some(r) => Some(self.rotator_row(rotator_name(r)?).await?),
+            None => None,
+        };
+        let rotator = match &row {
+            Some(row) => Some(rotators::build(row, self)?).filter(|r| r.retires()),
+            None => None,
+        };
+        let by = match (rotator, &row) {
+            (Some(rotator), Some(row)) => {
+                let principal = self.may_use(caller.clone(), &record, row)?;
+                let ctx = rotators::Ctx {
+                    rot: self,
+                    secret: record.meta.id,
+                    name: &record.meta.name,
+                    arn: &record.meta.arn,
+                    token: &current,
+                    step: Step::RetirePrevious,
+                    principal,
+                };
+                rotator.step(&ctx).await?;
+                "rotator"
+            }
+            _ => "hook",
+        };
+        let detail = serde_json::json!({"version": previous, "manual": true, "by": by});
+        self.service
+            .apply_rotation(
+                &record.meta.name,
+                &record.meta.arn,
+                Mutation::AppendEvent {
+                    kind: "rotation.retired".into(),
+                    secret: Some(record.meta.name.clone()),
+                    detail: detail.to_string(),
+                },
+            )
+            .await?;
+        metrics::counter!("rotor_rotation_retirements_total").increment(1);
+        Ok(Retirement {
+            name: record.meta.name.clone(),
+            version_id: previous,
+            by,
+        })
     }
 }
