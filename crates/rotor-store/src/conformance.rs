@@ -1167,6 +1167,8 @@ pub async fn consumer_registry(store: Arc<dyn Store>) {
     // principal reporting the same consumer id changes nothing.
     report(vec![row(a, "web-1", "v2", "app", 15)]).await;
     report(vec![row(a, "web-1", "v9", "intruder", 20)]).await;
+    // A report older than the stored one (another node's, late) changes nothing.
+    report(vec![row(a, "web-1", "v1", "app", 10)]).await;
     let rows = store.consumers(&[a]).await.unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
     let web = rows.iter().find(|r| r.consumer == "web-1").unwrap();

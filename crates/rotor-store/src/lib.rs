@@ -326,8 +326,8 @@ pub enum Mutation {
     },
     /// Record consumers' reports (a registration, a heartbeat, reads): each row
     /// replaces the consumer's previous one, keeping when it was first seen. A row
-    /// whose secret no longer exists, or whose consumer id another principal holds,
-    /// is skipped.
+    /// whose secret no longer exists, whose consumer id another principal holds, or
+    /// older than the stored one (reports from several nodes cross), is skipped.
     ReportConsumers {
         /// The reports.
         consumers: Vec<ConsumerRow>,

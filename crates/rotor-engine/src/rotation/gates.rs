@@ -28,6 +28,12 @@ use std::time::Duration;
 /// How often a waiting gate looks at the consumers again.
 pub(super) const POLL: Duration = Duration::from_millis(250);
 
+/// How long after `finishSecret` the retirement gate may first pass: readers are
+/// written to the registry in batches (every 250 ms on each node), so a read of the
+/// old `AWSCURRENT` made just before it moved must have had time to land (found by
+/// the protocol model: without it, a reader could lose its credential).
+const READS_SETTLE: chrono::Duration = chrono::Duration::milliseconds(1000);
+
 /// What the runner does about a gate.
 #[derive(Debug)]
 pub(super) enum Verdict {
@@ -85,7 +91,19 @@ pub(super) async fn check(
     let Some(version) = version.map(str::to_string) else {
         return Ok(Verdict::Pass);
     };
+    // This node's reads are written now; other nodes' within their flush interval.
+    rot.service.flush_reads().await?;
     let now = rot.now();
+    if step == Step::RetirePrevious
+        && let Some(finished) = r
+            .steps
+            .iter()
+            .rev()
+            .find(|s| s.step == Step::FinishSecret.as_str())
+        && now < finished.started + chrono::Duration::milliseconds(finished.millis) + READS_SETTLE
+    {
+        return Ok(Verdict::Wait { changed: false });
+    }
     let consumers = rot.service.consumers_of(record).await?;
     let mut holding: Vec<String> = consumers
         .live_on(&version)

@@ -235,6 +235,15 @@ impl Rotations {
                 r.attempt = 1;
                 r.finished = None;
                 r.resume_at = None;
+                // Saved under this holder's epoch: the record's own may be a former
+                // holder's, which the fence would refuse forever (found by the model).
+                r.epoch = self.leader_epoch().unwrap_or(0);
+                // A gate left open by an earlier attempt starts again: its timeout must
+                // not count from the old start.
+                for g in r.gates.iter_mut().filter(|g| g.passed.is_none()) {
+                    g.passed = Some(self.now());
+                    g.outcome = Some("abandoned".into());
+                }
                 self.service
                     .apply_rotation(
                         &secret.meta.name,
@@ -286,6 +295,9 @@ impl Rotations {
                 r.status = RotationStatus::Cancelled;
                 r.finished = Some(now);
                 r.resume_at = None;
+                // A person's cancel is not a scheduler's step: unfenced, so it is not
+                // refused when the lease changed hands since the record was saved.
+                r.epoch = 0;
                 let token = r.token.clone();
                 self.service
                     .apply_rotation(

@@ -102,6 +102,26 @@ pub(super) async fn run(
                     }
                 }
             }
+            // AWSCURRENT has moved: a failed retirement does not undo the rotation
+            // (a retry from createSecret would fail against the new AWSCURRENT). The
+            // previous credential stays valid; an event and a metric say so.
+            Err(e) if step == Step::RetirePrevious => {
+                tracing::warn!(secret = %name, rotation = %token, error = %e.message, "retiring the previous credential failed; it stays valid");
+                metrics::counter!("rotor_rotation_retirements_failed_total").increment(1);
+                let detail = serde_json::json!({"token": token, "error": e.message});
+                rot.service
+                    .apply_rotation(
+                        name,
+                        &record.meta.arn,
+                        Mutation::AppendEvent {
+                            kind: "rotation.retire_failed".into(),
+                            secret: Some(name.to_string()),
+                            detail: detail.to_string(),
+                        },
+                    )
+                    .await?;
+                return succeed(rot, name, token, r).await.map(|_| None);
+            }
             Err(e) => {
                 return failed_attempt(rot, name, token, r, step, e)
                     .await

@@ -41,7 +41,8 @@ pub(super) async fn report(c: &mut Change, rows: Vec<ConsumerRow>) -> Tx<Outcome
          ON CONFLICT (secret_id, consumer) DO UPDATE SET
             kind = excluded.kind, version_id = excluded.version_id, host = excluded.host,
             last_seen = excluded.last_seen, expires_at = excluded.expires_at
-         WHERE consumers.principal = excluded.principal",
+         WHERE consumers.principal = excluded.principal
+           AND consumers.last_seen <= excluded.last_seen",
     )
     .bind(&secret)
     .bind(&consumer)
