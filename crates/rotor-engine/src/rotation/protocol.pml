@@ -27,25 +27,34 @@
  *     inline renew        scheduler::Rotations::renew_lease (Mutation::Lease)
  *     inline schedule     scheduler::Rotations::tick and start_scheduled: drive the
  *                         running rotation when due, else operations::reattempt of
- *                         the one that left AWSPENDING, or operations::start
- *                         (Mutation::StartRotation, fenced)
+ *                         the one that left AWSPENDING (saved under the holder's
+ *                         epoch, closing gates an earlier attempt left open), or
+ *                         operations::start (Mutation::StartRotation, fenced)
  *     inline load         the head of runner::run's loop (load, stop unless Running
  *                         and due, the lease epoch) and gates::check, which
  *                         runner::run calls before setSecret and retirePrevious
+ *                         (flush_reads first; retirePrevious waits READS_SETTLE
+ *                         after finishSecret: see A2)
  *     inline run_step     the step, as database.rs does it for alternating users:
  *                         create; set_secret (Database::set: the master's
  *                         driver.ensure_clone, new password and LOGIN); test;
  *                         finish (rotators.rs Ctx::finish); retire (NOLOGIN
  *                         for AWSPREVIOUS's user)
  *     phases REREAD, RECORD   runner::run after the step: a cancellation during
- *                         the step wins; record the step before the next one starts
+ *                         the step wins; record the step before the next one
+ *                         starts; a failed retirePrevious ends the rotation
+ *                         Succeeded (event rotation.retire_failed)
  *     inline succeed      runner::succeed
  *     inline failed_attempt   runner::failed_attempt (its revert does nothing for
  *                         alternating users: the user it changed was not current)
+ *     phases WAITS, GFAIL, GSKIP   runner::run on gates::check's Wait, Fail
+ *                         (runner::give_up) and Skip
  *   inline save           the store's Mutation::SaveRotation, behind its epoch
- *                         fence (FENCE_OK: sqlite/postgres rotation.rs `fence`)
- *   proctype world        operations::Rotations::cancel (CancelRotateSecret), a
- *                         lease lost by a live node, a consumer killed
+ *                         fence (FENCE_OK: sqlite/postgres rotation.rs `fence`;
+ *                         epoch 0 is unfenced)
+ *   proctype world        operations::Rotations::cancel (CancelRotateSecret,
+ *                         saved with epoch 0: unfenced), a lease lost by a live
+ *                         node, a consumer killed
  *   proctype consumers    applications using the secret (agent, `rotor run`, SDK)
  *   proctype clock, timer time passing
  *
@@ -56,11 +65,16 @@
  *       Rotor does not ensure this today: the lease lasts 15 s, a step may take
  *       step_timeout = 120 s, and neither the database nor ctx.finish is fenced.
  *       (-DSTALE_STEPS: a fenced-out node's step lands whenever it gets to it.)
- *   A2  Reading a secret registers the reader as a consumer of the version read,
- *       in the same request. The implementation does not: consumers::ReadTracker
- *       notes reads in memory and writes them every 250 ms (and loses them when
- *       the server dies first). (-DLATE_REGISTRATION: the registry learns of a
- *       read later, as with the tracker or a consumer's heartbeat.)
+ *   A2  A read is in the registry before a gate that could invalidate the version
+ *       read passes. consumers::ReadTracker notes reads in memory and writes them
+ *       every 250 ms; gates::check writes its own node's first, and the
+ *       retirePrevious gate passes no sooner than READS_SETTLE = 1 s after
+ *       finishSecret, so a read of the old AWSCURRENT made before it moved has
+ *       landed, from every node (a report older than the stored row changes
+ *       nothing, so rows do not go back). Not covered: a read lost because its
+ *       server died before writing it, or a write delayed over 1 s.
+ *       (-DLATE_REGISTRATION: reads land later, and the gates wait for them, but a
+ *       read may escape that wait, landing only at a later write or heartbeat.)
  *   A3  Each consumer has its own registry row. (-DSHARED_READER_ROW: both are
  *       readers behind one PRINCIPAL@ADDRESS, so they share one row.)
  *   A4  A consumer is gone only when it is: its lease runs out because it died,
@@ -73,7 +87,7 @@
  *   -DBROKEN removes the gate before setSecret: creds_valid must then fail.
  *   -DNO_RETIRE turns retire_previous off. -DCANCEL_RACE splits the cancellation's
  *   read and save, as they are in operations.rs (the checked model does both in
- *   one step: splitting them only adds the finished_stays flaw below).
+ *   one step: splitting them only widens the finished_stays flaw below).
  */
 
 /* ---- bounds ---- */
@@ -144,7 +158,6 @@ byte att[NV];        /* attempt */
 bit  wait[NV];       /* resume_at is ahead (a backoff, or a gate waiting) */
 bit  gate[NV];       /* a gate's start is recorded (a restarted server keeps it) */
 bit  gexp[NV];       /* ... and the adoption timeout has elapsed since */
-bit  rcur[NV];       /* its epoch (the lease's when it was last saved) is the lease's now */
 bit  sched_on = 1;   /* RotationMeta::enabled (a cancellation turns it off) */
 
 /* ---- the scheduler lease, in the store ---- */
@@ -152,19 +165,23 @@ byte lholder = NONODE;
 bit  orphan;         /* its holder was killed: the restarted node has a new id
                       * (HOST:PID:RANDOM) and cannot renew it; it must run out */
 bit  ecur[2];        /* the epoch node n's runner pass loaded (r.epoch) is the lease's */
-bit  ccur;           /* the epoch a cancellation read is the lease's (-DCANCEL_RACE) */
 
 /* Epochs are abstracted to whether they are the lease's epoch now: the fence
- * compares nothing else. A new epoch makes every copy of an epoch old. */
+ * compares nothing else. A new epoch makes every copy of an epoch old. The epoch
+ * stored in a record is not modelled: every save sets its own (the runner the
+ * epoch of its pass, start and reattempt the holder's, cancel 0: unfenced). */
 #define FENCE_OK(x) (x)
 inline bump() {
-  rcur[2] = 0; rcur[3] = 0; ecur[0] = 0; ecur[1] = 0; ccur = 0
+  ecur[0] = 0; ecur[1] = 0
 }
 
 /* ---- consumers ---- */
 bit  live[2];        /* not gone */
 byte ver[2];         /* the version whose credential it holds and logs in with */
 byte reg[2];         /* the registry's row: the version it is known to use */
+#ifdef LATE_REGISTRATION
+bit  inflight[2];    /* its last read is noted on a server, not yet written */
+#endif
 
 #ifdef SHARED_READER_ROW
 #define ROW(c) 0
@@ -186,10 +203,12 @@ byte succ[NV];       /* Succeeded recorded, per token */
 byte moved[NV];      /* finishSecret moved AWSCURRENT onto the token */
 bit  overwrote;      /* a save landed on a finished record */
 bit  failed_moved;   /* Failed recorded while AWSCURRENT is on the token */
-bit  stuck;          /* the lease holder's own reattempt was refused by the fence */
 
 #define RUNNING (st[2] == RUN || st[3] == RUN)
 #define RUNNING_TOKEN (st[2] == RUN -> 2 : (st[3] == RUN -> 3 : 0))
+/* The secret is due, nothing runs, and the bound allows one more rotation: the
+ * scheduler should start or reattempt one. */
+#define DUE (sched_on && !RUNNING && starts < MAXROT)
 
 /* An optional process may idle for ever, which weak fairness then counts as a move
  * (spin refuses a constant `skip` loop, hence a condition that always holds). */
@@ -217,7 +236,7 @@ inline save(t, s, stp, a, w, g) {
   :: !(g) || !gate[t] -> gexp[t] = 0   /* a new gate starts its own clock */
   :: else
   fi;
-  st[t] = s; step[t] = stp; att[t] = a; wait[t] = w; gate[t] = g; rcur[t] = 1
+  st[t] = s; step[t] = stp; att[t] = a; wait[t] = w; gate[t] = g
 }
 
 /* scheduler::Rotations::renew_lease: held while this node holds it; a lease
@@ -243,17 +262,14 @@ inline schedule() {
      t = PENDV;
      if
      :: t != NOV && !HOLDS(t, CUR) ->
-        /* operations::reattempt saves the stored record as it is, with the epoch
-         * stored in it (it does not set r.epoch to the holder's) */
+        /* operations::reattempt: Running from createSecret, attempt 1, under the
+         * holder's epoch; a gate an earlier attempt left open is closed
+         * ("abandoned"), so the next one starts its own clock */
         if
-        :: FENCE_OK(rcur[t]) ->
+        :: FENCE_OK(mcur) ->
            st[t] = RUN; step[t] = CREATE; att[t] = 1; wait[t] = 0; gate[t] = 0; gexp[t] = 0;
            starts++; tok = t
-        :: else ->
-           if
-           :: mcur -> stuck = 1   /* refused, though this node holds the lease */
-           :: else
-           fi
+        :: else   /* Fenced: the next tick tries again */
         fi
      :: else ->
         /* operations::start: StartRotation under the holder's epoch; AWSPENDING
@@ -261,7 +277,7 @@ inline schedule() {
         if
         :: FENCE_OK(mcur) ->
            drop(PEND);
-           st[ntok] = RUN; step[ntok] = CREATE; att[ntok] = 1; rcur[ntok] = 1;
+           st[ntok] = RUN; step[ntok] = CREATE; att[ntok] = 1;
            starts++; tok = ntok; ntok++
         :: else
         fi
@@ -271,13 +287,27 @@ inline schedule() {
   t = 0
 }
 
+#ifdef LATE_REGISTRATION
+/* A noted read of a version AWSCURRENT has since left was made before finishSecret
+ * moved it: a gate lets it land first (flush_reads writes this node's; before
+ * retirePrevious, READS_SETTLE gives the other nodes' writes time; before
+ * setSecret, such reads are older than the last finishSecret). */
+inline land(c) {
+  if
+  :: inflight[c] && ver[c] != CURV -> reg[ROW(c)] = ver[c]; inflight[c] = 0
+  :: else
+  fi
+}
+#endif
+
 /* The head of runner::run's loop: load the record; stop unless it is Running and
  * due; only the lease holder advances it, under the epoch it holds now
  * (r.epoch = epoch). Then gates::check, before setSecret and retirePrevious: go on
  * when no live consumer uses AWSPREVIOUS (setSecret changes its user's password,
  * retirePrevious disables that user); otherwise wait, keeping the recorded start;
  * once the adoption timeout has elapsed, fail the rotation (setSecret) or skip the
- * retirement (retirePrevious). */
+ * retirement (retirePrevious). (The gates' wait for noted reads to be written is
+ * A2; with -DLATE_REGISTRATION it is land.) */
 inline load() {
   if
   :: tok == 0 -> skip
@@ -291,6 +321,9 @@ inline load() {
 #else
      if
      :: rs == RETIRE ->          /* BROKEN: no gate before setSecret */
+#endif
+#ifdef LATE_REGISTRATION
+        land(0); land(1);
 #endif
         rd = PREVV;
         if
@@ -376,7 +409,8 @@ inline run_step() {
 
 /* runner::failed_attempt: retry the whole rotation from createSecret after a
  * backoff, or, at the last attempt, record Failed ("AWSCURRENT is unchanged"). A
- * refused save (Fenced) stops the runner. */
+ * refused save (Fenced) stops the runner. (A failed retirePrevious does not come
+ * here: AWSCURRENT has moved, the rotation succeeds; see RECORD.) */
 inline failed_attempt() {
   if
   :: FENCE_OK(ecur[n]) ->
@@ -455,10 +489,16 @@ end_node:
        tok = 0; reset()
      }
   :: atomic {
-       /* on_timeout = fail: Failed, AWSCURRENT unchanged, the pending version left */
+       /* on_timeout = fail (runner::give_up): Failed, AWSCURRENT unchanged, the
+        * pending version left */
        ph == GFAIL ->
        if
-       :: FENCE_OK(ecur[n]) -> save(tok, FAIL, rs, ra, 0, 0)
+       :: FENCE_OK(ecur[n]) ->
+          if
+          :: HOLDS(tok, CUR) -> failed_moved = 1
+          :: else
+          fi;
+          save(tok, FAIL, rs, ra, 0, 0)
        :: else
        fi;
        tok = 0; reset()
@@ -482,7 +522,10 @@ end_node:
           :: else -> tok = 0   /* Fenced: the runner stops */
           fi
        :: ok && rs == LAST -> succeed()
-       :: !ok -> failed_attempt()
+       /* a failed retirePrevious: the previous credential stays valid, AWSCURRENT
+        * has moved; event rotation.retire_failed, and the rotation succeeds */
+       :: !ok && rs == RETIRE -> succeed()
+       :: !ok && rs != RETIRE -> failed_attempt()
        fi;
        reset()
      }
@@ -505,11 +548,27 @@ end_node:
 inline adopt(c) {
   live[c] && ver[c] != CURV -> ver[c] = CURV;
 #ifndef LATE_REGISTRATION
-  reg[ROW(c)] = ver[c]   /* the read registers it (A2) */
+  reg[ROW(c)] = ver[c]   /* the read is in the registry before a gate looks (A2) */
 #else
-  skip
+  inflight[c] = 1        /* the server that served it notes it */
 #endif
 }
+
+#ifdef LATE_REGISTRATION
+/* A noted read: its server writes it (the ReadTracker's flush), or it escapes the
+ * gates' wait (its server died before writing it, or the write took over 1 s) and
+ * the registry learns of it later, at the late write or the consumer's heartbeat,
+ * or never. */
+inline written(c) {
+  inflight[c] -> reg[ROW(c)] = ver[c]; inflight[c] = 0
+}
+inline escapes(c) {
+  inflight[c] -> inflight[c] = 0
+}
+inline heartbeat(c) {
+  live[c] && !inflight[c] && reg[ROW(c)] != ver[c] -> reg[ROW(c)] = ver[c]
+}
+#endif
 
 proctype consumers() {
 end_consumers:
@@ -518,16 +577,20 @@ end_consumers:
   :: atomic { adopt(0) }
   :: atomic { adopt(1) }
 #ifdef LATE_REGISTRATION
-  :: atomic { live[0] && reg[ROW(0)] != ver[0] -> reg[ROW(0)] = ver[0] }   /* heartbeats */
-  :: atomic { live[1] && reg[ROW(1)] != ver[1] -> reg[ROW(1)] = ver[1] }
+  :: atomic { written(0) }
+  :: atomic { written(1) }
+  :: atomic { escapes(0) }
+  :: atomic { escapes(1) }
+  :: atomic { heartbeat(0) }
+  :: atomic { heartbeat(1) }
 #endif
   od
 }
 
 /* What may happen at any time, or never, a bounded number of times:
  *  - operations::cancel (CancelRotateSecret), once: it reads the running rotation
- *    and saves it Cancelled under the epoch stored in it (refused when that epoch
- *    is old), turning the schedule off;
+ *    and saves it Cancelled with epoch 0, which the fence never refuses, turning
+ *    the schedule off;
  *  - the scheduler lease changes hands although its holder lives (it was too slow
  *    to renew): it ran out and a node, either one, took it under a new epoch; the
  *    holder learns it at its next renewal (a node killed is the node's own move);
@@ -538,33 +601,32 @@ active proctype world() {
   byte cs, ca;
   bit cg;
 #endif
+#ifdef LATE_REGISTRATION
+#define GONE(c) inflight[c] = 0
+#else
+#define GONE(c) skip
+#endif
 end_world:
   do
   :: IDLE
   :: atomic {
        cancels == 0 && RUNNING -> cancels++; t = RUNNING_TOKEN;
 #ifndef CANCEL_RACE
-       if
-       :: FENCE_OK(rcur[t]) -> save(t, CANC, step[t], att[t], 0, gate[t]); sched_on = 0
-       :: else   /* Fenced: the caller gets an error */
-       fi;
+       save(t, CANC, step[t], att[t], 0, gate[t]); sched_on = 0;
        t = 0
      }
 #else
-       cs = step[t]; ca = att[t]; cg = gate[t]; ccur = rcur[t]
+       cs = step[t]; ca = att[t]; cg = gate[t]
      }
      atomic {
-       if
-       :: FENCE_OK(ccur) -> save(t, CANC, cs, ca, 0, cg); sched_on = 0
-       :: else
-       fi;
-       t = 0; cs = 0; ca = 0; cg = 0; ccur = 0
+       save(t, CANC, cs, ca, 0, cg); sched_on = 0;
+       t = 0; cs = 0; ca = 0; cg = 0
      }
 #endif
   :: atomic { nodefaults < MAXNF && lholder != NONODE && !orphan -> nodefaults++; lholder = 0; bump() }
   :: atomic { nodefaults < MAXNF && lholder != NONODE && !orphan -> nodefaults++; lholder = 1; bump() }
-  :: atomic { live[0] && deaths < MAXDEATH -> live[0] = 0; ver[0] = NOV; deaths++ }
-  :: atomic { live[1] && deaths < MAXDEATH -> live[1] = 0; ver[1] = NOV; deaths++ }
+  :: atomic { live[0] && deaths < MAXDEATH -> live[0] = 0; ver[0] = NOV; GONE(0); deaths++ }
+  :: atomic { live[1] && deaths < MAXDEATH -> live[1] = 0; ver[1] = NOV; GONE(1); deaths++ }
   od
 }
 
@@ -632,19 +694,48 @@ ltl safety {
  *    fairness (pan -a -f). */
 ltl ends { [] (RUNNING -> <> !RUNNING) }
 
+/* 5. The lease holder starts or reattempts the due secret's rotation: the secret
+ *    does not stay due with nothing running, under weak fairness (pan -a -f).
+ *    (A finding until operations::reattempt saved under the holder's epoch: it kept
+ *    the record's own, which after any hand-over of the lease the fence refused for
+ *    ever.) */
+ltl reattempt_ok { [] (DUE -> <> !DUE) }
+
+/* 4 and 5 together, in one search: scripts/check-protocol checks this one, and
+ * the two above only to name the one that fails. */
+ltl liveness { [] ((RUNNING -> <> !RUNNING) && (DUE -> <> !DUE)) }
+
 /* ---- FINDINGS: what Rotor does not have today. `scripts/check-protocol
  * --findings` checks that spin still finds each counterexample. ----
  *
+ * Fixed since (commit "Fixes from the rotation protocol model"), and modelled as
+ * the code now is:
+ *  - reattempt_ok: operations::reattempt saved with the record's own epoch, which
+ *    after a hand-over of the lease the fence refused for ever. It now saves under
+ *    the holder's epoch, and reattempt_ok (5 above) holds.
+ *  - A cancellation saved with the record's epoch, refused after a hand-over. It
+ *    is now unfenced (epoch 0).
+ *  - failed_unmoved, for a failing retirePrevious: it retried the rotation from
+ *    createSecret, which then ended Failed with AWSCURRENT moved. The rotation now
+ *    succeeds (rotation.retire_failed). What remains is below.
+ *  - A2, narrowed: the gates write their node's noted reads first, and the
+ *    retirePrevious gate waits READS_SETTLE after finishSecret. (-DLATE_REGISTRATION
+ *    without the escapes moves: creds_valid holds.)
+ *
+ * Still found:
+ *
  * -DSTALE_STEPS creds_valid, once (A1 dropped): a node that lost the lease in the
  * middle of a step still completes the step. Its retirePrevious for v2, landing
- * after the new holder finished v2 and v3, disables the user of v3's AWSPREVIOUS
- * (v2) while consumers still use v2: v3's own retirement gate would have waited for
- * them. Its finishSecret for v2, landing after v3 finished, reads AWSCURRENT = v3
- * and moves it back to v2: ctx.finish is not fenced, and accepts the token of a
- * finished rotation.
+ * after the new holder retired v2 and ran v3's setSecret, disables U0 again, the
+ * user v3's setSecret has just given a new password and enabled: consumers that
+ * adopt v3 cannot log in. Its finishSecret for v2, landing after v3 finished,
+ * reads AWSCURRENT = v3 and moves it back to v2: ctx.finish is not fenced, and
+ * accepts the token of a finished rotation.
  *
- * -DLATE_REGISTRATION creds_valid (A2 dropped): a consumer that read v1 but has not
- * reported it yet is invisible to v2's retirePrevious gate: U0 is disabled under it.
+ * -DLATE_REGISTRATION creds_valid (what remains of A2): a read whose write escapes
+ * the gates' wait (its server died before writing it, or the write took over 1 s)
+ * is invisible to the retirePrevious gate: here consumer 1's read of v2 is not in
+ * the registry when v3's gate passes, and U1 is disabled under it.
  *
  * -DSHARED_READER_ROW creds_valid (A3 dropped): two readers behind one
  * PRINCIPAL@ADDRESS share a row; when one reads v1, the other, still on v0, is no
@@ -654,20 +745,18 @@ ltl ends { [] (RUNNING -> <> !RUNNING) }
 /* A finished rotation stays finished. Fails: SaveRotation overwrites the row
  * whatever its status, and the runner saves after re-reading: a cancellation
  * between its re-read and its save is undone (Cancelled -> Running), and the
- * rotation goes on. (With -DCANCEL_RACE, a cancellation that read the record before
- * the runner recorded Succeeded also turns it into Cancelled.) */
+ * rotation goes on. (Cancels are now unfenced, but the runner's save is not
+ * conditional on the status it re-read. With -DCANCEL_RACE, a cancellation that
+ * read the record before the runner recorded Succeeded also turns it into
+ * Cancelled.) */
 ltl finished_stays { [] !overwrote }
 
-/* The lease holder can reattempt an unfinished rotation. Fails: reattempt saves
- * the record with the epoch stored in it; after any hand-over of the lease (each
- * restart of a server is one) the fence refuses it for ever, and the secret stays
- * due: here v2 failed at its setSecret gate (consumer 0 stayed on v0), the lease
- * changed hands, and v2 is never reattempted. */
-ltl reattempt_ok { [] !stuck }
-
-/* A Failed rotation left AWSCURRENT where it was. Fails: a step failing after
- * finishSecret moved AWSCURRENT (finishSecret redone by a new lease holder, or
- * retirePrevious) retries the whole rotation; setSecret then refuses, since the
- * pending version is AWSCURRENT, and the rotation ends Failed with AWSCURRENT on
- * the new version. */
+/* A Failed rotation left AWSCURRENT where it was. Still fails, though no longer
+ * through retirePrevious: the lease holder is killed after finishSecret moved
+ * AWSCURRENT onto v3 and before recording it; the new holder runs finishSecret
+ * again, which fails; the rotation is retried from createSecret, setSecret
+ * refuses (the pending version is AWSCURRENT, so its user is AWSCURRENT's), and
+ * the rotation ends Failed ("AWSCURRENT is unchanged") with AWSCURRENT on v3. A
+ * setSecret gate that times out on the retry (consumers on the new AWSPREVIOUS)
+ * ends it the same way. */
 ltl failed_unmoved { [] !failed_moved }
