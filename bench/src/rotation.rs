@@ -62,8 +62,10 @@ struct Args {
 /// When the receiver got each secret's retirePrevious step.
 type Retired = Arc<std::sync::Mutex<std::collections::HashMap<String, Instant>>>;
 
+/// The bench acts as `root`, the principal `engine` bootstraps: a rotation is
+/// authorized as the principal that configured it, at every step, so it must exist.
 fn root() -> Caller {
-    Caller::system("bench")
+    Caller::system(rotor_engine::ROOT)
 }
 
 struct Engine {
@@ -84,6 +86,8 @@ async fn engine(concurrency: usize) -> Result<Engine> {
     service.check_master_key().await?;
     let access =
         Arc::new(AccessService::load(service.store(), service.envelope(), service.clock()).await?);
+    access.bootstrap(None, None).await?;
+    service.bind_access(&access);
     let rotations = Arc::new(Rotations::new(
         service.clone(),
         access,
@@ -191,10 +195,12 @@ async fn step(service: &SecretService, body: &[u8], retired: &Retired) -> Result
             }
         }
         Some(Step::RetirePrevious) => {
+            // SecretId is the ARN: keep the time under the secret's name.
+            let name = service.describe(&root(), id).await?.meta.name;
             retired
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .insert(id.to_string(), Instant::now());
+                .insert(name, Instant::now());
         }
         _ => {}
     }
@@ -493,6 +499,10 @@ async fn adoption(args: &Args) -> Result<Adoption> {
 
     let mut latencies = Vec::new();
     for (s, name) in names.iter().take(args.retirements).enumerate() {
+        // A fresh heartbeat: the leases of the run above may have run out by now.
+        for c in 0..10 {
+            register(&e, &format!("app-{s}-{c}"), name, &versions[s]).await?;
+        }
         let token = e
             .rotations
             .rotate_secret(

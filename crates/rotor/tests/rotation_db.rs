@@ -51,6 +51,11 @@ pub(crate) async fn rotator(server: &Server, name: &str, kind: &str, config: Val
 /// test's own reads): a password changed in place breaks them, which these tests
 /// measure or do not mind. Without it such a rotation is refused.
 async fn single_user_proceeds(server: &Server, name: &str, rotator: &str) {
+    adoption(server, name, rotator, json!({"on_timeout": "proceed"})).await;
+}
+
+/// Changes `name`'s adoption policy (rotating with `rotator`).
+async fn adoption(server: &Server, name: &str, rotator: &str, change: Value) {
     let r = reqwest::Client::new()
         .put(format!(
             "{}/v1/rotation/{}",
@@ -58,7 +63,7 @@ async fn single_user_proceeds(server: &Server, name: &str, rotator: &str) {
             name.replace('/', "%2F")
         ))
         .bearer_auth(harness::TOKEN)
-        .json(&json!({"rotator": rotator, "adoption": {"on_timeout": "proceed"}}))
+        .json(&json!({"rotator": rotator, "adoption": change}))
         .send()
         .await
         .unwrap();
@@ -419,6 +424,16 @@ fn mariadb_rotation_with_both_strategies() {
             .await;
             if strategy == "single-user" {
                 single_user_proceeds(&server, &name, &rotator_name).await;
+            } else {
+                // Each previous user is locked once the consumer below has read the
+                // new AWSCURRENT (it is an implicit consumer: it reads over the API).
+                adoption(
+                    &server,
+                    &name,
+                    &rotator_name,
+                    json!({"retire_previous": true}),
+                )
+                .await;
             }
             let consumer = consume(sm.clone(), name.clone(), true);
             for i in 0..5 {
@@ -432,6 +447,22 @@ fn mariadb_rotation_with_both_strategies() {
                 mysql_login(&current(&sm, &name).await)
                     .await
                     .expect("AWSCURRENT logs in");
+                if strategy == "alternating-users" {
+                    let previous = sm
+                        .get_secret_value()
+                        .secret_id(&name)
+                        .version_stage("AWSPREVIOUS")
+                        .send()
+                        .await
+                        .unwrap();
+                    let previous: Value =
+                        serde_json::from_str(previous.secret_string().unwrap()).unwrap();
+                    assert!(
+                        mysql_login(&previous).await.is_err(),
+                        "the previous user {} is locked",
+                        previous["username"]
+                    );
+                }
             }
             let (ok, failed) = consumer.finish().await;
             println!("mariadb {strategy}: 5 rotations; consumer logins ok={ok} failed={failed}");

@@ -17,7 +17,7 @@
 //! `engine`, `host` and `port` must be the secret's. Errors met while using it say
 //! what failed, never what the master holds (its user, host, or shape).
 
-use super::rotators::{BoxFuture, Ctx, Invalidates, Rotator};
+use super::rotators::{BoxFuture, Ctx, Invalidates, Rotator, Traits};
 use rotor_core::model::Step;
 use rotor_core::password::PasswordSpec;
 use rotor_core::value::SecretValue;
@@ -132,6 +132,21 @@ fn other_user(username: &str) -> String {
 }
 
 impl Database {
+    /// Single user changes `AWSCURRENT`'s password in place; alternating users change
+    /// `AWSPREVIOUS`'s user, and can retire it.
+    pub(super) fn traits(config: &serde_json::Value) -> Traits {
+        match serde_json::from_value::<Config>(config.clone()).map(|c| c.strategy) {
+            Ok(Strategy::AlternatingUsers) => Traits {
+                invalidates: Invalidates::Previous,
+                retires: true,
+            },
+            _ => Traits {
+                invalidates: Invalidates::Current,
+                retires: false,
+            },
+        }
+    }
+
     pub(super) fn validate(kind: &str, config: serde_json::Value) -> Result<serde_json::Value> {
         let db = Self::from_config(kind, config)?;
         rotor_crypto::random::password(&db.spec())?;
@@ -333,17 +348,6 @@ impl Rotator for Database {
 
     fn revert<'a>(&'a self, ctx: &'a Ctx<'a>) -> BoxFuture<'a, Result<()>> {
         Box::pin(self.put_back(ctx))
-    }
-
-    fn invalidates(&self) -> Invalidates {
-        match self.config.strategy {
-            Strategy::SingleUser => Invalidates::Current,
-            Strategy::AlternatingUsers => Invalidates::Previous,
-        }
-    }
-
-    fn retires(&self) -> bool {
-        self.config.strategy == Strategy::AlternatingUsers
     }
 }
 

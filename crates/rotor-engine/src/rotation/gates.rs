@@ -71,12 +71,8 @@ pub(super) async fn check(
         return Ok(Verdict::Pass);
     }
     let invalidates = match step {
-        Step::SetSecret => match rot
-            .rotator_row(&r.rotator)
-            .await
-            .and_then(|row| rotators::build(&row, rot))
-        {
-            Ok(rotator) => rotator.invalidates(),
+        Step::SetSecret => match rot.rotator_row(&r.rotator).await {
+            Ok(row) => rotators::traits(&row).invalidates,
             // The step itself fails the same way, and says why.
             Err(_) => return Ok(Verdict::Pass),
         },

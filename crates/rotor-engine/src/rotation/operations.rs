@@ -461,8 +461,8 @@ impl Rotations {
             None => None,
         };
         let rotator = match &row {
-            Some(row) => Some(rotators::build(row, self)?).filter(|r| r.retires()),
-            None => None,
+            Some(row) if rotators::traits(row).retires => Some(rotators::build(row, self)?),
+            _ => None,
         };
         let by = match (rotator, &row) {
             (Some(rotator), Some(row)) => {

@@ -433,16 +433,33 @@ pub(super) trait Rotator: Send + Sync {
     fn revert<'a>(&'a self, _ctx: &'a Ctx<'a>) -> BoxFuture<'a, Result<()>> {
         Box::pin(async { Ok(()) })
     }
+}
 
-    /// Which credential `setSecret` invalidates. Unknown rotators are taken to
-    /// follow AWS's alternating-users scheme: they change the user on `AWSPREVIOUS`.
-    fn invalidates(&self) -> Invalidates {
-        Invalidates::Previous
-    }
-
+/// What the runner must know of a rotator before a step, read from its settings
+/// alone (no signing key opened, nothing built).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Traits {
+    /// The credential its `setSecret` stops from working.
+    pub invalidates: Invalidates,
     /// Whether it runs the `retirePrevious` step.
-    fn retires(&self) -> bool {
-        false
+    pub retires: bool,
+}
+
+/// The traits of the rotator `row` describes. External rotators are taken to follow
+/// AWS's alternating-users scheme (`setSecret` changes the user on `AWSPREVIOUS`) and
+/// retire only when registered with `retire`.
+pub(super) fn traits(row: &RotatorRow) -> Traits {
+    let config: serde_json::Value = serde_json::from_str(&row.config).unwrap_or_default();
+    match row.kind.as_str() {
+        "random" => Traits {
+            invalidates: Invalidates::Nothing,
+            retires: false,
+        },
+        "postgres" | "mysql" => Database::traits(&config),
+        _ => Traits {
+            invalidates: Invalidates::Previous,
+            retires: config["retire"] == true,
+        },
     }
 }
 
@@ -486,7 +503,6 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 url: c.url,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 key: key.to_vec(),
-                retire: c.retire,
             })
         }
         "exec" => {
@@ -496,7 +512,6 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 env: c.env,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 lambda: false,
-                retire: c.retire,
             })
         }
         "lambda" => {
@@ -514,7 +529,6 @@ pub(super) fn build(row: &RotatorRow, rot: &Rotations) -> Result<Box<dyn Rotator
                 env,
                 timeout: std::time::Duration::from_millis(c.timeout_ms),
                 lambda: true,
-                retire: c.retire,
             })
         }
         "random" => Box::new(Random {
@@ -576,10 +590,6 @@ impl Rotator for Random {
             }
         })
     }
-
-    fn invalidates(&self) -> Invalidates {
-        Invalidates::Nothing
-    }
 }
 
 /// `webhook`: POST of the Lambda event, signed (see [`crate::hooks`]); any 2xx
@@ -588,7 +598,6 @@ struct Webhook {
     url: String,
     timeout: std::time::Duration,
     key: Vec<u8>,
-    retire: bool,
 }
 
 impl Rotator for Webhook {
@@ -602,10 +611,6 @@ impl Rotator for Webhook {
             sent
         })
     }
-
-    fn retires(&self) -> bool {
-        self.retire
-    }
 }
 
 /// `exec` and `lambda`: a local command with the event on stdin.
@@ -614,7 +619,6 @@ struct Exec {
     env: BTreeMap<String, String>,
     timeout: std::time::Duration,
     lambda: bool,
-    retire: bool,
 }
 
 impl Rotator for Exec {
@@ -625,10 +629,6 @@ impl Rotator for Exec {
             ctx.rot.access.revoke_scoped(&creds);
             result
         })
-    }
-
-    fn retires(&self) -> bool {
-        self.retire
     }
 }
 

@@ -147,8 +147,7 @@ async fn next_step(
         && rot
             .rotator_row(&r.rotator)
             .await
-            .and_then(|row| rotators::build(&row, rot))
-            .is_ok_and(|rotator| rotator.retires());
+            .is_ok_and(|row| rotators::traits(&row).retires);
     retire.then_some(Step::RetirePrevious)
 }
 
