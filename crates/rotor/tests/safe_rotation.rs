@@ -724,3 +724,58 @@ fn retire_previous_after_a_change_by_hand_waits_for_every_consumer() {
         && e.secret.as_deref() == Some("/dba/plain/key")
         && e.detail["manual"] == true));
 }
+
+/// A single-user rotation changes the password in place: with a live consumer on
+/// AWSCURRENT it is refused (naming the consumer and the safe strategy) and the
+/// password is left alone, unless the policy says proceed.
+#[test]
+fn a_single_user_rotation_with_live_consumers_is_refused_unless_told_to_proceed() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = harness::dev(dir.path());
+    let rt = harness::runtime();
+    let pg = rt.block_on(pg_with_app());
+    rt.block_on(layout(&server, &pg, 30));
+    rt.block_on(rotator(
+        &server,
+        "pg-single",
+        "postgres",
+        json!({"strategy": "single-user"}),
+    ));
+    let v0 = rt.block_on(current_version(&server, SOURCE));
+    rt.block_on(stuck_consumer(&server, "mp-1", &v0, 600));
+    let configure = |on_timeout: &str| {
+        rt.block_on(native(
+            &server,
+            reqwest::Method::PUT,
+            &format!("/v1/rotation/{}", enc(SOURCE)),
+            Some(json!({"rotator": "pg-single", "adoption": {"on_timeout": on_timeout}})),
+        ));
+    };
+    configure("fail");
+    let token = rt.block_on(rotate_now(&server));
+    let latest = rt.block_on(finished(&server, &token, Duration::from_secs(30)));
+    assert_eq!(latest["status"], "failed", "{latest}");
+    let error = latest["error"].as_str().unwrap();
+    assert!(
+        error.contains("mp-1") && error.contains("alternating-users"),
+        "{error}"
+    );
+    let before = rt.block_on(current_value(&server, SOURCE));
+    rt.block_on(login(&before))
+        .expect("the password was left alone");
+    // Told to proceed, it rotates (and breaks mp-1, as single user does).
+    rt.block_on(native(
+        &server,
+        reqwest::Method::POST,
+        &format!("/v1/stages/{}", enc(SOURCE)),
+        Some(json!({"stage": "AWSPENDING", "remove_from": token})),
+    ));
+    configure("proceed");
+    let token = rt.block_on(rotate_now(&server));
+    let latest = rt.block_on(finished(&server, &token, Duration::from_secs(30)));
+    assert_eq!(latest["status"], "succeeded", "{latest}");
+    assert!(
+        rt.block_on(login(&before)).is_err(),
+        "the old password no longer works"
+    );
+}
