@@ -22,7 +22,7 @@ use super::rotators::{self, Invalidates};
 use rotor_core::label::{AWSCURRENT, AWSPREVIOUS};
 use rotor_core::model::{GateRun, OnTimeout, RotationRecord, Step};
 use rotor_core::{Error, Result};
-use rotor_store::{Mutation, SecretRecord};
+use rotor_store::SecretRecord;
 use std::time::Duration;
 
 /// How often a waiting gate looks at the consumers again.
@@ -222,16 +222,6 @@ async fn event(
         "version": version,
         "consumers": consumers,
     });
-    rot.service
-        .apply_rotation(
-            &record.meta.name,
-            &record.meta.arn,
-            Mutation::AppendEvent {
-                kind: kind.to_string(),
-                secret: Some(record.meta.name.clone()),
-                detail: detail.to_string(),
-            },
-        )
+    rot.event(&record.meta.name, &record.meta.arn, kind, detail)
         .await
-        .map(|_| ())
 }

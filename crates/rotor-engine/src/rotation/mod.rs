@@ -277,6 +277,29 @@ impl Rotations {
         self.service.now()
     }
 
+    /// Records an event about secret `name` (ARN `arn`) that no stored change carries
+    /// (a gate waiting or passing, a retirement), invalidating what caches it.
+    async fn event(
+        &self,
+        name: &str,
+        arn: &str,
+        kind: &str,
+        detail: serde_json::Value,
+    ) -> Result<()> {
+        self.service
+            .apply_rotation(
+                name,
+                arn,
+                Mutation::AppendEvent {
+                    kind: kind.to_string(),
+                    secret: Some(name.to_string()),
+                    detail: detail.to_string(),
+                },
+            )
+            .await
+            .map(|_| ())
+    }
+
     /// How many rotation runs this process has driven (for metrics and tests).
     pub fn runs(&self) -> u64 {
         self.runs.load(std::sync::atomic::Ordering::Relaxed)

@@ -482,17 +482,13 @@ impl Rotations {
             _ => "hook",
         };
         let detail = serde_json::json!({"version": previous, "manual": true, "by": by});
-        self.service
-            .apply_rotation(
-                &record.meta.name,
-                &record.meta.arn,
-                Mutation::AppendEvent {
-                    kind: "rotation.retired".into(),
-                    secret: Some(record.meta.name.clone()),
-                    detail: detail.to_string(),
-                },
-            )
-            .await?;
+        self.event(
+            &record.meta.name,
+            &record.meta.arn,
+            "rotation.retired",
+            detail,
+        )
+        .await?;
         metrics::counter!("rotor_rotation_retirements_total").increment(1);
         Ok(Retirement {
             name: record.meta.name.clone(),

@@ -109,16 +109,7 @@ pub(super) async fn run(
                 tracing::warn!(secret = %name, rotation = %token, error = %e.message, "retiring the previous credential failed; it stays valid");
                 metrics::counter!("rotor_rotation_retirements_failed_total").increment(1);
                 let detail = serde_json::json!({"token": token, "error": e.message});
-                rot.service
-                    .apply_rotation(
-                        name,
-                        &record.meta.arn,
-                        Mutation::AppendEvent {
-                            kind: "rotation.retire_failed".into(),
-                            secret: Some(name.to_string()),
-                            detail: detail.to_string(),
-                        },
-                    )
+                rot.event(name, &record.meta.arn, "rotation.retire_failed", detail)
                     .await?;
                 return succeed(rot, name, token, r).await.map(|_| None);
             }
@@ -164,18 +155,13 @@ async fn retired_event(
         .find(|g| g.step == Step::RetirePrevious.as_str())
         .map(|g| g.version.clone());
     let detail = serde_json::json!({"token": r.token, "version": version});
-    rot.service
-        .apply_rotation(
-            &record.meta.name,
-            &record.meta.arn,
-            Mutation::AppendEvent {
-                kind: "rotation.retired".into(),
-                secret: Some(record.meta.name.clone()),
-                detail: detail.to_string(),
-            },
-        )
-        .await
-        .map(|_| ())
+    rot.event(
+        &record.meta.name,
+        &record.meta.arn,
+        "rotation.retired",
+        detail,
+    )
+    .await
 }
 
 async fn save(
