@@ -446,11 +446,19 @@ async fn a_webhook_gets_each_matching_event_signed_in_order() {
         );
     }
 
-    let log = w
-        .events
-        .deliveries(&w.root, "deploy", 100, false)
-        .await
-        .unwrap();
+    // The receiver answers before the delivery is recorded: wait for the third record.
+    let mut log = Vec::new();
+    for _ in 0..200 {
+        log = w
+            .events
+            .deliveries(&w.root, "deploy", 100, false)
+            .await
+            .unwrap();
+        if log.len() >= 3 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     assert_eq!(log.len(), 3);
     assert!(
         log.iter()
