@@ -66,57 +66,180 @@ pub fn signing_key(secret_access_key: &str, date: &str, region: &str, service: &
     key
 }
 
+/// A [`signing_key`] ready to sign with: the HMAC's padded key blocks are computed
+/// once, so each signature costs only the message's blocks. A verifier keeps one per
+/// access key and scope for the day it is valid.
+pub struct SigningKey(aws_lc_rs::hmac::Key);
+
+impl SigningKey {
+    /// The key of `secret_access_key` for `date` (`YYYYMMDD`), `region` and `service`.
+    pub fn derive(secret_access_key: &str, date: &str, region: &str, service: &str) -> Self {
+        let key = signing_key(secret_access_key, date, region, service);
+        SigningKey(aws_lc_rs::hmac::Key::new(
+            aws_lc_rs::hmac::HMAC_SHA256,
+            &key,
+        ))
+    }
+
+    /// The raw signature of `string_to_sign`.
+    pub fn sign(&self, string_to_sign: &str) -> [u8; 32] {
+        let tag = aws_lc_rs::hmac::sign(&self.0, string_to_sign.as_bytes());
+        let mut out = [0u8; 32];
+        out.copy_from_slice(tag.as_ref());
+        out
+    }
+
+    /// The raw signature of the [`string_to_sign`] of a canonical request whose hash
+    /// is `canonical_hash`, without building the string.
+    pub fn sign_request(
+        &self,
+        amz_date: &str,
+        region: &str,
+        service: &str,
+        canonical_hash: &[u8; 32],
+    ) -> [u8; 32] {
+        let mut mac = aws_lc_rs::hmac::Context::with_key(&self.0);
+        write_string_to_sign(&mut mac, amz_date, region, service, canonical_hash);
+        let mut out = [0u8; 32];
+        out.copy_from_slice(mac.sign().as_ref());
+        out
+    }
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SigningKey(..)")
+    }
+}
+
+/// Where the pieces of a canonical request or a string to sign go: a `String` (to
+/// show or test them), or straight into a hash (to verify without building them).
+trait Sink {
+    fn put(&mut self, piece: &str);
+}
+
+impl Sink for String {
+    fn put(&mut self, piece: &str) {
+        self.push_str(piece);
+    }
+}
+
+impl Sink for aws_lc_rs::digest::Context {
+    fn put(&mut self, piece: &str) {
+        self.update(piece.as_bytes());
+    }
+}
+
+impl Sink for aws_lc_rs::hmac::Context {
+    fn put(&mut self, piece: &str) {
+        self.update(piece.as_bytes());
+    }
+}
+
+fn write_canonical_request<N: AsRef<str>, V: AsRef<str>>(
+    out: &mut impl Sink,
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(N, V)],
+    payload_hash: &str,
+) {
+    out.put(method);
+    out.put("\n");
+    out.put(if path.is_empty() { "/" } else { path });
+    out.put("\n");
+    out.put(&canonical_query(query));
+    out.put("\n");
+    for (name, value) in headers {
+        out.put(name.as_ref());
+        out.put(":");
+        let mut words = value.as_ref().split_whitespace();
+        if let Some(first) = words.next() {
+            out.put(first);
+            for word in words {
+                out.put(" ");
+                out.put(word);
+            }
+        }
+        out.put("\n");
+    }
+    out.put("\n");
+    for (i, (name, _)) in headers.iter().enumerate() {
+        if i > 0 {
+            out.put(";");
+        }
+        out.put(name.as_ref());
+    }
+    out.put("\n");
+    out.put(payload_hash);
+}
+
+fn write_string_to_sign(
+    out: &mut impl Sink,
+    amz_date: &str,
+    region: &str,
+    service: &str,
+    canonical_hash: &[u8; 32],
+) {
+    let mut hex = [0u8; 64];
+    // Cannot fail: the buffer is exactly twice the hash's length.
+    let _ = hex::encode_to_slice(canonical_hash, &mut hex);
+    for piece in [
+        ALGORITHM,
+        "\n",
+        amz_date,
+        "\n",
+        amz_date.get(..8).unwrap_or(""),
+        "/",
+        region,
+        "/",
+        service,
+        "/aws4_request\n",
+        std::str::from_utf8(&hex).unwrap_or_default(),
+    ] {
+        out.put(piece);
+    }
+}
+
 /// The canonical request: `headers` are the signed headers, names in lower case and
 /// sorted, values as received (their whitespace is collapsed here); `path` and
 /// `query` are as sent (already percent-encoded); `payload_hash` is the hex SHA-256
 /// of the body.
-pub fn canonical_request(
+pub fn canonical_request<N: AsRef<str>, V: AsRef<str>>(
     method: &str,
     path: &str,
     query: &str,
-    headers: &[(String, String)],
+    headers: &[(N, V)],
     payload_hash: &str,
 ) -> String {
     let mut canonical = String::with_capacity(256);
-    let _ = write!(
-        canonical,
-        "{method}\n{}\n{}\n",
-        if path.is_empty() { "/" } else { path },
-        canonical_query(query)
-    );
-    for (name, value) in headers {
-        canonical.push_str(name);
-        canonical.push(':');
-        let mut words = value.split_whitespace();
-        if let Some(first) = words.next() {
-            canonical.push_str(first);
-            for word in words {
-                canonical.push(' ');
-                canonical.push_str(word);
-            }
-        }
-        canonical.push('\n');
-    }
-    canonical.push('\n');
-    for (i, (name, _)) in headers.iter().enumerate() {
-        if i > 0 {
-            canonical.push(';');
-        }
-        canonical.push_str(name);
-    }
-    canonical.push('\n');
-    canonical.push_str(payload_hash);
+    write_canonical_request(&mut canonical, method, path, query, headers, payload_hash);
     canonical
+}
+
+/// The SHA-256 of [`canonical_request`], hashed as it is written rather than built
+/// first: what a verifier needs.
+pub fn canonical_request_hash<N: AsRef<str>, V: AsRef<str>>(
+    method: &str,
+    path: &str,
+    query: &str,
+    headers: &[(N, V)],
+    payload_hash: &str,
+) -> [u8; 32] {
+    let mut hasher = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    write_canonical_request(&mut hasher, method, path, query, headers, payload_hash);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(hasher.finish().as_ref());
+    out
 }
 
 /// The string to sign for `canonical` at `amz_date` (`YYYYMMDDTHHMMSSZ`) in the scope
 /// of `region` and `service`.
 pub fn string_to_sign(amz_date: &str, region: &str, service: &str, canonical: &str) -> String {
-    format!(
-        "{ALGORITHM}\n{amz_date}\n{}/{region}/{service}/aws4_request\n{}",
-        amz_date.get(..8).unwrap_or(""),
-        hex::encode(crate::sha256(canonical.as_bytes()))
-    )
+    let mut out = String::with_capacity(160);
+    let hash = crate::sha256(canonical.as_bytes());
+    write_string_to_sign(&mut out, amz_date, region, service, &hash);
+    out
 }
 
 /// The hex signature of `string_to_sign` under a [`signing_key`].
@@ -174,7 +297,7 @@ pub fn authorization(
         credentials.service,
         &canonical,
     );
-    let key = signing_key(
+    let key = SigningKey::derive(
         credentials.secret_access_key,
         date,
         credentials.region,
@@ -187,7 +310,7 @@ pub fn authorization(
         credentials.region,
         credentials.service,
         signed.join(";"),
-        signature(&key, &to_sign)
+        hex::encode(key.sign(&to_sign))
     )
 }
 
@@ -240,6 +363,25 @@ mod tests {
             suite_signature("POST", "Param1=value1"),
             "28038455d6de14eafc1f9222cf5aa6f1a96197d7deb8263271d420d138af7f11",
             "post-vanilla-empty-query-value"
+        );
+    }
+
+    /// The streaming forms a verifier uses sign exactly what the built strings do.
+    #[test]
+    fn hashing_as_written_signs_the_same() {
+        let headers = [
+            ("host", "example.amazonaws.com"),
+            ("x-amz-date", "20150830T123600Z"),
+        ];
+        let payload = hex::encode(crate::sha256(b"{}"));
+        let canonical = canonical_request("POST", "/", "b=2&a=1", &headers, &payload);
+        let hash = canonical_request_hash("POST", "/", "b=2&a=1", &headers, &payload);
+        assert_eq!(hash, crate::sha256(canonical.as_bytes()));
+        let key = SigningKey::derive(SUITE.secret_access_key, "20150830", "us-east-1", "service");
+        let built = string_to_sign("20150830T123600Z", "us-east-1", "service", &canonical);
+        assert_eq!(
+            key.sign_request("20150830T123600Z", "us-east-1", "service", &hash),
+            key.sign(&built)
         );
     }
 

@@ -20,6 +20,7 @@ use chrono::{DateTime, Duration, Utc};
 use rotor_core::clock::Clock;
 use rotor_core::policy::{self, Capability, Policy};
 use rotor_core::{Error, ErrorKind, Result};
+use rotor_crypto::sigv4::SigningKey;
 use rotor_crypto::{Envelope, SealedRef};
 use rotor_store::{AccessMutation, AccessSnapshot, Mutation, SealedValue, Store, TokenRow};
 use secrecy::{ExposeSecret, SecretString};
@@ -101,9 +102,65 @@ struct Principal {
 struct State {
     principals: HashMap<i64, Principal>,
     tokens: HashMap<Vec<u8>, TokenRow>,
-    keys: HashMap<String, (i64, SecretString)>,
+    keys: HashMap<String, AccessKey>,
     snapshot: AccessSnapshot,
     policies: HashMap<String, Policy>,
+}
+
+/// A stored access key, opened: its principal, its secret, and the SigV4 signing key
+/// last derived from it (one scope at a time: clients sign for one day, region and
+/// service, so the four HMACs of a derivation run once a day, not per request). The
+/// state is rebuilt whenever keys change, so a derived key never outlives its secret.
+struct AccessKey {
+    principal: i64,
+    secret: SecretString,
+    derived: std::sync::Mutex<Option<(String, Arc<SigningKey>)>>,
+}
+
+impl AccessKey {
+    fn signing_key(&self, scope: &SigningScope<'_>) -> Arc<SigningKey> {
+        let mut derived = self.derived.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((held, key)) = derived.as_ref()
+            && scope.is(held)
+        {
+            return key.clone();
+        }
+        let key = Arc::new(scope.derive(&self.secret));
+        *derived = Some((scope.to_string(), key.clone()));
+        key
+    }
+}
+
+/// The scope of a SigV4 credential: `DATE/REGION/SERVICE`.
+#[derive(Debug, Clone, Copy)]
+pub struct SigningScope<'a> {
+    /// `YYYYMMDD`.
+    pub date: &'a str,
+    /// The region signed for.
+    pub region: &'a str,
+    /// The service signed for.
+    pub service: &'a str,
+}
+
+impl SigningScope<'_> {
+    fn derive(&self, secret: &SecretString) -> SigningKey {
+        SigningKey::derive(secret.expose_secret(), self.date, self.region, self.service)
+    }
+
+    /// Whether `held` (a scope's [`ToString`]) is this scope, without allocating.
+    fn is(&self, held: &str) -> bool {
+        let mut parts = held.split('/');
+        parts.next() == Some(self.date)
+            && parts.next() == Some(self.region)
+            && parts.next() == Some(self.service)
+            && parts.next().is_none()
+    }
+}
+
+impl std::fmt::Display for SigningScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}/{}", self.date, self.region, self.service)
+    }
 }
 
 /// Who a long-lived request acts for, checked again as access changes (see
@@ -262,9 +319,14 @@ impl AccessService {
             match self.envelope.open_parts(ACCESS_KEY_AAD, &k.id, sealed) {
                 Ok(secret) => match String::from_utf8(secret.to_vec()) {
                     Ok(s) => {
-                        state
-                            .keys
-                            .insert(k.id.clone(), (k.principal_id, SecretString::from(s)));
+                        state.keys.insert(
+                            k.id.clone(),
+                            AccessKey {
+                                principal: k.principal_id,
+                                secret: SecretString::from(s),
+                                derived: Default::default(),
+                            },
+                        );
                     }
                     Err(_) => tracing::error!(access_key = %k.id, "stored access key is not UTF-8"),
                 },
@@ -404,9 +466,35 @@ impl AccessService {
         session_token: Option<&str>,
     ) -> Option<(SecretString, Caller)> {
         let state = self.state();
-        if let Some((principal, secret)) = state.keys.get(access_key_id) {
-            return Some((secret.clone(), Self::caller_of(&state, *principal)?));
+        if let Some(key) = state.keys.get(access_key_id) {
+            return Some((key.secret.clone(), Self::caller_of(&state, key.principal)?));
         }
+        self.scoped_key(access_key_id, session_token)
+    }
+
+    /// The SigV4 signing key of an access key id for `scope`, and the caller it stands
+    /// for, as [`AccessService::access_key`] finds them. A stored key's derivation is
+    /// kept for the next request of the same scope; a scoped key's is made each time.
+    pub fn signing_key(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+        scope: &SigningScope<'_>,
+    ) -> Option<(Arc<SigningKey>, Caller)> {
+        let state = self.state();
+        if let Some(key) = state.keys.get(access_key_id) {
+            let caller = Self::caller_of(&state, key.principal)?;
+            return Some((key.signing_key(scope), caller));
+        }
+        let (secret, caller) = self.scoped_key(access_key_id, session_token)?;
+        Some((Arc::new(scope.derive(&secret)), caller))
+    }
+
+    fn scoped_key(
+        &self,
+        access_key_id: &str,
+        session_token: Option<&str>,
+    ) -> Option<(SecretString, Caller)> {
         let hash = self.envelope.token_hash(session_token?);
         let mut scoped = self.scoped.lock().unwrap_or_else(|e| e.into_inner());
         let now = self.clock.now();
@@ -534,7 +622,7 @@ impl AccessService {
         }
         if let Some((id, secret)) = &key {
             match self.state().keys.get(id) {
-                Some((_, known)) if known.expose_secret() == secret => {}
+                Some(known) if known.secret.expose_secret() == secret => {}
                 Some(_) => {
                     return Err(Error::invalid_request(format!(
                         "access key {id} already exists with another secret"
@@ -829,7 +917,7 @@ impl AccessService {
         let owner = state
             .keys
             .get(access_key_id)
-            .and_then(|(p, _)| state.principals.get(p))
+            .and_then(|k| state.principals.get(&k.principal))
             .map(|p| p.name.clone())
             .ok_or_else(|| Error::not_found(format!("No access key {access_key_id}")))?;
         caller.authorize(Capability::Admin, &format!("sys/access-keys/{owner}"))?;

@@ -45,7 +45,8 @@ mod fuzz_tests;
 mod fuzzing;
 
 pub use access::{
-    AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, Session, TokenInfo,
+    AccessService, PrincipalInfo, ROOT, RootCredentials, ScopedCredentials, Session, SigningScope,
+    TokenInfo,
 };
 pub use caller::Caller;
 pub use service::*;

@@ -66,7 +66,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             subject = audit::aws_subject(&body);
         }
         let mut caller = None;
-        let verified = sigv4::verify(
+        let verified = sigv4::verify_with(
             &sigv4::SignedRequest {
                 method: parts.method.as_str(),
                 path: parts.uri.path(),
@@ -75,14 +75,14 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 body: &body,
             },
             Utc::now(),
-            |akid| {
+            |akid, scope| {
                 let session = parts
                     .headers
                     .get("x-amz-security-token")
                     .and_then(|v| v.to_str().ok());
-                let (secret, who) = app.access.access_key(akid, session)?;
+                let (key, who) = app.access.signing_key(akid, session, scope)?;
                 caller = Some(who);
-                Some(secret.expose_secret().to_string())
+                Some(key)
             },
         )
         .map_err(|e| AwsError {

@@ -27,8 +27,10 @@
 //! ```
 
 use axum::http::HeaderMap;
-use chrono::{DateTime, NaiveDateTime, Utc};
-use rotor_crypto::sigv4::{self as math, ALGORITHM};
+use chrono::{DateTime, Utc};
+use rotor_crypto::sigv4::{self as math, ALGORITHM, SigningKey};
+use rotor_engine::SigningScope;
+use std::borrow::{Borrow, Cow};
 /// How far a request's `X-Amz-Date` may be from the server's clock.
 pub const MAX_SKEW_SECS: i64 = 15 * 60;
 
@@ -126,8 +128,11 @@ fn parse_authorization(value: &str) -> Result<Authorization<'_>, SigV4Error> {
         signed.ok_or_else(|| incomplete("Authorization header requires 'SignedHeaders'"))?;
     let signature =
         signature.ok_or_else(|| incomplete("Authorization header requires 'Signature'"))?;
-    let scope: Vec<&str> = credential.split('/').collect();
-    let [access_key_id, date, region, service, "aws4_request"] = scope.as_slice() else {
+    let mut scope = credential.split('/');
+    let mut part = || scope.next();
+    let (Some(access_key_id), Some(date), Some(region), Some(service), Some("aws4_request"), None) =
+        (part(), part(), part(), part(), part(), part())
+    else {
         return Err(incomplete(
             "Credential must be ACCESS_KEY/DATE/REGION/SERVICE/aws4_request",
         ));
@@ -153,6 +158,25 @@ pub fn verify(
     now: DateTime<Utc>,
     secret_for: impl FnOnce(&str) -> Option<String>,
 ) -> Result<Verified, SigV4Error> {
+    verify_with(req, now, |akid, scope| {
+        let secret = secret_for(akid)?;
+        Some(SigningKey::derive(
+            &secret,
+            scope.date,
+            scope.region,
+            scope.service,
+        ))
+    })
+}
+
+/// Verifies `req`'s signature at time `now` with the signing key `key_for` gives for
+/// the access key id and the scope the request names (`None`: the key is unknown).
+/// What the server uses: the access service keeps each key's derivation for the day.
+pub fn verify_with<K: Borrow<SigningKey>>(
+    req: &SignedRequest<'_>,
+    now: DateTime<Utc>,
+    key_for: impl FnOnce(&str, &SigningScope<'_>) -> Option<K>,
+) -> Result<Verified, SigV4Error> {
     let header = req
         .headers
         .get("authorization")
@@ -165,9 +189,8 @@ pub fn verify(
         .get("x-amz-date")
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| SigV4Error::Incomplete("X-Amz-Date header is required".into()))?;
-    let when = NaiveDateTime::parse_from_str(amz_date, "%Y%m%dT%H%M%SZ")
-        .map_err(|_| SigV4Error::Incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ".into()))?
-        .and_utc();
+    let when = parse_amz_date(amz_date)
+        .ok_or_else(|| SigV4Error::Incomplete("X-Amz-Date must be YYYYMMDDTHHMMSSZ".into()))?;
     if !amz_date.starts_with(auth.date) {
         return Err(SigV4Error::Mismatch(
             "Date in Credential scope does not match X-Amz-Date".into(),
@@ -178,31 +201,43 @@ pub fn verify(
             "Signature expired: {amz_date} is now earlier or later than 15 minutes from the server's time"
         )));
     }
-    let secret = secret_for(auth.access_key_id).ok_or(SigV4Error::UnknownKey)?;
-    let mut headers = Vec::with_capacity(auth.signed_headers.len());
+    let scope = SigningScope {
+        date: auth.date,
+        region: auth.region,
+        service: auth.service,
+    };
+    let key = key_for(auth.access_key_id, &scope).ok_or(SigV4Error::UnknownKey)?;
+    let mut headers: Vec<(&str, Cow<'_, str>)> = Vec::with_capacity(auth.signed_headers.len());
     for name in &auth.signed_headers {
-        let values: Vec<&str> = req
+        let mut values = req
             .headers
             .get_all(*name)
             .iter()
-            .filter_map(|v| v.to_str().ok())
-            .collect();
-        if values.is_empty() {
-            return Err(SigV4Error::Mismatch(format!(
-                "Signed header '{name}' is missing from the request"
-            )));
-        }
-        headers.push((name.to_string(), values.join(",")));
+            .filter_map(|v| v.to_str().ok());
+        let value = match (values.next(), values.next()) {
+            (None, _) => {
+                return Err(SigV4Error::Mismatch(format!(
+                    "Signed header '{name}' is missing from the request"
+                )));
+            }
+            (Some(one), None) => Cow::Borrowed(one),
+            (Some(first), Some(second)) => {
+                let mut all = vec![first, second];
+                all.extend(values);
+                Cow::Owned(all.join(","))
+            }
+        };
+        headers.push((name, value));
     }
     let payload_hash = payload_hash(req)?;
     let canonical =
-        math::canonical_request(req.method, req.path, req.query, &headers, &payload_hash);
-    let key = math::signing_key(&secret, auth.date, auth.region, auth.service);
-    let expected = math::signature(
-        &key,
-        &math::string_to_sign(amz_date, auth.region, auth.service, &canonical),
-    );
-    if !rotor_crypto::constant_time_eq(expected.as_bytes(), auth.signature.as_bytes()) {
+        math::canonical_request_hash(req.method, req.path, req.query, &headers, &payload_hash);
+    let expected = key
+        .borrow()
+        .sign_request(amz_date, auth.region, auth.service, &canonical);
+    let mut given = [0u8; 32];
+    let well_formed = hex::decode_to_slice(auth.signature, &mut given).is_ok();
+    if !(well_formed && rotor_crypto::constant_time_eq(&expected, &given)) {
         return Err(SigV4Error::Mismatch(
             "The request signature we calculated does not match the signature you provided. \
              Check your AWS Secret Access Key and signing method. Consult the service documentation for details."
@@ -215,18 +250,38 @@ pub fn verify(
     })
 }
 
+/// `YYYYMMDDTHHMMSSZ` as a time, read by position (the format is fixed; chrono's
+/// format parser costs more than the rest of the header checks together).
+fn parse_amz_date(text: &str) -> Option<DateTime<Utc>> {
+    let b = text.as_bytes();
+    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
+        return None;
+    }
+    let num = |from: usize, to: usize| -> Option<u32> {
+        b[from..to].iter().try_fold(0u32, |n, &d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(4, 6)?, num(6, 8)?)?;
+    let time = chrono::NaiveTime::from_hms_opt(num(9, 11)?, num(11, 13)?, num(13, 15)?)?;
+    Some(date.and_time(time).and_utc())
+}
+
 /// The SHA-256 of the body, always computed from the body itself. A client may send
 /// it in `x-amz-content-sha256` as well; a header that disagrees with the body, or that
 /// opts out of covering it (`UNSIGNED-PAYLOAD`, streaming forms), is refused, so a
 /// captured signature never vouches for another body.
 fn payload_hash(req: &SignedRequest<'_>) -> Result<String, SigV4Error> {
-    let hash = hex::encode(rotor_crypto::sha256(req.body));
+    let mut hex = [0u8; 64];
+    // Cannot fail: the buffer is exactly twice the hash's length.
+    let _ = hex::encode_to_slice(rotor_crypto::sha256(req.body), &mut hex);
     match req.headers.get("x-amz-content-sha256") {
-        None => Ok(hash),
-        Some(claimed) if claimed.as_bytes().eq_ignore_ascii_case(hash.as_bytes()) => Ok(hash),
-        Some(_) => Err(SigV4Error::Mismatch(
-            "The x-amz-content-sha256 header must be the SHA-256 of the request body".into(),
-        )),
+        Some(claimed) if !claimed.as_bytes().eq_ignore_ascii_case(&hex) => {
+            Err(SigV4Error::Mismatch(
+                "The x-amz-content-sha256 header must be the SHA-256 of the request body".into(),
+            ))
+        }
+        _ => Ok(String::from_utf8_lossy(&hex).into_owned()),
     }
 }
 
