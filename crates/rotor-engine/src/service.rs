@@ -606,8 +606,12 @@ impl SecretService {
             other => other,
         };
         let stages = match out {
-            Outcome::Version { labels, replayed } => {
-                if !replayed && labels.iter().any(|l| l == AWSCURRENT) {
+            Outcome::Version {
+                labels,
+                replayed,
+                rotates,
+            } => {
+                if rotates && !replayed && labels.iter().any(|l| l == AWSCURRENT) {
                     self.rotated_by_hand(&secret).await?;
                 }
                 labels

@@ -1121,6 +1121,18 @@ pub async fn rotation_records(store: Arc<dyn Store>) {
         store.rotations(id, 5).await.unwrap()[0].status,
         RotationStatus::Succeeded
     );
+    // A put tells whether the secret rotates, so that the service need not load it
+    // again to reschedule a rotation after a change by hand.
+    let other = create(&*store, "rot/plain", None).await;
+    for (secret, rotates) in [(id, true), (other, false)] {
+        let out = put(&*store, secret, version("v-put", "x", &[AWSCURRENT]))
+            .await
+            .unwrap();
+        assert!(
+            matches!(out, Outcome::Version { rotates: r, .. } if r == rotates),
+            "{out:?}"
+        );
+    }
 }
 
 /// The consumer registry: reports upsert keeping the first sighting, a consumer id

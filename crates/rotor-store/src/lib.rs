@@ -659,6 +659,9 @@ pub enum Outcome {
         labels: Vec<String>,
         /// Whether this was an idempotent replay.
         replayed: bool,
+        /// Whether the secret's rotation is enabled: a put that moves `AWSCURRENT`
+        /// on such a secret counts as a rotation, and needs no second look to know.
+        rotates: bool,
     },
     /// A rotation was recorded (or `replayed`: one with this token existed).
     Rotation {

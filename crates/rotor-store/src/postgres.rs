@@ -1,7 +1,10 @@
 //! The PostgreSQL backend, for several `rotor server` nodes sharing one database.
 //!
-//! Every mutation is one transaction (`READ COMMITTED`) on a connection of a pool. A
-//! mutation about a secret first locks the secret's row (`SELECT ... FOR UPDATE`), so
+//! Mutations are committed in batches (group commit, see `writer`): a few lanes per
+//! node each take the mutations waiting and run them in one transaction (`READ
+//! COMMITTED`), each in a savepoint; a secret's mutations always take the same lane.
+//! A batch first locks all the secrets it changes, in id order. A mutation about a
+//! secret first locks the secret's row (`SELECT ... FOR UPDATE`), so
 //! writers on every node take turns per secret, and what a writer reads after taking
 //! the lock (labels, version digests, counters) is what the previous holder committed:
 //! the rules of [`LabelBoard`](rotor_core::label::LabelBoard) and "same token, same value is a replay" hold across
@@ -59,10 +62,18 @@ pub const FEED_POLL: Duration = Duration::from_millis(500);
 /// Connections per node.
 const POOL_SIZE: u32 = 10;
 
+/// Write lanes per node (each holds a connection while it commits a batch).
+const LANES: usize = 1;
+
+/// Most mutations one lane commits in one transaction.
+pub const MAX_BATCH: usize = 64;
+
 /// A store in a PostgreSQL database, shared by any number of nodes.
 pub struct PgStore {
     pool: PgPool,
     feed: Arc<watch::Sender<i64>>,
+    /// Where mutations are committed.
+    lanes: writer::Lanes,
     /// The tasks that learn other nodes' events: the listener and the poll.
     followers: Vec<JoinHandle<()>>,
 }
@@ -76,6 +87,7 @@ impl std::fmt::Debug for PgStore {
 
 impl Drop for PgStore {
     fn drop(&mut self) {
+        self.lanes.abort();
         for task in &self.followers {
             task.abort();
         }
@@ -115,9 +127,11 @@ impl PgStore {
             tokio::spawn(events::listen(pool.clone(), feed.clone())),
             tokio::spawn(events::poll(pool.clone(), feed.clone())),
         ];
+        let lanes = writer::Lanes::start(&pool, &feed, LANES);
         Ok(PgStore {
             pool,
             feed,
+            lanes,
             followers,
         })
     }
@@ -273,10 +287,11 @@ impl Store for PgStore {
 
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            // Mutations queued and under way commit first.
+            self.lanes.stop().await;
             for task in &self.followers {
                 task.abort();
             }
-            // Waits for the connections in use, so mutations under way commit first.
             self.pool.close().await;
         })
     }

@@ -345,7 +345,8 @@ async fn save_tags(c: &mut Change, meta: &SecretMeta, now: DateTime<Utc>) -> Tx<
 }
 
 /// The store ids of the secrets that `m` changes, named by id.
-fn secrets_of(m: &Mutation, ids: &mut Vec<i64>) {
+/// The secrets `m` changes (and so locks).
+pub(super) fn secrets_of(m: &Mutation, ids: &mut Vec<i64>) {
     match m {
         Mutation::PutVersion { secret, .. }
         | Mutation::UpdateMeta { secret, .. }

@@ -10,8 +10,9 @@ use super::writer::{Change, Tx, db};
 use crate::errors::refuse_if_deleted_date;
 use crate::{NewVersion, Outcome, millis};
 use chrono::{DateTime, Utc};
-use rotor_core::Error;
-use rotor_core::label;
+use rotor_core::label::{self, LabelBoard};
+use rotor_core::{Error, Result};
+use std::collections::{BTreeMap, HashMap};
 
 /// Adds `version` to secret `secret`, or replays it.
 pub(super) async fn put(
@@ -21,7 +22,7 @@ pub(super) async fn put(
     now: DateTime<Utc>,
 ) -> Tx<Outcome> {
     let row = sqlx::query(
-        "SELECT name, deletion_date, next_seq, version_count FROM secrets WHERE id = $1 FOR UPDATE",
+        "SELECT name, deletion_date, rotation_enabled, next_seq, version_count FROM secrets WHERE id = $1 FOR UPDATE",
     )
     .bind(secret)
     .fetch_optional(c.conn())
@@ -30,6 +31,7 @@ pub(super) async fn put(
     .ok_or_else(|| Error::not_found("Secrets Manager can't find the specified secret."))?;
     let name: String = get(&row, "name")?;
     refuse_if_deleted_date(get(&row, "deletion_date")?)?;
+    let rotates = get::<i64>(&row, "rotation_enabled")? != 0;
     let seq = get::<i64>(&row, "next_seq")? + 1;
     let count = get::<i64>(&row, "version_count")? + 1;
 
@@ -40,6 +42,7 @@ pub(super) async fn put(
             Ok(Outcome::Version {
                 labels: before.labels_of(id),
                 replayed: true,
+                rotates,
             })
         } else {
             Err(Error::exists(format!(
@@ -115,5 +118,298 @@ pub(super) async fn put(
     Ok(Outcome::Version {
         labels,
         replayed: false,
+        rotates,
     })
+}
+
+/// One put of a run.
+pub(super) struct Put {
+    pub(super) secret: i64,
+    pub(super) version: NewVersion,
+    pub(super) now: DateTime<Utc>,
+}
+
+/// What a run knows of one of its secrets, read once, changed in memory.
+struct SecretState {
+    name: String,
+    deletion_date: Option<i64>,
+    rotates: bool,
+    next_seq: i64,
+    count: i64,
+    oldest: Option<i64>,
+    before: LabelBoard,
+    board: LabelBoard,
+    last_changed: Option<DateTime<Utc>>,
+}
+
+/// Applies a run of puts in order, as SQLite's group commit does: the state of every
+/// secret they touch is read in three statements (rows locked), the label rules run in
+/// memory through [`LabelBoard`] in arrival order (so each outcome is what the puts
+/// would give one after another), every refusal is decided before anything is
+/// written, and the accepted versions, label moves and counters are written with a
+/// few multi-row statements. The outer `Err` fails the whole run (nothing of it may be
+/// kept); otherwise each put has its own outcome.
+pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Outcome>>> {
+    let mut secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
+    secrets.sort_unstable();
+    secrets.dedup();
+    let mut states = load_states(c, &secrets).await?;
+    let mut digests = load_digests(c, puts).await?;
+
+    let mut results = Vec::with_capacity(puts.len());
+    let mut accepted: Vec<(&Put, i64)> = Vec::new();
+    for put in puts {
+        let Some(state) = states.get_mut(&put.secret) else {
+            results.push(Err(Error::not_found(
+                "Secrets Manager can't find the specified secret.",
+            )));
+            continue;
+        };
+        if let Err(e) = refuse_if_deleted_date(state.deletion_date) {
+            results.push(Err(e));
+            continue;
+        }
+        let id = &put.version.id;
+        if let Some(digest) = digests.get(&(put.secret, id.clone())) {
+            results.push(if *digest == put.version.sealed.digest {
+                Ok(Outcome::Version {
+                    labels: state.board.labels_of(id),
+                    replayed: true,
+                    rotates: state.rotates,
+                })
+            } else {
+                Err(Error::exists(format!(
+                    "A version with ClientRequestToken {id} already exists with a different value; \
+                     you can't modify an existing version, only create a new one"
+                )))
+            });
+            continue;
+        }
+        let mut next = state.board.clone();
+        if let Err(e) = next.put_version(id, &put.version.stages) {
+            results.push(Err(e));
+            continue;
+        }
+        state.board = next;
+        state.next_seq += 1;
+        state.count += 1;
+        state.last_changed = Some(put.now);
+        digests.insert((put.secret, id.clone()), put.version.sealed.digest.clone());
+        accepted.push((put, state.next_seq));
+        results.push(Ok(Outcome::Version {
+            labels: state.board.labels_of(id),
+            replayed: false,
+            rotates: state.rotates,
+        }));
+    }
+    if accepted.is_empty() {
+        return Ok(results);
+    }
+
+    insert_versions(c, &accepted).await?;
+    for (put, _) in &accepted {
+        let Some(state) = states.get(&put.secret) else {
+            continue;
+        };
+        let source: Option<serde_json::Value> = put
+            .version
+            .source
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok());
+        let labels = state.board.labels_of(&put.version.id);
+        let detail =
+            serde_json::json!({"version": put.version.id, "labels": labels, "source": source});
+        if source.is_some() {
+            c.emit(put.now, "version.put", Some(&state.name), detail.clone());
+            c.emit(put.now, "replication.applied", Some(&state.name), detail);
+        } else {
+            c.emit(put.now, "version.put", Some(&state.name), detail);
+        }
+    }
+    let mut ids = Vec::new();
+    let mut seqs = Vec::new();
+    let mut counts = Vec::new();
+    let mut ats = Vec::new();
+    for (secret, state) in &states {
+        let Some(now) = state.last_changed else {
+            continue;
+        };
+        save_labels(c, *secret, &state.before, &state.board).await?;
+        ids.push(*secret);
+        seqs.push(state.next_seq);
+        counts.push(state.count);
+        ats.push(millis(now));
+    }
+    sqlx::query(
+        "UPDATE secrets SET next_seq = u.seq, version_count = u.count, last_changed_at = u.at
+         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u (id, seq, count, at)
+         WHERE secrets.id = u.id",
+    )
+    .bind(&ids)
+    .bind(&seqs)
+    .bind(&counts)
+    .bind(&ats)
+    .execute(c.conn())
+    .await
+    .map_err(db)?;
+    for (secret, state) in &states {
+        let Some(now) = state.last_changed else {
+            continue;
+        };
+        // Only look for versions to prune when some may go.
+        if label::may_prune(
+            state.count as usize,
+            state.oldest.map(crate::from_millis),
+            now,
+        ) {
+            prune(c, *secret, state.count as usize, now).await?;
+        }
+    }
+    Ok(results)
+}
+
+/// The run's secrets, their rows locked, with their labels.
+async fn load_states(c: &mut Change, secrets: &[i64]) -> Tx<BTreeMap<i64, SecretState>> {
+    let rows = sqlx::query(
+        "SELECT id, name, deletion_date, rotation_enabled, next_seq, version_count
+         FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
+    )
+    .bind(secrets)
+    .fetch_all(c.conn())
+    .await
+    .map_err(db)?;
+    let mut states = BTreeMap::new();
+    for row in &rows {
+        states.insert(
+            get::<i64>(row, "id")?,
+            SecretState {
+                name: get(row, "name")?,
+                deletion_date: get(row, "deletion_date")?,
+                rotates: get::<i64>(row, "rotation_enabled")? != 0,
+                next_seq: get(row, "next_seq")?,
+                count: get(row, "version_count")?,
+                oldest: None,
+                before: LabelBoard::default(),
+                board: LabelBoard::default(),
+                last_changed: None,
+            },
+        );
+    }
+    // The oldest version matters only to a secret that may have versions to prune.
+    let crowded: Vec<i64> = states
+        .iter()
+        .filter(|(_, s)| s.count as usize >= label::MAX_VERSIONS)
+        .map(|(id, _)| *id)
+        .collect();
+    if !crowded.is_empty() {
+        let rows = sqlx::query(
+            "SELECT secret_id, MIN(created_at) AS oldest FROM versions
+             WHERE secret_id = ANY($1) GROUP BY secret_id",
+        )
+        .bind(&crowded)
+        .fetch_all(c.conn())
+        .await
+        .map_err(db)?;
+        for row in &rows {
+            if let Some(state) = states.get_mut(&get::<i64>(row, "secret_id")?) {
+                state.oldest = get(row, "oldest")?;
+            }
+        }
+    }
+    let rows =
+        sqlx::query("SELECT secret_id, label, version_id FROM labels WHERE secret_id = ANY($1)")
+            .bind(secrets)
+            .fetch_all(c.conn())
+            .await
+            .map_err(db)?;
+    let mut labels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    for row in &rows {
+        labels
+            .entry(get(row, "secret_id")?)
+            .or_default()
+            .entry(get(row, "version_id")?)
+            .or_default()
+            .push(get(row, "label")?);
+    }
+    for (secret, by_version) in labels {
+        if let Some(state) = states.get_mut(&secret) {
+            state.before = LabelBoard::from_versions(by_version);
+            state.board = state.before.clone();
+        }
+    }
+    Ok(states)
+}
+
+/// The digests of the versions the run names that exist already.
+async fn load_digests(c: &mut Change, puts: &[Put]) -> Tx<HashMap<(i64, String), Vec<u8>>> {
+    let secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
+    let versions: Vec<&str> = puts.iter().map(|p| p.version.id.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT v.secret_id, v.version_id, v.digest FROM versions v
+         JOIN UNNEST($1::bigint[], $2::text[]) AS w (secret_id, version_id)
+           ON v.secret_id = w.secret_id AND v.version_id = w.version_id",
+    )
+    .bind(&secrets)
+    .bind(&versions)
+    .fetch_all(c.conn())
+    .await
+    .map_err(db)?;
+    let mut digests = HashMap::new();
+    for row in &rows {
+        digests.insert(
+            (get(row, "secret_id")?, get(row, "version_id")?),
+            get(row, "digest")?,
+        );
+    }
+    Ok(digests)
+}
+
+async fn insert_versions(c: &mut Change, accepted: &[(&Put, i64)]) -> Tx<()> {
+    let n = accepted.len();
+    let (mut secret, mut id, mut seq, mut at) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    let (mut ciphertext, mut wrapped, mut algorithm, mut key_id, mut digest, mut source) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for (put, s) in accepted {
+        let v = &put.version;
+        secret.push(put.secret);
+        id.push(v.id.as_str());
+        seq.push(*s);
+        at.push(millis(put.now));
+        ciphertext.push(v.sealed.ciphertext.as_slice());
+        wrapped.push(v.sealed.wrapped_key.as_slice());
+        algorithm.push(v.sealed.algorithm.as_str());
+        key_id.push(v.sealed.key_id.as_str());
+        digest.push(v.sealed.digest.as_slice());
+        source.push(v.source.as_deref());
+    }
+    sqlx::query(
+        "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest, source)
+         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[],
+                              $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[])",
+    )
+    .bind(&secret)
+    .bind(&id)
+    .bind(&seq)
+    .bind(&at)
+    .bind(&ciphertext)
+    .bind(&wrapped)
+    .bind(&algorithm)
+    .bind(&key_id)
+    .bind(&digest)
+    .bind(&source)
+    .execute(c.conn())
+    .await
+    .map_err(db)?;
+    Ok(())
 }

@@ -1,17 +1,26 @@
-//! PostgreSQL's write path: each mutation in a transaction of its own ([`Change`],
-//! which also buffers the events it appends until just before the commit), run again
-//! from the start after a deadlock or serialization failure ([`Abort::Conflict`]), up
-//! to [`MAX_ATTEMPTS`] times with a growing, jittered [`backoff`]; then the feed moves
-//! on to the events committed.
+//! PostgreSQL's write path, with group commit: mutations queue in [`Lanes`] (a
+//! secret's always in the same one); a lane takes every mutation waiting and runs them
+//! in one transaction ([`Change`], which also buffers the events they append until
+//! just before the commit), a run of puts applied together and any other mutation
+//! alone, each in a savepoint, so a batch costs a few statements, one WAL flush and
+//! one turn at the event counter, and a refused mutation rolls back alone. A mutation
+//! that meets a deadlock or serialization failure ([`Abort::Conflict`]) runs again in
+//! the next batch, up to [`MAX_ATTEMPTS`] times, after a growing, jittered
+//! [`backoff`]; callers hear back once the batch has committed and the feed has moved
+//! on to its events.
 
-use super::apply::apply;
-use super::{MAX_ATTEMPTS, PgStore, db_error, events, shutting_down};
+use super::apply::{apply, secrets_of};
+use super::puts;
+use super::{MAX_ATTEMPTS, MAX_BATCH, PgStore, db_error, events, shutting_down};
 use crate::{Mutation, Outcome, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::{Error, Result};
 use sqlx::Transaction;
-use sqlx::postgres::{PgConnection, Postgres};
+use sqlx::postgres::{PgConnection, PgPool, Postgres};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
 
 /// Why a mutation's transaction ends without committing.
 #[derive(Debug)]
@@ -104,64 +113,339 @@ pub(super) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((2u64 << attempt.min(6)) + jitter)
 }
 
+/// A mutation waiting for its lane, and who waits for its outcome.
+pub(super) struct Job {
+    mutation: Mutation,
+    now: DateTime<Utc>,
+    /// Transactions it has been in that ended in a conflict.
+    conflicts: u32,
+    reply: oneshot::Sender<Result<Outcome>>,
+}
+
+/// The lanes mutations are committed through: a task each, with a queue. A secret's
+/// mutations always take the same lane ([`lane_of`]), so lanes of one node never wait
+/// for each other's row locks, only for the event counter at commit.
+pub(super) struct Lanes {
+    queues: std::sync::RwLock<Option<Arc<[mpsc::Sender<Job>]>>>,
+    tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Lanes {
+    /// Starts `count` lanes committing to `pool` and moving `feed` on.
+    pub(super) fn start(pool: &PgPool, feed: &Arc<watch::Sender<i64>>, count: usize) -> Lanes {
+        let mut queues = Vec::with_capacity(count);
+        let mut tasks = Vec::with_capacity(count);
+        for _ in 0..count {
+            let (tx, rx) = mpsc::channel(MAX_BATCH * 4);
+            queues.push(tx);
+            tasks.push(tokio::spawn(lane(pool.clone(), feed.clone(), rx)));
+        }
+        Lanes {
+            queues: std::sync::RwLock::new(Some(queues.into())),
+            tasks: std::sync::Mutex::new(tasks),
+        }
+    }
+
+    /// Takes no more mutations, and waits for the lanes to commit those queued.
+    pub(super) async fn stop(&self) {
+        self.queues
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let tasks = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Ends the lanes at once (the store is dropped without being closed).
+    pub(super) fn abort(&self) {
+        for task in self.tasks.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+            task.abort();
+        }
+    }
+}
+
+/// The lane of a mutation: by the lowest secret it locks, so that one secret's
+/// changes queue behind each other in one lane; the others all in lane 0.
+fn lane_of(mutation: &Mutation, lanes: usize) -> usize {
+    let mut ids = Vec::new();
+    secrets_of(mutation, &mut ids);
+    ids.iter()
+        .min()
+        .map_or(0, |id| id.rem_euclid(lanes as i64) as usize)
+}
+
 impl PgStore {
-    /// Runs `mutation` in a transaction of its own, again from the start after a
-    /// conflict, and moves the feed on to the events it committed.
+    /// Hands `mutation` to its lane and waits until it is committed, or refused.
     pub(super) async fn apply_mutation(
         &self,
         mutation: Mutation,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
-        let mut attempt = 0;
-        loop {
-            if self.pool.is_closed() {
-                return Err(shutting_down());
+        let queues = self
+            .lanes
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or_else(shutting_down)?;
+        let queue = &queues[lane_of(&mutation, queues.len())];
+        let (reply, answer) = oneshot::channel();
+        queue
+            .send(Job {
+                mutation,
+                now,
+                conflicts: 0,
+                reply,
+            })
+            .await
+            .map_err(|_| shutting_down())?;
+        // Held no longer than the send: a lane ends once every sender is gone.
+        drop(queues);
+        answer.await.map_err(|_| shutting_down())?
+    }
+}
+
+/// A lane: takes every job waiting (up to [`MAX_BATCH`]) and commits them together in
+/// one transaction (group commit: one WAL flush and one turn at the event counter for
+/// the lot), each unit in a savepoint of its own so that a refused one rolls back
+/// alone. Jobs that met a conflict go first into the next batch, after a short wait.
+async fn lane(pool: PgPool, feed: Arc<watch::Sender<i64>>, mut queue: mpsc::Receiver<Job>) {
+    let mut again: Vec<Job> = Vec::new();
+    loop {
+        let mut batch = std::mem::take(&mut again);
+        if batch.is_empty() {
+            match queue.recv().await {
+                Some(job) => batch.push(job),
+                None => return,
             }
-            attempt += 1;
-            match self.attempt(&mutation, now).await {
-                Ok((outcome, last)) => {
-                    if let Some(seq) = last {
-                        events::advance(&self.feed, seq);
+        }
+        while batch.len() < MAX_BATCH {
+            match queue.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        again = commit_batch(&pool, &feed, batch).await;
+        if let Some(worst) = again.iter().map(|j| j.conflicts).max() {
+            tokio::time::sleep(backoff(worst)).await;
+        }
+    }
+}
+
+/// What became of one job in a batch.
+enum Done {
+    /// Applied in the transaction: answered once it commits.
+    Applied(Job, Outcome),
+    /// Refused: answered whatever becomes of the transaction.
+    Refused(Job, Error),
+}
+
+/// Runs `batch` in one transaction. Returns the jobs to run again (conflicts).
+async fn commit_batch(pool: &PgPool, feed: &watch::Sender<i64>, batch: Vec<Job>) -> Vec<Job> {
+    let tx = match pool.begin().await {
+        Ok(tx) => tx,
+        Err(e) => return settle(batch, db(e)),
+    };
+    let mut change = Change {
+        tx,
+        events: Vec::new(),
+    };
+    let units = units(batch);
+    // A unit alone needs no savepoint: its transaction is its own.
+    let savepoints = units.len() > 1;
+    if savepoints && let Err(e) = lock_batch(&mut change, units.iter().flatten()).await {
+        let _ = change.tx.rollback().await;
+        return settle(units.into_iter().flatten().collect(), e);
+    }
+    let mut done = Vec::new();
+    let mut again = Vec::new();
+    let mut rest = units.into_iter();
+    while let Some(unit) = rest.next() {
+        let mark = change.events.len();
+        let tried = async {
+            if savepoints {
+                statement(&mut change, "SAVEPOINT unit").await?;
+            }
+            match puts_of(&unit) {
+                Some(run) => puts::apply_run(&mut change, &run).await,
+                None => {
+                    let job = &unit[0];
+                    let outcome = apply(&mut change, job.mutation.clone(), job.now).await?;
+                    Ok(vec![Ok(outcome)])
+                }
+            }
+        }
+        .await;
+        let boundary = match tried {
+            Ok(results) => {
+                for (job, result) in unit.into_iter().zip(results) {
+                    done.push(match result {
+                        Ok(outcome) => Done::Applied(job, outcome),
+                        Err(e) => Done::Refused(job, e),
+                    });
+                }
+                "RELEASE unit"
+            }
+            Err(failed) => {
+                change.events.truncate(mark);
+                if !savepoints {
+                    let _ = change.tx.rollback().await;
+                    return settle(unit, failed);
+                }
+                match failed {
+                    Abort::Refuse(e) => {
+                        done.extend(unit.into_iter().map(|job| Done::Refused(job, e.clone())))
                     }
-                    return Ok(outcome);
+                    Abort::Conflict => again.extend(unit.into_iter().map(|mut job| {
+                        job.conflicts += 1;
+                        job
+                    })),
                 }
-                Err(Abort::Refuse(e)) => return Err(e),
-                Err(Abort::Conflict) if attempt < MAX_ATTEMPTS => {
-                    tokio::time::sleep(backoff(attempt)).await;
+                "ROLLBACK TO unit; RELEASE unit"
+            }
+        };
+        if savepoints && let Err(e) = statement(&mut change, boundary).await {
+            // The transaction is in an unknown state: none of it stands.
+            let _ = change.tx.rollback().await;
+            let mut left = undo(done);
+            left.extend(rest.flatten());
+            let mut retry = settle(left, e);
+            retry.extend(again);
+            return retry;
+        }
+    }
+    let committed = async {
+        let last = events::flush(&mut change).await?;
+        change.tx.commit().await.map_err(db)?;
+        Ok::<_, Abort>(last)
+    }
+    .await;
+    match committed {
+        Ok(last) => {
+            // Watchers wait on the last committed event: moved before anyone hears
+            // back, so the feed never trails an acknowledged write.
+            if let Some(seq) = last {
+                events::advance(feed, seq);
+            }
+            for d in done {
+                match d {
+                    Done::Applied(job, outcome) => {
+                        let _ = job.reply.send(Ok(outcome));
+                    }
+                    Done::Refused(job, e) => {
+                        let _ = job.reply.send(Err(e));
+                    }
                 }
-                Err(Abort::Conflict) => {
-                    tracing::warn!(attempts = attempt, "mutation kept conflicting; giving up");
-                    return Err(Error::internal(
-                        "The store is too busy to complete the request; try again",
-                    ));
-                }
+            }
+            again
+        }
+        Err(e) => {
+            let mut retry = settle(undo(done), e);
+            retry.extend(again);
+            retry
+        }
+    }
+}
+
+/// A batch in the units its savepoints cover: each run of consecutive puts together
+/// (applied as one, [`puts::apply_run`]), any other mutation alone.
+fn units(batch: Vec<Job>) -> Vec<Vec<Job>> {
+    let mut units: Vec<Vec<Job>> = Vec::new();
+    let is_put = |job: &Job| matches!(job.mutation, Mutation::PutVersion { .. });
+    for job in batch {
+        match units.last_mut() {
+            Some(run) if is_put(&job) && run.iter().all(is_put) => run.push(job),
+            _ => units.push(vec![job]),
+        }
+    }
+    units
+}
+
+/// The puts of a unit that is a run of puts.
+fn puts_of(unit: &[Job]) -> Option<Vec<puts::Put>> {
+    unit.iter()
+        .map(|job| match &job.mutation {
+            Mutation::PutVersion { secret, version } => Some(puts::Put {
+                secret: *secret,
+                version: version.clone(),
+                now: job.now,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// One statement of the batch's own (a savepoint's start or end).
+async fn statement(change: &mut Change, sql: &'static str) -> Tx<()> {
+    sqlx::raw_sql(sql)
+        .execute(change.conn())
+        .await
+        .map(|_| ())
+        .map_err(db)
+}
+
+/// Locks every secret the batch changes, in id order, before any job runs: batches
+/// of other lanes and nodes then wait for each other instead of deadlocking.
+async fn lock_batch<'a>(change: &mut Change, batch: impl Iterator<Item = &'a Job>) -> Tx<()> {
+    let mut ids = Vec::new();
+    batch.for_each(|j| secrets_of(&j.mutation, &mut ids));
+    ids.sort_unstable();
+    ids.dedup();
+    if ids.len() > 1 {
+        sqlx::query("SELECT id FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
+            .bind(&ids)
+            .fetch_all(change.conn())
+            .await
+            .map_err(db)?;
+    }
+    Ok(())
+}
+
+/// The jobs of a transaction that did not commit: the refused ones are answered (their
+/// refusal stands), the applied ones are to be settled again.
+fn undo(done: Vec<Done>) -> Vec<Job> {
+    let mut rest = Vec::new();
+    for d in done {
+        match d {
+            Done::Applied(job, _) => rest.push(job),
+            Done::Refused(job, e) => {
+                let _ = job.reply.send(Err(e));
             }
         }
     }
+    rest
+}
 
-    /// One try: the outcome and the last event number committed, if any.
-    async fn attempt(&self, mutation: &Mutation, now: DateTime<Utc>) -> Tx<(Outcome, Option<i64>)> {
-        let tx = self.pool.begin().await.map_err(db)?;
-        let mut change = Change {
-            tx,
-            events: Vec::new(),
-        };
-        let done = async {
-            let outcome = apply(&mut change, mutation.clone(), now).await?;
-            let last = events::flush(&mut change).await?;
-            Ok::<_, Abort>((outcome, last))
+/// Jobs whose transaction ended with `failed`: after a conflict they run again
+/// (returned), up to [`MAX_ATTEMPTS`] transactions each; otherwise they are answered
+/// with the failure.
+fn settle(jobs: Vec<Job>, failed: Abort) -> Vec<Job> {
+    match failed {
+        Abort::Refuse(e) => {
+            for job in jobs {
+                let _ = job.reply.send(Err(e.clone()));
+            }
+            Vec::new()
         }
-        .await;
-        match done {
-            Ok(done) => {
-                change.tx.commit().await.map_err(db)?;
-                Ok(done)
+        Abort::Conflict => {
+            let mut again = Vec::new();
+            for mut job in jobs {
+                job.conflicts += 1;
+                if job.conflicts < MAX_ATTEMPTS {
+                    again.push(job);
+                } else {
+                    tracing::warn!(
+                        attempts = job.conflicts,
+                        "mutation kept conflicting; giving up"
+                    );
+                    let _ = job.reply.send(Err(Error::internal(
+                        "The store is too busy to complete the request; try again",
+                    )));
+                }
             }
-            Err(e) => {
-                // Explicitly, so that the locks are gone before a retry or the answer.
-                let _ = change.tx.rollback().await;
-                Err(e)
-            }
+            again
         }
     }
 }

@@ -31,6 +31,7 @@ pub(crate) struct Put {
 struct SecretState {
     name: String,
     deletion_date: Option<i64>,
+    rotates: bool,
     next_seq: i64,
     count: i64,
     oldest: Option<i64>,
@@ -77,6 +78,7 @@ pub(crate) async fn apply_run(
                 Ok(Outcome::Version {
                     labels: state.board.labels_of(id),
                     replayed: true,
+                    rotates: state.rotates,
                 })
             } else {
                 Err(Error::exists(format!(
@@ -100,6 +102,7 @@ pub(crate) async fn apply_run(
         results.push(Ok(Outcome::Version {
             labels: state.board.labels_of(id),
             replayed: false,
+            rotates: state.rotates,
         }));
     }
 
@@ -170,7 +173,7 @@ async fn load_states(
     let mut states = BTreeMap::new();
     for chunk in secrets.chunks(ROWS_PER_STATEMENT) {
         let sql = format!(
-            "SELECT s.id, s.name, s.deletion_date, s.next_seq, s.version_count,
+            "SELECT s.id, s.name, s.deletion_date, s.rotation_enabled, s.next_seq, s.version_count,
                     (SELECT MIN(v.created_at) FROM versions v WHERE v.secret_id = s.id) AS oldest
              FROM secrets s WHERE s.id IN ({})",
             placeholders(chunk.len(), "?")
@@ -185,6 +188,10 @@ async fn load_states(
                 SecretState {
                     name: row.try_get("name").map_err(db_error)?,
                     deletion_date: row.try_get("deletion_date").map_err(db_error)?,
+                    rotates: row
+                        .try_get::<i64, _>("rotation_enabled")
+                        .map_err(db_error)?
+                        != 0,
                     next_seq: row.try_get("next_seq").map_err(db_error)?,
                     count: row.try_get("version_count").map_err(db_error)?,
                     oldest: row.try_get("oldest").map_err(db_error)?,
