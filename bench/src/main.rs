@@ -95,6 +95,9 @@ struct RunArgs {
     /// The markdown results; the JSON goes beside it with a .json extension.
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Rounds of the reads on the dev server (alternating order, best of each kept).
+    #[arg(long, default_value_t = 3)]
+    rounds: usize,
     /// Keep the temporary directory (server logs, SQLite data) and print its path.
     #[arg(long)]
     keep_tmp: bool,
@@ -320,37 +323,44 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                     Err(e) => dev_failure = Some(format!("{e:#}")),
                 }
                 if dev_failure.is_none() {
-                    if ctx.selected("healthz") {
-                        let make = requests::get(addr, "/healthz", &[]).into_maker();
-                        scenarios.push(ctx.measure(healthz.clone(), addr, make, plan).await);
-                    }
-                    // The native read, and the same read marked as a registered
-                    // consumer's (the server then does not record the reader): the pair
-                    // prices reader tracking. Measured in alternating rounds, best of
-                    // three each, so that drift on a shared machine does not decide.
-                    let tracked = requests::native_read(addr, &creds.token, READ_SECRET);
-                    let untracked = requests::get(
-                        addr,
-                        &format!("/v1/secrets/{READ_SECRET}"),
-                        &[
-                            requests::bearer(&creds.token),
-                            ("x-rotor-consumer".to_string(), "bench".to_string()),
-                        ],
-                    );
-                    let both = ctx.selected("native") && ctx.selected("native-untracked");
-                    let mut best: [Option<Scenario>; 2] = [None, None];
-                    for round in 0..if both { 3 } else { 1 } {
-                        let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
+                    // The reads on this server are measured in alternating rounds, best
+                    // of three each, so that drift on a shared machine does not decide
+                    // their ratios: /healthz, the native read, the same read marked as a
+                    // registered consumer's (the server then does not record the reader:
+                    // the pair prices reader tracking), and the signed AWS read.
+                    let reads = [
+                        (&healthz, requests::get(addr, "/healthz", &[])),
+                        (
+                            &native,
+                            requests::native_read(addr, &creds.token, READ_SECRET),
+                        ),
+                        (
+                            &native_untracked,
+                            requests::get(
+                                addr,
+                                &format!("/v1/secrets/{READ_SECRET}"),
+                                &[
+                                    requests::bearer(&creds.token),
+                                    ("x-rotor-consumer".to_string(), "bench".to_string()),
+                                ],
+                            ),
+                        ),
+                        (&aws, requests::aws_get(addr, &creds, READ_SECRET)),
+                    ];
+                    let chosen: Vec<usize> = (0..reads.len())
+                        .filter(|&i| ctx.selected(&reads[i].0.id))
+                        .collect();
+                    let rounds = if chosen.len() > 1 { ctx.args.rounds } else { 1 };
+                    let mut best: Vec<Option<Scenario>> = vec![None; reads.len()];
+                    for round in 0..rounds {
+                        let mut order = chosen.clone();
+                        if round % 2 == 1 {
+                            order.reverse();
+                        }
                         for i in order {
-                            let (sc, make) = match i {
-                                0 => (&native, &tracked),
-                                _ => (&native_untracked, &untracked),
-                            };
-                            if !ctx.selected(&sc.id) {
-                                continue;
-                            }
+                            let (sc, make) = &reads[i];
                             let got = ctx
-                                .measure(sc.clone(), addr, make.clone().into_maker(), plan)
+                                .measure((*sc).clone(), addr, make.clone().into_maker(), plan)
                                 .await;
                             let better = best[i]
                                 .as_ref()
@@ -361,10 +371,6 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                         }
                     }
                     scenarios.extend(best.into_iter().flatten());
-                    if ctx.selected("aws") {
-                        let make = requests::aws_get(addr, &creds, READ_SECRET).into_maker();
-                        scenarios.push(ctx.measure(aws.clone(), addr, make, plan).await);
-                    }
                 }
                 server.stop().await;
             }

@@ -5,8 +5,16 @@
 //!
 //! Writes bench/results/nodes.{md,json}.
 
-#[allow(dead_code)] // nodes-bench uses only the starting part
+#[allow(dead_code)] // nodes-bench uses only part of each
+mod load;
+#[allow(dead_code)]
+mod requests;
+#[allow(dead_code)]
 mod server;
+
+use load::{MakeRequest, Plan};
+use requests::Creds;
+use std::net::SocketAddr;
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
@@ -15,8 +23,7 @@ use serde_json::json;
 use server::Server;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -31,10 +38,10 @@ struct Args {
     #[arg(long, default_value_t = 5.0)]
     seconds: f64,
     /// Concurrent readers.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 64)]
     readers: usize,
     /// Concurrent writers.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = 64)]
     writers: usize,
     /// Where results go.
     #[arg(long)]
@@ -42,6 +49,8 @@ struct Args {
 }
 
 const TOKEN: &str = "bench-nodes-root-token";
+const ACCESS_KEY_ID: &str = "AKIDBENCHNODES";
+const SECRET_ACCESS_KEY: &str = "bench-nodes-secret";
 const MASTER_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
 async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Server> {
@@ -49,8 +58,8 @@ async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Server
     cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
         .env("ROTOR_ROOT_TOKEN", TOKEN)
-        .env("ROTOR_ROOT_ACCESS_KEY_ID", "AKIDBENCHNODES")
-        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", "bench-nodes-secret")
+        .env("ROTOR_ROOT_ACCESS_KEY_ID", ACCESS_KEY_ID)
+        .env("ROTOR_ROOT_SECRET_ACCESS_KEY", SECRET_ACCESS_KEY)
         .env("ROTOR_MASTER_KEY", MASTER_KEY);
     if let Some(url) = storage {
         cmd.args(["--storage", url]);
@@ -64,61 +73,57 @@ enum Kind {
     Write,
 }
 
-/// Requests per second over `seconds` with `workers` spread over `urls`.
-async fn load(urls: &[String], kind: Kind, workers: usize, seconds: f64) -> Result<f64> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(workers)
-        .build()?;
-    let done = Arc::new(AtomicU64::new(0));
-    let failed = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
-    let mut jobs = tokio::task::JoinSet::new();
-    for w in 0..workers {
-        let (http, done, failed, stop) = (http.clone(), done.clone(), failed.clone(), stop.clone());
-        let base = urls[w % urls.len()].clone();
-        jobs.spawn(async move {
-            let mut i = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                i += 1;
-                let r = match kind {
-                    Kind::Read => {
-                        http.get(format!("{base}/v1/secrets/bench-read"))
-                            .bearer_auth(TOKEN)
-                            .send()
-                            .await
-                    }
-                    Kind::Write => {
-                        http.put(format!("{base}/v1/secrets/bench-write-{}", w % 8))
-                            .bearer_auth(TOKEN)
-                            .json(&json!({"value": format!("w{w}-{i}")}))
-                            .send()
-                            .await
-                    }
-                };
-                match r {
-                    Ok(r) if r.status().is_success() => {
-                        let _ = r.bytes().await;
-                        done.fetch_add(1, Ordering::Relaxed);
-                    }
-                    _ => {
-                        failed.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
+/// What one kind of load measured over all nodes.
+struct Measured {
+    rate: f64,
+    p99_ms: f64,
+}
+
+/// `workers` keep-alive connections spread over the nodes at `addrs` (hyper's client,
+/// one request in flight each, as the store API benchmark loads one server): native
+/// reads, or AWS `PutSecretValue`s each with a fresh token and signature, round-robin
+/// over eight secrets. Requests per second summed over the nodes, p99 over them all.
+async fn load(addrs: &[SocketAddr], kind: Kind, workers: usize, seconds: f64) -> Result<Measured> {
+    let creds = Creds {
+        token: TOKEN.to_string(),
+        access_key_id: ACCESS_KEY_ID.to_string(),
+        secret_access_key: SECRET_ACCESS_KEY.to_string(),
+    };
+    let mut runs = tokio::task::JoinSet::new();
+    for (n, addr) in addrs.iter().copied().enumerate() {
+        let connections = workers / addrs.len() + usize::from(n < workers % addrs.len());
+        let plan = Plan {
+            connections,
+            warmup: Duration::from_secs_f64(seconds / 4.0),
+            measure: Duration::from_secs_f64(seconds),
+            max_requests: u64::MAX,
+            request_timeout: Duration::from_secs(10),
+        };
+        let make: MakeRequest = match kind {
+            Kind::Read => requests::native_read(addr, TOKEN, "bench-read").into_maker(),
+            Kind::Write => {
+                let creds = creds.clone();
+                Arc::new(move |i| {
+                    requests::aws_put(addr, &creds, &format!("bench-write-{}", i % 8), i).request()
+                })
             }
-        });
+        };
+        runs.spawn(load::run(addr, make, plan));
     }
-    tokio::time::sleep(Duration::from_secs_f64(seconds / 4.0)).await;
-    let start = done.load(Ordering::Relaxed);
-    let t0 = Instant::now();
-    tokio::time::sleep(Duration::from_secs_f64(seconds)).await;
-    let n = done.load(Ordering::Relaxed) - start;
-    let rate = n as f64 / t0.elapsed().as_secs_f64();
-    stop.store(true, Ordering::Relaxed);
-    while jobs.join_next().await.is_some() {}
-    if failed.load(Ordering::Relaxed) > 0 {
-        bail!("{} requests failed", failed.load(Ordering::Relaxed));
+    let (mut rate, mut latencies) = (0.0, Vec::new());
+    while let Some(run) = runs.join_next().await {
+        let run = run?;
+        if run.errors > 0 {
+            bail!("{} requests failed: {:?}", run.errors, run.first_error);
+        }
+        rate += run.rps();
+        latencies.extend(run.latencies_ns);
     }
-    Ok(rate)
+    latencies.sort_unstable();
+    let p99_ms = latencies
+        .get((latencies.len().saturating_sub(1) as f64 * 0.99) as usize)
+        .map_or(0.0, |ns| *ns as f64 / 1e6);
+    Ok(Measured { rate, p99_ms })
 }
 
 async fn setup(url: &str) -> Result<()> {
@@ -141,8 +146,8 @@ async fn setup(url: &str) -> Result<()> {
 
 struct Row {
     setup: &'static str,
-    reads: f64,
-    writes: f64,
+    reads: Measured,
+    writes: Measured,
 }
 
 async fn scenario(
@@ -158,14 +163,25 @@ async fn scenario(
         running.push(node(rotor, &dir.path().join(format!("n{i}")), storage).await?);
     }
     let urls: Vec<String> = running.iter().map(|n| n.url.clone()).collect();
+    let addrs = urls
+        .iter()
+        .map(|u| {
+            let host = u.trim_start_matches("http://").trim_end_matches('/');
+            host.parse::<SocketAddr>()
+                .with_context(|| format!("node address {u}"))
+        })
+        .collect::<Result<Vec<_>>>()?;
     setup(&urls[0]).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reads = load(&urls, Kind::Read, args.readers, args.seconds).await?;
-    let writes = load(&urls, Kind::Write, args.writers, args.seconds).await?;
+    let reads = load(&addrs, Kind::Read, args.readers, args.seconds).await?;
+    let writes = load(&addrs, Kind::Write, args.writers, args.seconds).await?;
     for mut n in running {
         let _ = n.child.kill().await;
     }
-    println!("{name}: {reads:.0} reads/s, {writes:.0} writes/s");
+    println!(
+        "{name}: {:.0} reads/s, {:.0} writes/s (p99 {:.1} ms)",
+        reads.rate, writes.rate, writes.p99_ms
+    );
     Ok(Row {
         setup: name,
         reads,
@@ -199,22 +215,56 @@ fn main() -> Result<()> {
         let out = args.out_dir.clone().unwrap_or_else(|| root.join("bench/results"));
         std::fs::create_dir_all(&out)?;
         let when = chrono::Utc::now().to_rfc3339();
+        let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let mut md = format!(
-            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers and {} writers (native API, keep-alive), {:.0} s each, after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults).\n\n| setup | reads/s | durable writes/s |\n| --- | --: | --: |\n",
+            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`).\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) |\n| --- | --: | --: | --: | --: |\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
+            load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             args.readers,
             args.writers,
             args.seconds
         );
         for r in &rows {
-            md.push_str(&format!("| {} | {:.0} | {:.0} |\n", r.setup, r.reads, r.writes));
+            md.push_str(&format!(
+                "| {} | {:.0} | {:.1} | {:.0} | {:.1} |\n",
+                r.setup, r.reads.rate, r.reads.p99_ms, r.writes.rate, r.writes.p99_ms
+            ));
+        }
+        let (one, three) = (rows[1].writes.rate, rows[2].writes.rate);
+        let checks = [
+            (
+                format!("PostgreSQL, 1 node, {} writers", args.writers),
+                format!("{one:.0}/s"),
+                "≥ 5,000/s",
+                one >= 5000.0,
+            ),
+            (
+                "PostgreSQL, 3 nodes / 1 node (writes)".to_string(),
+                format!("{:.2}", three / one),
+                "≥ 1.00",
+                three >= one,
+            ),
+        ];
+        md.push_str("\n| target | measured | wanted | met |\n| --- | --: | --: | --- |\n");
+        for (what, measured, wanted, met) in &checks {
+            md.push_str(&format!(
+                "| {what} | {measured} | {wanted} | {} |\n",
+                if *met { "yes" } else { "**no**" }
+            ));
         }
         std::fs::write(out.join("nodes.md"), md)?;
         let j: Vec<_> = rows
             .iter()
-            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads, "writes_per_second": r.writes}))
+            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads.rate, "read_p99_ms": r.reads.p99_ms, "writes_per_second": r.writes.rate, "write_p99_ms": r.writes.p99_ms}))
             .collect();
-        std::fs::write(out.join("nodes.json"), serde_json::to_string_pretty(&json!({"run": when, "rows": j}))?)?;
+        let met: Vec<_> = checks
+            .iter()
+            .map(|(what, measured, wanted, met)| json!({"target": what, "measured": measured, "wanted": wanted, "met": met}))
+            .collect();
+        std::fs::write(
+            out.join("nodes.json"),
+            serde_json::to_string_pretty(&json!({"run": when, "readers": args.readers, "writers": args.writers, "rows": j, "targets": met}))?,
+        )?;
         println!("wrote {}", out.join("nodes.md").display());
         Ok(())
     })

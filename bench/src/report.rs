@@ -175,7 +175,8 @@ pub fn checks(scenarios: &[Scenario], writers: usize) -> Vec<Check> {
             "native-untracked",
             Some(0.95),
         ),
-        ratio("aws / healthz", "aws", "healthz", None),
+        ratio("aws / native", "aws", "native", Some(0.90)),
+        ratio("aws / healthz", "aws", "healthz", Some(0.50)),
         ratio("aws / moto", "aws", "moto", Some(50.0)),
         writes("write-1", "durable writes, 1 writer", None),
         writes(
