@@ -30,17 +30,7 @@ pub(super) async fn flush(c: &mut Change) -> Tx<Option<i64>> {
         return Ok(None);
     }
     let n = c.events.len() as i64;
-    let last: i64 = sqlx::query_scalar(
-        "WITH bumped AS (UPDATE event_counter SET last = last + $1 RETURNING last)
-         SELECT last, pg_notify($2, last::text) FROM bumped",
-    )
-    .bind(n)
-    .bind(CHANNEL)
-    .fetch_one(c.conn())
-    .await
-    .map_err(db)?;
     let events = std::mem::take(&mut c.events);
-    let seqs: Vec<i64> = (last - n + 1..=last).collect();
     let mut at = Vec::with_capacity(events.len());
     let mut kind = Vec::with_capacity(events.len());
     let mut secret = Vec::with_capacity(events.len());
@@ -51,16 +41,25 @@ pub(super) async fn flush(c: &mut Change) -> Tx<Option<i64>> {
         secret.push(e.secret);
         detail.push(e.detail);
     }
-    sqlx::query(
-        "INSERT INTO events (seq, at, kind, secret, detail)
-         SELECT * FROM UNNEST($1::bigint[], $2::bigint[], $3::text[], $4::text[], $5::text[])",
+    // One statement (one round trip while the counter is locked): take the numbers,
+    // write the events under them, queue the notification.
+    let last: i64 = sqlx::query_scalar(
+        "WITH bumped AS (UPDATE event_counter SET last = last + $1 RETURNING last),
+              written AS (
+                INSERT INTO events (seq, at, kind, secret, detail)
+                SELECT b.last - $1 + e.n, e.at, e.kind, e.secret, e.detail
+                FROM bumped b,
+                     UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[])
+                       WITH ORDINALITY AS e (at, kind, secret, detail, n))
+         SELECT last, pg_notify($2, last::text) FROM bumped",
     )
-    .bind(&seqs)
+    .bind(n)
+    .bind(CHANNEL)
     .bind(&at)
     .bind(&kind)
     .bind(&secret)
     .bind(&detail)
-    .execute(c.conn())
+    .fetch_one(c.conn())
     .await
     .map_err(db)?;
     Ok(Some(last))
