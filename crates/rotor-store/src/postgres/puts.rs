@@ -153,8 +153,7 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
     let mut secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
     secrets.sort_unstable();
     secrets.dedup();
-    let mut states = load_states(c, &secrets).await?;
-    let mut digests = load_digests(c, puts).await?;
+    let (mut states, mut digests) = load_states(c, &secrets, puts).await?;
 
     let mut results = Vec::with_capacity(puts.len());
     let mut accepted: Vec<(&Put, i64)> = Vec::new();
@@ -206,7 +205,6 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
         return Ok(results);
     }
 
-    insert_versions(c, &accepted).await?;
     for (put, _) in &accepted {
         let Some(state) = states.get(&put.secret) else {
             continue;
@@ -226,32 +224,7 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
             c.emit(put.now, "version.put", Some(&state.name), detail);
         }
     }
-    let mut ids = Vec::new();
-    let mut seqs = Vec::new();
-    let mut counts = Vec::new();
-    let mut ats = Vec::new();
-    for (secret, state) in &states {
-        let Some(now) = state.last_changed else {
-            continue;
-        };
-        save_labels(c, *secret, &state.before, &state.board).await?;
-        ids.push(*secret);
-        seqs.push(state.next_seq);
-        counts.push(state.count);
-        ats.push(millis(now));
-    }
-    sqlx::query(
-        "UPDATE secrets SET next_seq = u.seq, version_count = u.count, last_changed_at = u.at
-         FROM UNNEST($1::bigint[], $2::bigint[], $3::bigint[], $4::bigint[]) AS u (id, seq, count, at)
-         WHERE secrets.id = u.id",
-    )
-    .bind(&ids)
-    .bind(&seqs)
-    .bind(&counts)
-    .bind(&ats)
-    .execute(c.conn())
-    .await
-    .map_err(db)?;
+    write_run(c, &accepted, &states).await?;
     for (secret, state) in &states {
         let Some(now) = state.last_changed else {
             continue;
@@ -268,8 +241,15 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
     Ok(results)
 }
 
-/// The run's secrets, their rows locked, with their labels.
-async fn load_states(c: &mut Change, secrets: &[i64]) -> Tx<BTreeMap<i64, SecretState>> {
+/// The run's secrets, their rows locked, then (in a statement of its own, so that it
+/// sees what the previous holder of a lock committed) their labels, the digests of
+/// the versions the run names that exist already, and the oldest version of each
+/// secret that may have some to prune.
+async fn load_states(
+    c: &mut Change,
+    secrets: &[i64],
+    puts: &[Put],
+) -> Tx<(BTreeMap<i64, SecretState>, HashMap<(i64, String), Vec<u8>>)> {
     let rows = sqlx::query(
         "SELECT id, name, deletion_date, rotation_enabled, next_seq, version_count
          FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
@@ -301,35 +281,48 @@ async fn load_states(c: &mut Change, secrets: &[i64]) -> Tx<BTreeMap<i64, Secret
         .filter(|(_, s)| s.count as usize >= label::MAX_VERSIONS)
         .map(|(id, _)| *id)
         .collect();
-    if !crowded.is_empty() {
-        let rows = sqlx::query(
-            "SELECT secret_id, MIN(created_at) AS oldest FROM versions
-             WHERE secret_id = ANY($1) GROUP BY secret_id",
-        )
-        .bind(&crowded)
-        .fetch_all(c.conn())
-        .await
-        .map_err(db)?;
-        for row in &rows {
-            if let Some(state) = states.get_mut(&get::<i64>(row, "secret_id")?) {
-                state.oldest = get(row, "oldest")?;
+    let put_secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
+    let put_versions: Vec<&str> = puts.iter().map(|p| p.version.id.as_str()).collect();
+    let rows = sqlx::query(
+        "SELECT 'label' AS kind, secret_id, label AS name, version_id, NULL::bytea AS digest,
+                NULL::bigint AS oldest
+         FROM labels WHERE secret_id = ANY($1)
+         UNION ALL
+         SELECT 'digest', v.secret_id, NULL, v.version_id, v.digest, NULL
+         FROM versions v
+         JOIN UNNEST($2::bigint[], $3::text[]) AS w (secret_id, version_id)
+           ON v.secret_id = w.secret_id AND v.version_id = w.version_id
+         UNION ALL
+         SELECT 'oldest', secret_id, NULL, NULL, NULL, MIN(created_at)
+         FROM versions WHERE secret_id = ANY($4) GROUP BY secret_id",
+    )
+    .bind(secrets)
+    .bind(&put_secrets)
+    .bind(&put_versions)
+    .bind(&crowded)
+    .fetch_all(c.conn())
+    .await
+    .map_err(db)?;
+    let mut labels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
+    let mut digests = HashMap::new();
+    for row in &rows {
+        let secret: i64 = get(row, "secret_id")?;
+        match get::<&str>(row, "kind")? {
+            "label" => labels
+                .entry(secret)
+                .or_default()
+                .entry(get(row, "version_id")?)
+                .or_default()
+                .push(get(row, "name")?),
+            "digest" => {
+                digests.insert((secret, get(row, "version_id")?), get(row, "digest")?);
+            }
+            _ => {
+                if let Some(state) = states.get_mut(&secret) {
+                    state.oldest = get(row, "oldest")?;
+                }
             }
         }
-    }
-    let rows =
-        sqlx::query("SELECT secret_id, label, version_id FROM labels WHERE secret_id = ANY($1)")
-            .bind(secrets)
-            .fetch_all(c.conn())
-            .await
-            .map_err(db)?;
-    let mut labels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
-    for row in &rows {
-        labels
-            .entry(get(row, "secret_id")?)
-            .or_default()
-            .entry(get(row, "version_id")?)
-            .or_default()
-            .push(get(row, "label")?);
     }
     for (secret, by_version) in labels {
         if let Some(state) = states.get_mut(&secret) {
@@ -337,34 +330,16 @@ async fn load_states(c: &mut Change, secrets: &[i64]) -> Tx<BTreeMap<i64, Secret
             state.board = state.before.clone();
         }
     }
-    Ok(states)
+    Ok((states, digests))
 }
 
-/// The digests of the versions the run names that exist already.
-async fn load_digests(c: &mut Change, puts: &[Put]) -> Tx<HashMap<(i64, String), Vec<u8>>> {
-    let secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
-    let versions: Vec<&str> = puts.iter().map(|p| p.version.id.as_str()).collect();
-    let rows = sqlx::query(
-        "SELECT v.secret_id, v.version_id, v.digest FROM versions v
-         JOIN UNNEST($1::bigint[], $2::text[]) AS w (secret_id, version_id)
-           ON v.secret_id = w.secret_id AND v.version_id = w.version_id",
-    )
-    .bind(&secrets)
-    .bind(&versions)
-    .fetch_all(c.conn())
-    .await
-    .map_err(db)?;
-    let mut digests = HashMap::new();
-    for row in &rows {
-        digests.insert(
-            (get(row, "secret_id")?, get(row, "version_id")?),
-            get(row, "digest")?,
-        );
-    }
-    Ok(digests)
-}
-
-async fn insert_versions(c: &mut Change, accepted: &[(&Put, i64)]) -> Tx<()> {
+/// Writes what a run accepted in one statement: the new versions, the labels that
+/// went and those that moved or came, and each changed secret's counters.
+async fn write_run(
+    c: &mut Change,
+    accepted: &[(&Put, i64)],
+    states: &BTreeMap<i64, SecretState>,
+) -> Tx<()> {
     let n = accepted.len();
     let (mut secret, mut id, mut seq, mut at) = (
         Vec::with_capacity(n),
@@ -393,10 +368,51 @@ async fn insert_versions(c: &mut Change, accepted: &[(&Put, i64)]) -> Tx<()> {
         digest.push(v.sealed.digest.as_slice());
         source.push(v.source.as_deref());
     }
+    let (mut gone_secret, mut gone_label) = (Vec::new(), Vec::new());
+    let (mut moved_secret, mut moved_label, mut moved_version) =
+        (Vec::new(), Vec::new(), Vec::new());
+    let (mut ids, mut seqs, mut counts, mut ats) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (id, state) in states {
+        let Some(now) = state.last_changed else {
+            continue;
+        };
+        let (gone, moved) = state.board.label_changes(&state.before);
+        for label in gone {
+            gone_secret.push(*id);
+            gone_label.push(label);
+        }
+        for (label, version) in moved {
+            moved_secret.push(*id);
+            moved_label.push(label);
+            moved_version.push(version);
+        }
+        ids.push(*id);
+        seqs.push(state.next_seq);
+        counts.push(state.count);
+        ats.push(millis(now));
+    }
+    // The sub-statements touch different rows (a label that went is not one that
+    // moved), and the labels' foreign key is checked at the end of the statement,
+    // when the versions they name are in.
     sqlx::query(
-        "INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key, algorithm, key_id, digest, source)
-         SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[],
-                              $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[])",
+        "WITH added AS (
+            INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key,
+                                  algorithm, key_id, digest, source)
+            SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[],
+                                 $6::bytea[], $7::text[], $8::text[], $9::bytea[], $10::text[])),
+         gone AS (
+            DELETE FROM labels l USING UNNEST($11::bigint[], $12::text[]) AS g (secret_id, label)
+            WHERE l.secret_id = g.secret_id AND l.label = g.label),
+         moved AS (
+            INSERT INTO labels (secret_id, label, version_id)
+            SELECT * FROM UNNEST($13::bigint[], $14::text[], $15::text[])
+            ON CONFLICT (secret_id, label) DO UPDATE SET version_id = excluded.version_id),
+         counted AS (
+            UPDATE secrets SET next_seq = u.seq, version_count = u.count, last_changed_at = u.at
+            FROM UNNEST($16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])
+              AS u (id, seq, count, at)
+            WHERE secrets.id = u.id)
+         SELECT 1",
     )
     .bind(&secret)
     .bind(&id)
@@ -408,6 +424,15 @@ async fn insert_versions(c: &mut Change, accepted: &[(&Put, i64)]) -> Tx<()> {
     .bind(&key_id)
     .bind(&digest)
     .bind(&source)
+    .bind(&gone_secret)
+    .bind(&gone_label)
+    .bind(&moved_secret)
+    .bind(&moved_label)
+    .bind(&moved_version)
+    .bind(&ids)
+    .bind(&seqs)
+    .bind(&counts)
+    .bind(&ats)
     .execute(c.conn())
     .await
     .map_err(db)?;
