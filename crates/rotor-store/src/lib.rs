@@ -22,6 +22,7 @@ mod errors;
 mod migrate;
 pub mod postgres;
 mod rows;
+mod runs;
 pub mod sqlite;
 
 use chrono::{DateTime, Utc};

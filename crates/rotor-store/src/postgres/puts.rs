@@ -8,6 +8,7 @@ use super::apply::{board, prune, save_labels, stored_digest};
 use super::queries::get;
 use super::writer::{Change, Tx, db};
 use crate::errors::refuse_if_deleted_date;
+use crate::runs::{self, SecretState};
 use crate::{NewVersion, Outcome, millis};
 use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
@@ -122,25 +123,7 @@ pub(super) async fn put(
     })
 }
 
-/// One put of a run.
-pub(super) struct Put {
-    pub(super) secret: i64,
-    pub(super) version: NewVersion,
-    pub(super) now: DateTime<Utc>,
-}
-
-/// What a run knows of one of its secrets, read once, changed in memory.
-struct SecretState {
-    name: String,
-    deletion_date: Option<i64>,
-    rotates: bool,
-    next_seq: i64,
-    count: i64,
-    oldest: Option<i64>,
-    before: LabelBoard,
-    board: LabelBoard,
-    last_changed: Option<DateTime<Utc>>,
-}
+pub(super) use crate::runs::Put;
 
 /// Applies a run of puts in order, as SQLite's group commit does: the state of every
 /// secret they touch is read in three statements (rows locked), the label rules run in
@@ -155,73 +138,16 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
     secrets.dedup();
     let (mut states, mut digests) = load_states(c, &secrets, puts).await?;
 
-    let mut results = Vec::with_capacity(puts.len());
-    let mut accepted: Vec<(&Put, i64)> = Vec::new();
-    for put in puts {
-        let Some(state) = states.get_mut(&put.secret) else {
-            results.push(Err(Error::not_found(
-                "Secrets Manager can't find the specified secret.",
-            )));
-            continue;
-        };
-        if let Err(e) = refuse_if_deleted_date(state.deletion_date) {
-            results.push(Err(e));
-            continue;
-        }
-        let id = &put.version.id;
-        if let Some(digest) = digests.get(&(put.secret, id.clone())) {
-            results.push(if *digest == put.version.sealed.digest {
-                Ok(Outcome::Version {
-                    labels: state.board.labels_of(id),
-                    replayed: true,
-                    rotates: state.rotates,
-                })
-            } else {
-                Err(Error::exists(format!(
-                    "A version with ClientRequestToken {id} already exists with a different value; \
-                     you can't modify an existing version, only create a new one"
-                )))
-            });
-            continue;
-        }
-        let mut next = state.board.clone();
-        if let Err(e) = next.put_version(id, &put.version.stages) {
-            results.push(Err(e));
-            continue;
-        }
-        state.board = next;
-        state.next_seq += 1;
-        state.count += 1;
-        state.last_changed = Some(put.now);
-        digests.insert((put.secret, id.clone()), put.version.sealed.digest.clone());
-        accepted.push((put, state.next_seq));
-        results.push(Ok(Outcome::Version {
-            labels: state.board.labels_of(id),
-            replayed: false,
-            rotates: state.rotates,
-        }));
-    }
+    let (results, accepted) = runs::decide(puts, &mut states, &mut digests);
     if accepted.is_empty() {
         return Ok(results);
     }
 
     for (put, _) in &accepted {
-        let Some(state) = states.get(&put.secret) else {
-            continue;
-        };
-        let source: Option<serde_json::Value> = put
-            .version
-            .source
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
-        let labels = state.board.labels_of(&put.version.id);
-        let detail =
-            serde_json::json!({"version": put.version.id, "labels": labels, "source": source});
-        if source.is_some() {
-            c.emit(put.now, "version.put", Some(&state.name), detail.clone());
-            c.emit(put.now, "replication.applied", Some(&state.name), detail);
-        } else {
-            c.emit(put.now, "version.put", Some(&state.name), detail);
+        if let Some(state) = states.get(&put.secret) {
+            for (kind, name, detail) in runs::events(put, state) {
+                c.emit(put.now, kind, Some(name), detail);
+            }
         }
     }
     write_run(c, &accepted, &states).await?;

@@ -9,11 +9,11 @@
 //! writes, and then the caller rolls the whole run back.
 
 use super::apply::{prune, save_labels};
-use crate::errors::{db_error, refuse_if_deleted_date};
-use crate::{NewVersion, Outcome, millis};
-use chrono::{DateTime, Utc};
+use crate::errors::db_error;
+use crate::runs::{self, SecretState};
+use crate::{Outcome, millis};
+use rotor_core::Result;
 use rotor_core::label::{self, LabelBoard};
-use rotor_core::{Error, Result};
 use sqlx::Row as _;
 use sqlx::sqlite::SqliteConnection;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -21,24 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 /// Rows per multi-row statement, well under SQLite's limit on bound parameters.
 pub(super) const ROWS_PER_STATEMENT: usize = 100;
 
-/// One put of a run.
-pub(crate) struct Put {
-    pub(crate) secret: i64,
-    pub(crate) version: NewVersion,
-    pub(crate) now: DateTime<Utc>,
-}
-
-struct SecretState {
-    name: String,
-    deletion_date: Option<i64>,
-    rotates: bool,
-    next_seq: i64,
-    count: i64,
-    oldest: Option<i64>,
-    before: LabelBoard,
-    board: LabelBoard,
-    last_changed: Option<DateTime<Utc>>,
-}
+pub(crate) use crate::runs::Put;
 
 fn placeholders(n: usize, one: &str) -> String {
     vec![one; n].join(", ")
@@ -59,78 +42,15 @@ pub(crate) async fn apply_run(
     let mut states = load_states(conn, &secrets).await?;
     let mut digests = load_digests(conn, puts).await?;
 
-    let mut results = Vec::with_capacity(puts.len());
-    let mut accepted: Vec<(&Put, i64)> = Vec::new();
-    for put in puts {
-        let Some(state) = states.get_mut(&put.secret) else {
-            results.push(Err(Error::not_found(
-                "Secrets Manager can't find the specified secret.",
-            )));
-            continue;
-        };
-        if let Err(e) = refuse_if_deleted_date(state.deletion_date) {
-            results.push(Err(e));
-            continue;
-        }
-        let id = &put.version.id;
-        if let Some(digest) = digests.get(&(put.secret, id.clone())) {
-            results.push(if *digest == put.version.sealed.digest {
-                Ok(Outcome::Version {
-                    labels: state.board.labels_of(id),
-                    replayed: true,
-                    rotates: state.rotates,
-                })
-            } else {
-                Err(Error::exists(format!(
-                    "A version with ClientRequestToken {id} already exists with a different value; \
-                     you can't modify an existing version, only create a new one"
-                )))
-            });
-            continue;
-        }
-        let mut next = state.board.clone();
-        if let Err(e) = next.put_version(id, &put.version.stages) {
-            results.push(Err(e));
-            continue;
-        }
-        state.board = next;
-        state.next_seq += 1;
-        state.count += 1;
-        state.last_changed = Some(put.now);
-        digests.insert((put.secret, id.clone()), put.version.sealed.digest.clone());
-        accepted.push((put, state.next_seq));
-        results.push(Ok(Outcome::Version {
-            labels: state.board.labels_of(id),
-            replayed: false,
-            rotates: state.rotates,
-        }));
-    }
+    let (results, accepted) = runs::decide(puts, &mut states, &mut digests);
 
     insert_versions(conn, &accepted).await?;
     let mut events = Vec::new();
     for (put, _) in &accepted {
-        let Some(state) = states.get(&put.secret) else {
-            continue;
-        };
-        let source: Option<serde_json::Value> = put
-            .version
-            .source
-            .as_deref()
-            .and_then(|s| serde_json::from_str(s).ok());
-        let labels = state.board.labels_of(&put.version.id);
-        events.push((
-            put.now,
-            "version.put",
-            state.name.as_str(),
-            serde_json::json!({"version": put.version.id, "labels": labels, "source": source}),
-        ));
-        if let Some(source) = source {
-            events.push((
-                put.now,
-                "replication.applied",
-                state.name.as_str(),
-                serde_json::json!({"version": put.version.id, "labels": labels, "source": source}),
-            ));
+        if let Some(state) = states.get(&put.secret) {
+            for (kind, name, detail) in runs::events(put, state) {
+                events.push((put.now, kind, name, detail));
+            }
         }
     }
     super::events::emit_many(conn, &events).await?;
