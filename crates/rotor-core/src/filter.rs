@@ -131,6 +131,31 @@ pub fn matches_all(filters: &[Filter], secret: &SecretMeta) -> bool {
     filters.iter().all(|f| f.matches(secret))
 }
 
+/// A prefix every name passing `filters` starts with (the longest the `name` filters
+/// give: the common prefix of one filter's positive values), so that a store can
+/// range over its name index instead of reading every secret. None when the filters
+/// do not narrow names.
+pub fn name_prefix(filters: &[Filter]) -> Option<String> {
+    filters
+        .iter()
+        .filter(|f| f.key == FilterKey::Name)
+        .filter_map(|f| {
+            let mut positive = f.values.iter().filter(|v| !v.starts_with('!'));
+            let first = positive.next()?;
+            Some(positive.fold(first.as_str(), |common, v| {
+                let shared = common
+                    .char_indices()
+                    .zip(v.chars())
+                    .find(|((_, a), b)| a != b)
+                    .map_or(common.len().min(v.len()), |((i, _), _)| i);
+                &common[..shared]
+            }))
+        })
+        .max_by_key(|p| p.len())
+        .filter(|p| !p.is_empty())
+        .map(str::to_string)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -172,6 +197,46 @@ mod tests {
         assert!(!f("name", &["Prod"]).matches(&s));
         assert!(!f("name", &["db"]).matches(&s));
         assert!(f("name", &["dev", "prod"]).matches(&s));
+    }
+
+    #[test]
+    fn name_filters_give_the_prefix_every_match_shares() {
+        let prefix = |filters: &[Filter]| name_prefix(filters);
+        assert_eq!(prefix(&[]), None);
+        assert_eq!(
+            prefix(&[f("name", &["/app/svc/"])]).as_deref(),
+            Some("/app/svc/")
+        );
+        assert_eq!(
+            prefix(&[f("name", &["/app/svc1", "/app/svc2", "!/app/svc1/x"])]).as_deref(),
+            Some("/app/svc")
+        );
+        assert_eq!(prefix(&[f("name", &["dev", "prod"])]), None);
+        assert_eq!(prefix(&[f("name", &["!prod"])]), None);
+        assert_eq!(
+            prefix(&[f("name", &["/a/bc", "/a/b"])]).as_deref(),
+            Some("/a/b")
+        );
+        assert_eq!(
+            prefix(&[
+                f("name", &["/a/"]),
+                f("tag-key", &["x"]),
+                f("name", &["/a/b/"])
+            ])
+            .as_deref(),
+            Some("/a/b/")
+        );
+        assert_eq!(prefix(&[f("description", &["/a/"])]), None);
+        // Every secret the filters pass starts with the prefix.
+        let names = ["/app/svc1/db", "/app/svc2/db", "/app/svc1/x", "/app/other"];
+        let filters = [f("name", &["/app/svc1", "/app/svc2", "!/app/svc1/x"])];
+        let p = prefix(&filters).unwrap();
+        for name in names {
+            let s = secret(name, None, &[]);
+            if matches_all(&filters, &s) {
+                assert!(name.starts_with(&p), "{name}");
+            }
+        }
     }
 
     #[test]

@@ -27,7 +27,7 @@ use rotor_core::label::AWSCURRENT;
 use rotor_core::policy::Capability;
 use rotor_core::value::SecretValue;
 use rotor_core::{Error, ErrorKind, Result};
-use rotor_store::{Mutation, RuleRow, SecretRecord};
+use rotor_store::{Listing, Mutation, RuleRow, SecretRecord};
 use secrecy::ExposeSecret;
 use serde::{Deserialize, Serialize};
 
@@ -746,11 +746,10 @@ impl<'a> Planner<'a> {
             Kind::Copy if is_prefix(&rule.source) => self
                 .service
                 .store()
-                .list(false)
+                .list(&Listing::live().under(&rule.source))
                 .await?
                 .into_iter()
                 .map(|s| s.meta.name)
-                .filter(|n| n.starts_with(rule.source.as_str()))
                 .collect(),
             Kind::Copy => vec![rule.source.clone()],
             // A merge re-renders from its first source's current version.

@@ -15,8 +15,8 @@ use rotor_core::value::SecretValue;
 use rotor_core::{Error, ErrorKind, Result};
 use rotor_crypto::{Envelope, MasterKey, SealedRef};
 use rotor_store::{
-    Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary, Store,
-    StoredVersion,
+    Listing, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, SecretSummary,
+    Store, StoredVersion,
 };
 use std::sync::Arc;
 
@@ -140,6 +140,8 @@ pub struct ListSecrets {
     pub sort_order: SortOrder,
     /// Sort key.
     pub sort_by: SortBy,
+    /// Only names starting with this (the native API's `prefix`).
+    pub prefix: Option<String>,
 }
 
 /// `DeleteSecret`'s answer.
@@ -886,11 +888,26 @@ impl SecretService {
     /// `ListSecrets`, unpaginated: filtered and sorted.
     /// Secrets the caller may not `list` are left out, not refused.
     pub async fn list(&self, caller: &Caller, req: &ListSecrets) -> Result<Vec<SecretSummary>> {
+        // The store reads only the names a prefix, or the name filters, allow.
+        let prefix = [req.prefix.clone(), filter::name_prefix(&req.filters)]
+            .into_iter()
+            .flatten()
+            .max_by_key(String::len);
+        let listing = Listing {
+            include_deleted: req.include_planned_deletion,
+            ..Listing::default()
+        };
+        let listing = listing.under(prefix.as_deref().unwrap_or_default());
         let mut all: Vec<SecretSummary> = self
             .store
-            .list(req.include_planned_deletion)
+            .list(&listing)
             .await?
             .into_iter()
+            .filter(|s| {
+                req.prefix
+                    .as_deref()
+                    .is_none_or(|p| s.meta.name.starts_with(p))
+            })
             .filter(|s| caller.may(Capability::List, &s.meta.name))
             .filter(|s| filter::matches_all(&req.filters, &s.meta))
             .collect();
@@ -1165,10 +1182,9 @@ impl SecretService {
         let now = self.clock.now();
         let due: Vec<SecretMeta> = self
             .store
-            .list(true)
+            .list(&Listing::deletion_due(now))
             .await?
             .into_iter()
-            .filter(|s| s.meta.deletion_date.is_some_and(|d| d <= now))
             .map(|s| s.meta)
             .collect();
         for meta in &due {

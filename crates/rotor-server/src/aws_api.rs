@@ -785,6 +785,7 @@ async fn list_secrets(
                 filters: filters_in(req.filters)?,
                 sort_order,
                 sort_by,
+                prefix: None,
             },
         )
         .await?;

@@ -155,18 +155,11 @@ async fn list(
                 } else {
                     SortOrder::Asc
                 },
+                prefix: q.prefix.clone(),
                 ..Default::default()
             },
         )
         .await?;
-    let all: Vec<_> = all
-        .into_iter()
-        .filter(|s| {
-            q.prefix
-                .as_deref()
-                .is_none_or(|p| s.meta.name.starts_with(p))
-        })
-        .collect();
     let (page, next) = crate::pagination::page(all, q.max_results, q.next_token.as_deref(), 1000)?;
     Ok(Json(api::SecretList {
         secrets: page

@@ -5,8 +5,8 @@
 //! are opaque bytes: the store never decrypts.
 
 use crate::{
-    AccessMutation, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord, Store,
-    SubscriptionRow,
+    AccessMutation, Listing, Lookup, Mutation, NewVersion, Outcome, SealedValue, SecretRecord,
+    Store, SubscriptionRow,
 };
 use chrono::{DateTime, Duration, TimeZone, Utc};
 use rotor_core::ErrorKind;
@@ -87,6 +87,124 @@ fn assert_invariants(r: &SecretRecord) {
     board
         .check_invariants()
         .unwrap_or_else(|e| panic!("invariant broken for {}: {e}", r.meta.name));
+}
+
+/// The names `listing` returns, in the order returned.
+async fn listed(store: &dyn Store, listing: &Listing) -> Vec<String> {
+    store
+        .list(listing)
+        .await
+        .expect("list succeeds")
+        .into_iter()
+        .map(|s| s.meta.name)
+        .collect()
+}
+
+/// A listing narrowed by prefix, by rotation or by deletion date returns exactly the
+/// secrets it asks for, in creation order, across the stores' batches, with their
+/// labels; a prefix is a prefix of bytes, not of the database's collation.
+pub async fn listings_are_narrowed(store: Arc<dyn Store>) {
+    let mut names = Vec::new();
+    for i in 0..12 {
+        // Created in reverse name order: creation order is not name order.
+        names.push(format!("/app/svc/s{:02}", 11 - i));
+    }
+    names.extend(
+        [
+            "/app/svc",
+            "/app/svc0",
+            "/app/SVC/x",
+            "/app/svc\u{10ffff}",
+            "/apq",
+            "/app/svd/x",
+        ]
+        .map(String::from),
+    );
+    let mut ids = Vec::new();
+    for name in &names {
+        let value = format!("value of {name}");
+        ids.push(create(store.as_ref(), name, Some(version("v1", &value, &[]))).await);
+    }
+    let under = listed(&*store, &Listing::live().under("/app/svc/")).await;
+    assert_eq!(
+        under,
+        names[..12],
+        "a prefix lists its names in creation order"
+    );
+    let with_labels = store
+        .list(&Listing::live().under("/app/svc/"))
+        .await
+        .unwrap();
+    assert!(
+        with_labels
+            .iter()
+            .all(|s| s.stages == [("v1".to_string(), vec![AWSCURRENT.to_string()])]),
+        "each listed secret comes with its labels"
+    );
+    let svc = listed(&*store, &Listing::live().under("/app/svc")).await;
+    assert_eq!(svc.len(), 15, "{svc:?}");
+    assert!(!svc.contains(&"/app/SVC/x".to_string()));
+    let top = listed(&*store, &Listing::live().under("/app/svc\u{10ffff}")).await;
+    assert_eq!(top, ["/app/svc\u{10ffff}"]);
+    assert_eq!(listed(&*store, &Listing::live().under("/b")).await.len(), 0);
+    assert_eq!(
+        listed(&*store, &Listing::live().under("")).await,
+        listed(&*store, &Listing::live()).await
+    );
+    assert_eq!(listed(&*store, &Listing::live()).await, names);
+
+    for (i, id) in ids.iter().enumerate().filter(|(i, _)| i % 3 == 0) {
+        store
+            .apply(
+                Mutation::SetRotation {
+                    secret: *id,
+                    rotation: rotor_core::model::RotationMeta {
+                        enabled: i % 2 == 0,
+                        rotator: Some("r".into()),
+                        ..Default::default()
+                    },
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+    }
+    let rotating: Vec<String> = names.iter().step_by(3).cloned().collect();
+    assert_eq!(listed(&*store, &Listing::live().rotating()).await, rotating);
+    assert_eq!(
+        listed(&*store, &Listing::live().rotating().under("/app/svc/")).await,
+        rotating[..4]
+    );
+
+    for (days, i) in [(7, 1), (8, 2), (9, 3), (7, 16)] {
+        store
+            .apply(
+                Mutation::ScheduleDeletion {
+                    secret: ids[i],
+                    deletion_date: t0() + Duration::days(days),
+                },
+                t0(),
+            )
+            .await
+            .unwrap();
+    }
+    let due = |days| Listing::deletion_due(t0() + Duration::days(days));
+    assert_eq!(listed(&*store, &due(6)).await.len(), 0);
+    assert_eq!(
+        listed(&*store, &due(7)).await,
+        [names[1].clone(), names[16].clone()]
+    );
+    assert_eq!(
+        listed(&*store, &due(8)).await,
+        [names[1].clone(), names[2].clone(), names[16].clone()]
+    );
+    let live = listed(&*store, &Listing::live().under("/app/svc/")).await;
+    assert_eq!(live.len(), 9, "scheduled deletions leave live listings");
+    let all = listed(&*store, &Listing::all().under("/app/svc/")).await;
+    assert_eq!(all, names[..12]);
+    let rotating_live = listed(&*store, &Listing::live().rotating()).await;
+    assert!(!rotating_live.contains(&names[3]));
+    assert_eq!(rotating_live.len(), rotating.len() - 1);
 }
 
 /// Creating a secret with a value gives it one version holding `AWSCURRENT`; it is
@@ -316,14 +434,14 @@ pub async fn deletion_lifecycle(store: Arc<dyn Store>) {
         .unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidRequest);
     let listed: Vec<String> = store
-        .list(false)
+        .list(&Listing::live())
         .await
         .unwrap()
         .into_iter()
         .map(|s| s.meta.name)
         .collect();
     assert_eq!(listed, ["other"]);
-    assert_eq!(store.list(true).await.unwrap().len(), 2);
+    assert_eq!(store.list(&Listing::all()).await.unwrap().len(), 2);
     store
         .apply(Mutation::Restore { secret: id }, t0())
         .await
@@ -1243,7 +1361,7 @@ pub async fn consumer_registry(store: Arc<dyn Store>) {
 #[macro_export]
 macro_rules! conformance_tests {
     ($fresh:path) => {
-        $crate::conformance_tests!(@each $fresh; create_and_load, put_moves_labels, version_ids_are_immutable, deprecated_versions_load_on_demand, create_is_idempotent_per_token, label_moves, deletion_lifecycle, deprecated_versions_are_pruned, versions_stay_bounded_when_written_fast, events_are_pruned_past_retention_keeping_what_is_needed, tags, concurrent_writes_group_commit, concurrent_replays_and_conflicts_across_secrets, master_keys_are_recorded, access_configuration, audit_entries_append_in_order, events_are_gap_free_and_transactional, atomic_changes_are_all_or_nothing, rotation_records, consumer_registry);
+        $crate::conformance_tests!(@each $fresh; create_and_load, listings_are_narrowed, put_moves_labels, version_ids_are_immutable, deprecated_versions_load_on_demand, create_is_idempotent_per_token, label_moves, deletion_lifecycle, deprecated_versions_are_pruned, versions_stay_bounded_when_written_fast, events_are_pruned_past_retention_keeping_what_is_needed, tags, concurrent_writes_group_commit, concurrent_replays_and_conflicts_across_secrets, master_keys_are_recorded, access_configuration, audit_entries_append_in_order, events_are_gap_free_and_transactional, atomic_changes_are_all_or_nothing, rotation_records, consumer_registry);
     };
     (@each $fresh:path; $($check:ident),*) => {
         $(

@@ -100,6 +100,92 @@ pub struct SecretSummary {
     pub stages: Vec<(String, Vec<String>)>,
 }
 
+/// Which secrets [`Store::list`] returns. Every condition narrows the listing, and
+/// each is answered from an index, so that a listing of a few secrets costs the same
+/// however many others the store holds.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Also secrets scheduled for deletion.
+    pub include_deleted: bool,
+    /// Only names starting with this.
+    pub prefix: Option<String>,
+    /// Only secrets with a rotator.
+    pub rotating: bool,
+    /// Only secrets scheduled for deletion at or before this time.
+    pub deletion_due: Option<DateTime<Utc>>,
+}
+
+impl Listing {
+    /// Every secret not scheduled for deletion.
+    pub fn live() -> Self {
+        Listing::default()
+    }
+
+    /// Every secret, those scheduled for deletion too.
+    pub fn all() -> Self {
+        Listing {
+            include_deleted: true,
+            ..Listing::default()
+        }
+    }
+
+    /// The secrets whose recovery window ends at or before `at`.
+    pub fn deletion_due(at: DateTime<Utc>) -> Self {
+        Listing {
+            include_deleted: true,
+            deletion_due: Some(at),
+            ..Listing::default()
+        }
+    }
+
+    /// Only names starting with `prefix` (an empty prefix narrows nothing).
+    pub fn under(mut self, prefix: &str) -> Self {
+        self.prefix = (!prefix.is_empty()).then(|| prefix.to_string());
+        self
+    }
+
+    /// Only secrets with a rotator.
+    pub fn rotating(mut self) -> Self {
+        self.rotating = true;
+        self
+    }
+
+    /// The range of names the prefix allows: at or above the first, below the
+    /// second (none when no name can be above every name with the prefix).
+    pub(crate) fn name_range(&self) -> Option<(&str, Option<String>)> {
+        let prefix = self.prefix.as_deref()?;
+        Some((prefix, name_after(prefix)))
+    }
+
+    /// Whether `meta` belongs in this listing: the stores select with their indexes,
+    /// and check each row with this, so that a collation cannot widen a listing.
+    pub(crate) fn admits(&self, meta: &SecretMeta) -> bool {
+        (self.include_deleted || meta.deletion_date.is_none())
+            && self
+                .prefix
+                .as_deref()
+                .is_none_or(|p| meta.name.starts_with(p))
+            && (!self.rotating || meta.rotation.rotator.is_some())
+            && self
+                .deletion_due
+                .is_none_or(|at| meta.deletion_date.is_some_and(|d| d <= at))
+    }
+}
+
+/// The least string above every string starting with `prefix`, in code point order
+/// (which is byte order in UTF-8): `prefix` with its last character raised by one.
+fn name_after(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let raised = (last as u32 + 1..=char::MAX as u32).find_map(char::from_u32);
+        if let Some(c) = raised {
+            chars.push(c);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
+}
+
 /// A version to add.
 #[derive(Debug, Clone)]
 pub struct NewVersion {
@@ -700,8 +786,8 @@ pub trait Store: Send + Sync + 'static {
     fn access(&self) -> BoxFuture<'_, Result<AccessSnapshot>>;
     /// Audit entries of the store sink with a sequence number above `after`, in order.
     fn audit_entries(&self, after: i64) -> BoxFuture<'_, Result<Vec<(i64, String)>>>;
-    /// Every secret (or every one not scheduled for deletion), ordered by creation.
-    fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>>;
+    /// The secrets `listing` selects, ordered by creation.
+    fn list<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, Result<Vec<SecretSummary>>>;
     /// The rotation of secret `secret` whose token is `token`.
     fn rotation<'a>(
         &'a self,
@@ -782,4 +868,29 @@ pub(crate) fn millis(t: DateTime<Utc>) -> i64 {
 
 pub(crate) fn from_millis(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_name_range_holds_exactly_the_names_with_the_prefix() {
+        assert_eq!(name_after("/app/svc1/").as_deref(), Some("/app/svc10"));
+        assert_eq!(name_after("a").as_deref(), Some("b"));
+        assert_eq!(name_after(""), None);
+        let top = char::MAX.to_string();
+        assert_eq!(name_after(&format!("a{top}")).as_deref(), Some("b"));
+        assert_eq!(name_after(&top), None);
+        // Raising past the surrogates lands on the first character after them.
+        assert_eq!(name_after("\u{d7ff}").as_deref(), Some("\u{e000}"));
+        let listing = Listing::live().under("/app/");
+        let (low, high) = listing.name_range().unwrap();
+        for name in ["/app/", "/app/x", "/app/\u{10ffff}"] {
+            assert!(name >= low && name < high.as_deref().unwrap(), "{name}");
+        }
+        for name in ["/app", "/apq", "/app0", "/b"] {
+            assert!(name < low || name >= high.as_deref().unwrap(), "{name}");
+        }
+    }
 }

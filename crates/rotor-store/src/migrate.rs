@@ -12,6 +12,10 @@ pub(crate) const SQLITE: &[(i64, &str)] = &[
         include_str!("../migrations/sqlite/0006_acting_principals.sql"),
     ),
     (7, include_str!("../migrations/sqlite/0007_consumers.sql")),
+    (
+        8,
+        include_str!("../migrations/sqlite/0008_listing_indexes.sql"),
+    ),
 ];
 
 /// `(version, sql)` for PostgreSQL, oldest first.
@@ -26,4 +30,8 @@ pub(crate) const POSTGRES: &[(i64, &str)] = &[
         include_str!("../migrations/postgres/0006_acting_principals.sql"),
     ),
     (7, include_str!("../migrations/postgres/0007_consumers.sql")),
+    (
+        8,
+        include_str!("../migrations/postgres/0008_listing_indexes.sql"),
+    ),
 ];

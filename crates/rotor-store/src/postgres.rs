@@ -30,8 +30,8 @@
 //! secrets in `queries`.
 
 use crate::{
-    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Lookup, Mutation,
-    Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
+    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Listing, Lookup,
+    Mutation, Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
     SubscriptionRow, millis,
 };
 use chrono::{DateTime, Utc};
@@ -225,8 +225,8 @@ impl Store for PgStore {
         Box::pin(access::audit_entries(&self.pool, after))
     }
 
-    fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {
-        Box::pin(self.list_summaries(include_deleted))
+    fn list<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, Result<Vec<SecretSummary>>> {
+        Box::pin(self.list_summaries(listing))
     }
 
     fn rotation<'a>(

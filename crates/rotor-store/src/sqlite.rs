@@ -14,8 +14,8 @@
 
 use crate::errors::db_error;
 use crate::{
-    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Lookup, Mutation,
-    Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
+    AccessSnapshot, BoxFuture, ConsumerRow, DeliveryRow, DueRotations, Event, Listing, Lookup,
+    Mutation, Outcome, RotatorRow, RuleRow, SecretRecord, SecretSummary, Store, StoredVersion,
     SubscriptionRow, millis,
 };
 use chrono::{DateTime, Utc};
@@ -198,8 +198,8 @@ impl Store for SqliteStore {
         Box::pin(self.master_key_ids())
     }
 
-    fn list(&self, include_deleted: bool) -> BoxFuture<'_, Result<Vec<SecretSummary>>> {
-        Box::pin(self.list_summaries(include_deleted))
+    fn list<'a>(&'a self, listing: &'a Listing) -> BoxFuture<'a, Result<Vec<SecretSummary>>> {
+        Box::pin(self.list_summaries(listing))
     }
 
     fn rotation<'a>(

@@ -82,7 +82,11 @@ impl Rotations {
         let now = self.now();
         let mut health = Health::default();
         let running = self.store().running_rotations().await?;
-        for summary in self.store().list(false).await? {
+        for summary in self
+            .store()
+            .list(&rotor_store::Listing::live().rotating())
+            .await?
+        {
             let meta = &summary.meta;
             if meta.rotation.rotator.is_none() || !caller.may(Capability::Describe, &meta.name) {
                 continue;

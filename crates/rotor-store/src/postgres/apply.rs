@@ -208,6 +208,7 @@ async fn prune_events(c: &mut Change, older_than: DateTime<Utc>, limit: i64) -> 
         "DELETE FROM events WHERE seq IN (
            SELECT seq FROM events
            WHERE at < $1
+             AND seq <= (SELECT seq FROM events WHERE at < $1 ORDER BY at DESC, seq DESC LIMIT 1)
              AND seq < (SELECT MAX(seq) FROM events)
              AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)
              AND NOT (kind = 'consumer.ack' AND seq IN (

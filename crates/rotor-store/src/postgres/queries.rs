@@ -4,7 +4,9 @@
 //! PostgreSQL rows, whose labels come as arrays.
 
 use super::{PgStore, db_error};
-use crate::{Lookup, SealedValue, SecretRecord, SecretSummary, StoredVersion, from_millis};
+use crate::{
+    Listing, Lookup, SealedValue, SecretRecord, SecretSummary, StoredVersion, from_millis,
+};
 use rotor_core::Result;
 use rotor_core::model::VersionMeta;
 use sqlx::Row as _;
@@ -112,19 +114,60 @@ impl PgStore {
             .collect()
     }
 
-    pub(super) async fn list_summaries(&self, include_deleted: bool) -> Result<Vec<SecretSummary>> {
-        let rows = if include_deleted {
-            sqlx::query("SELECT * FROM secrets ORDER BY created_at, id")
-        } else {
-            sqlx::query("SELECT * FROM secrets WHERE deletion_date IS NULL ORDER BY created_at, id")
+    /// The secrets `listing` selects, with their labels, ordered by creation: the
+    /// secrets in one statement (a prefix ranges over the byte-ordered name index),
+    /// then the labels of those secrets in another.
+    pub(super) async fn list_summaries(&self, listing: &Listing) -> Result<Vec<SecretSummary>> {
+        let mut sql = String::from("SELECT * FROM secrets WHERE true");
+        let mut n = 0;
+        let mut param = || {
+            n += 1;
+            format!("${n}")
+        };
+        let range = listing.name_range();
+        if let Some((_, high)) = &range {
+            sql += &format!(" AND name COLLATE \"C\" >= {}", param());
+            if high.is_some() {
+                sql += &format!(" AND name COLLATE \"C\" < {}", param());
+            }
         }
+        if !listing.include_deleted {
+            sql += " AND deletion_date IS NULL";
+        }
+        if listing.rotating {
+            sql += " AND rotator IS NOT NULL";
+        }
+        if listing.deletion_due.is_some() {
+            sql += &format!(" AND deletion_date <= {}", param());
+        }
+        sql += " ORDER BY created_at, id";
+        // Built above from constant fragments only; every value is a bound parameter.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        if let Some((low, high)) = range {
+            query = query.bind(low);
+            if let Some(high) = high {
+                query = query.bind(high);
+            }
+        }
+        if let Some(at) = listing.deletion_due {
+            query = query.bind(crate::millis(at));
+        }
+        let rows = query.fetch_all(&self.pool).await.map_err(db_error)?;
+        let mut metas = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let meta = crate::rows::secret_meta(row)?;
+            if listing.admits(&meta) {
+                metas.push(meta);
+            }
+        }
+        let ids: Vec<i64> = metas.iter().map(|m| m.id).collect();
+        let labels = sqlx::query(
+            "SELECT secret_id, version_id, label FROM labels WHERE secret_id = ANY($1)",
+        )
+        .bind(&ids)
         .fetch_all(&self.pool)
         .await
         .map_err(db_error)?;
-        let labels = sqlx::query("SELECT secret_id, version_id, label FROM labels")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db_error)?;
         let mut stages: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
         for r in labels {
             let secret: i64 = get(&r, "secret_id")?;
@@ -137,18 +180,18 @@ impl PgStore {
                 .or_default()
                 .push(label);
         }
-        rows.iter()
-            .map(|row| {
-                let meta = crate::rows::secret_meta(row)?;
+        Ok(metas
+            .into_iter()
+            .map(|meta| {
                 let stages = stages
                     .remove(&meta.id)
                     .unwrap_or_default()
                     .into_iter()
                     .map(|(version, labels)| (version, sorted(labels)))
                     .collect();
-                Ok(SecretSummary { meta, stages })
+                SecretSummary { meta, stages }
             })
-            .collect()
+            .collect())
     }
 
     pub(super) async fn master_key_ids(&self) -> Result<Vec<String>> {

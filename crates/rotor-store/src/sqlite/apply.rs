@@ -299,6 +299,7 @@ async fn prune_events(
         "DELETE FROM events WHERE seq IN (
            SELECT seq FROM events
            WHERE at < ?
+             AND seq <= (SELECT seq FROM events WHERE at < ? ORDER BY at DESC, seq DESC LIMIT 1)
              AND seq < (SELECT MAX(seq) FROM events)
              AND seq <= COALESCE((SELECT MIN(cursor) FROM subscriptions), seq)
              AND NOT (kind = 'consumer.ack' AND seq IN (
@@ -306,6 +307,7 @@ async fn prune_events(
                GROUP BY secret, json_extract(detail, '$.consumer')))
            ORDER BY seq LIMIT ?)",
     )
+    .bind(millis(older_than))
     .bind(millis(older_than))
     .bind(limit)
     .execute(&mut *conn)

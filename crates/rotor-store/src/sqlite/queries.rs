@@ -5,7 +5,9 @@
 
 use super::SqliteStore;
 use crate::errors::db_error;
-use crate::{Lookup, SealedValue, SecretRecord, SecretSummary, StoredVersion, from_millis};
+use crate::{
+    Listing, Lookup, SealedValue, SecretRecord, SecretSummary, StoredVersion, from_millis,
+};
 use rotor_core::Result;
 use rotor_core::model::VersionMeta;
 use sqlx::Row as _;
@@ -105,42 +107,52 @@ impl SqliteStore {
             .collect()
     }
 
-    /// Every secret (or every one not scheduled for deletion) with its labels,
-    /// ordered by creation. Read in batches of [`LIST_BATCH`] by id inside one read
-    /// transaction, so the listing is one snapshot while SQLite's rows for only one
-    /// batch are held at a time; each row's labels come with it.
-    pub(super) async fn list_summaries(&self, include_deleted: bool) -> Result<Vec<SecretSummary>> {
+    /// The secrets `listing` selects, with their labels, ordered by creation. Read in
+    /// batches of [`LIST_BATCH`] inside one read transaction, so the listing is one
+    /// snapshot while SQLite's rows for only one batch are held at a time; each row's
+    /// labels come with it. A prefix is a range of the name index (batches follow
+    /// names); otherwise batches follow ids, through the index of rotating secrets or
+    /// of deletion dates when the listing asks only for those.
+    pub(super) async fn list_summaries(&self, listing: &Listing) -> Result<Vec<SecretSummary>> {
+        let range = listing.name_range();
+        let sql = list_query(listing);
         let mut conn = self.readers.acquire().await.map_err(db_error)?;
         let mut snapshot = sqlx::Connection::begin(&mut *conn)
             .await
             .map_err(db_error)?;
         let mut listed: Vec<(i64, SecretSummary)> = Vec::new();
-        let mut after = i64::MIN;
+        let mut after_id = i64::MIN;
+        let mut after_name = String::new();
         loop {
-            let rows = if include_deleted {
-                sqlx::query(
-                    "SELECT s.*, (SELECT group_concat(l.version_id || char(9) || l.label, char(10))
-                                   FROM labels l WHERE l.secret_id = s.id) AS stages
-                     FROM secrets s WHERE s.id > ? ORDER BY s.id LIMIT ?",
-                )
-            } else {
-                sqlx::query(
-                    "SELECT s.*, (SELECT group_concat(l.version_id || char(9) || l.label, char(10))
-                                   FROM labels l WHERE l.secret_id = s.id) AS stages
-                     FROM secrets s WHERE s.id > ? AND s.deletion_date IS NULL ORDER BY s.id LIMIT ?",
-                )
+            // Built by `list_query` from constant fragments; values are parameters.
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql.as_str()));
+            query = match &range {
+                Some((low, high)) => {
+                    let query = query.bind(*low).bind(after_name.clone());
+                    match high {
+                        Some(high) => query.bind(high.clone()),
+                        None => query,
+                    }
+                }
+                None => query.bind(after_id),
+            };
+            if let Some(at) = listing.deletion_due {
+                query = query.bind(crate::millis(at));
             }
-            .bind(after)
-            .bind(LIST_BATCH)
-            .fetch_all(&mut *snapshot)
-            .await
-            .map_err(db_error)?;
+            let rows = query
+                .bind(LIST_BATCH)
+                .fetch_all(&mut *snapshot)
+                .await
+                .map_err(db_error)?;
             for row in &rows {
                 let meta = crate::rows::secret_meta(row)?;
                 let created: i64 = row.try_get("created_at").map_err(db_error)?;
-                after = meta.id;
-                let stages = stages_of(row.try_get("stages").map_err(db_error)?);
-                listed.push((created, SecretSummary { meta, stages }));
+                after_id = meta.id;
+                after_name.clone_from(&meta.name);
+                if listing.admits(&meta) {
+                    let stages = stages_of(row.try_get("stages").map_err(db_error)?);
+                    listed.push((created, SecretSummary { meta, stages }));
+                }
             }
             if (rows.len() as i64) < LIST_BATCH {
                 break;
@@ -158,6 +170,46 @@ impl SqliteStore {
             .await
             .map_err(db_error)
     }
+}
+
+/// The statement of one batch of `listing`. Its parameters: the prefix, the last
+/// name listed (`''` at first: no name is empty) and the name every listed one is
+/// below (when there is one), or the last id listed; then the deletion horizon, if
+/// any; then the batch size.
+fn list_query(listing: &Listing) -> String {
+    let mut sql = String::from(
+        "SELECT s.*, (SELECT group_concat(l.version_id || char(9) || l.label, char(10))
+                       FROM labels l WHERE l.secret_id = s.id) AS stages
+         FROM secrets s",
+    );
+    let by_name = listing.name_range().is_some();
+    if !by_name {
+        if listing.deletion_due.is_some() {
+            sql.push_str(" INDEXED BY secrets_deletion");
+        } else if listing.rotating {
+            sql.push_str(" INDEXED BY secrets_rotating");
+        }
+    }
+    match listing.name_range() {
+        Some((_, Some(_))) => sql.push_str(" WHERE s.name >= ? AND s.name > ? AND s.name < ?"),
+        Some((_, None)) => sql.push_str(" WHERE s.name >= ? AND s.name > ?"),
+        None => sql.push_str(" WHERE s.id > ?"),
+    }
+    if !listing.include_deleted {
+        sql.push_str(" AND s.deletion_date IS NULL");
+    }
+    if listing.rotating {
+        sql.push_str(" AND s.rotator IS NOT NULL");
+    }
+    if listing.deletion_due.is_some() {
+        sql.push_str(" AND s.deletion_date IS NOT NULL AND s.deletion_date <= ?");
+    }
+    sql.push_str(if by_name {
+        " ORDER BY s.name LIMIT ?"
+    } else {
+        " ORDER BY s.id LIMIT ?"
+    });
+    sql
 }
 
 /// Labels as stored by `group_concat(label, char(10))`, sorted.
@@ -420,7 +472,12 @@ mod tests {
     async fn listings_read_in_batches_as_they_did_at_once() {
         let (_dir, store, count) = populated().await;
         for include_deleted in [false, true] {
-            let new = store.list_summaries(include_deleted).await.unwrap();
+            let listing = if include_deleted {
+                Listing::all()
+            } else {
+                Listing::live()
+            };
+            let new = store.list_summaries(&listing).await.unwrap();
             let old = old_list(&store, include_deleted).await;
             assert_eq!(format!("{new:?}"), format!("{old:?}"));
             let deleted = (0..count).filter(|i| i % 4 == 1).count();
