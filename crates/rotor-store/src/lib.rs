@@ -826,6 +826,16 @@ pub trait Store: Send + Sync + 'static {
     fn close(&self) -> BoxFuture<'_, ()>;
 }
 
+/// Records one group commit: how many mutations it carried and how long it took,
+/// as the histograms `rotor_store_commit_mutations` and `rotor_store_commit_seconds`
+/// (by backend), so that an operator sees whether writers share their commits.
+pub(crate) fn record_commit(backend: &'static str, mutations: usize, started: std::time::Instant) {
+    metrics::histogram!("rotor_store_commit_mutations", "backend" => backend)
+        .record(mutations as f64);
+    metrics::histogram!("rotor_store_commit_seconds", "backend" => backend)
+        .record(started.elapsed().as_secs_f64());
+}
+
 /// The lease the rotation scheduler runs under. A rotation record whose `epoch` is
 /// above 0 is saved only while this lease's epoch equals it (fencing).
 pub const SCHEDULER_LEASE: &str = "scheduler";

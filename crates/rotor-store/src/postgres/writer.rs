@@ -227,7 +227,9 @@ async fn lane(pool: PgPool, feed: Arc<watch::Sender<i64>>, mut queue: mpsc::Rece
                 Err(_) => break,
             }
         }
+        let (started, size) = (std::time::Instant::now(), batch.len());
         again = commit_batch(&pool, &feed, batch).await;
+        crate::record_commit("postgres", size, started);
         if let Some(worst) = again.iter().map(|j| j.conflicts).max() {
             tokio::time::sleep(backoff(worst)).await;
         }

@@ -131,7 +131,9 @@ async fn writer_loop(
             }
         }
         if !batch.is_empty() {
+            let (started, size) = (std::time::Instant::now(), batch.len());
             run_batch(&mut conn, batch, &feed).await;
+            crate::record_commit("sqlite", size, started);
         }
         if let Some(done) = close {
             let _ = conn.close().await;
