@@ -13,6 +13,8 @@
 //! when one is missed or a measurement had errors (results still written), 1 when the
 //! harness failed.
 
+#[allow(dead_code)] // the growth bench uses one process's time only
+mod cpu;
 #[allow(dead_code)] // the growth bench uses the run and the single request only
 mod load;
 #[allow(dead_code)] // and a few of the requests
@@ -78,6 +80,11 @@ struct Args {
     /// Keep-alive connections of the read load.
     #[arg(long, default_value_t = 64)]
     connections: usize,
+    /// Reads per second of the paced read load (on the same connections), whose p99
+    /// is a read's latency at a steady rate every size can serve; the saturating
+    /// load's p99 is mostly the wait in line behind 63 other requests.
+    #[arg(long, default_value_t = 2000.0)]
+    paced_rate: f64,
     /// ListSecrets calls of each kind, one at a time.
     #[arg(long, default_value_t = 200)]
     list_requests: u64,
@@ -97,6 +104,9 @@ const PER_RULE: usize = 10;
 const TOKEN: &str = "bench-growth-root-token";
 const ACCESS_KEY_ID: &str = "AKIDBENCHGROWTH00001";
 const SECRET_ACCESS_KEY: &str = "bench-growth-secret-access-key";
+/// Mixed into the paced reads' request numbers, so that they read other secrets than
+/// the saturating load did just before.
+const PACED: u64 = 0x5eed_0f9a;
 /// Targets: read p99 at the largest size at most this many times the smallest's.
 const READ_P99_GROWTH_MAX: f64 = 2.0;
 /// Start-up (spawn to /healthz answering) under this many seconds at every size.
@@ -129,6 +139,9 @@ fn run(mut args: Args) -> Result<bool> {
     }
     if args.connections == 0 || args.populate_tasks == 0 || args.list_requests == 0 {
         bail!("--connections, --populate-tasks and --list-requests must be at least 1");
+    }
+    if !(args.paced_rate.is_finite() && args.paced_rate > 0.0) {
+        bail!("--paced-rate must be a positive number of reads a second");
     }
     let rotor = args
         .rotor
@@ -180,6 +193,7 @@ fn run(mut args: Args) -> Result<bool> {
         value_bytes: args.value_size,
         connections: args.connections,
         read_secs: args.read_secs,
+        paced_rate: args.paced_rate,
         targets: targets(&rows),
         rows,
     };
@@ -230,10 +244,16 @@ struct Row {
     rss_after_load_mb: f64,
     /// VmHWM (peak VmRSS) when the measurements end.
     rss_peak_mb: f64,
+    /// RssAnon (the process's own memory, without pages of files it maps: SQLite's
+    /// readers map the database, whose pages are the kernel's page cache) after the
+    /// read load.
+    private_after_load_mb: f64,
     /// CPU seconds (user + system) the server used from spawn to the end of the settle
     /// time: start-up plus whatever background work it began with.
     cpu_start_secs: f64,
     reads: Latency,
+    /// The same reads at `--paced-rate` a second.
+    paced: Latency,
     /// AWS `ListSecrets` with a `name` filter on one service's prefix.
     aws_list: Latency,
     /// Native `GET /v1/secrets?prefix=` of one service's prefix.
@@ -292,6 +312,7 @@ struct Report {
     value_bytes: usize,
     connections: usize,
     read_secs: f64,
+    paced_rate: f64,
     rows: Vec<Row>,
     targets: Vec<Target>,
 }
@@ -625,6 +646,12 @@ async fn stop(server: &mut Server) {
 
 /// `(VmRSS, VmHWM)` of process `pid`, in MB.
 fn memory(pid: u32) -> (f64, f64) {
+    let (rss, hwm, _) = memory_parts(pid);
+    (rss, hwm)
+}
+
+/// `(VmRSS, VmHWM, RssAnon)` of process `pid`, in MB.
+fn memory_parts(pid: u32) -> (f64, f64, f64) {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
@@ -633,22 +660,7 @@ fn memory(pid: u32) -> (f64, f64) {
             .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
             .map_or(0.0, |kb| kb / 1024.0)
     };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
-/// CPU seconds (user + system) process `pid` has used.
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    // Fields after the command name (which may hold spaces) start at the state.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
-    let ticks: f64 = [11, 12]
-        .iter()
-        .filter_map(|&i| fields.get(i).and_then(|f| f.parse::<f64>().ok()))
-        .sum();
-    // USER_HZ is 100 on every Linux this runs on.
-    ticks / 100.0
+    (field("VmRSS:"), field("VmHWM:"), field("RssAnon:"))
 }
 
 /// Starts the server on the copy in `run`, then times start-up, reads and listings.
@@ -686,7 +698,7 @@ async fn measure_server(
             .as_secs_f64();
         tokio::time::sleep(Duration::from_secs_f64(args.settle_secs)).await;
         let (rss_start_mb, _) = memory(pid);
-        let cpu_start_secs = cpu_secs(pid);
+        let cpu_start_secs = cpu::process_secs(pid);
         eprintln!(
             "  healthz after {startup_secs:.3} s, first read after {first_read_secs:.3} s, RSS {rss_ready_mb:.0} MB then {rss_start_mb:.0} MB, {cpu_start_secs:.2} CPU s"
         );
@@ -704,17 +716,43 @@ async fn measure_server(
                 measure: Duration::from_secs_f64(args.read_secs),
                 max_requests: u64::MAX,
                 request_timeout: Duration::from_secs(10),
+                rate: None,
             },
         )
         .await;
         let reads = Latency::of(&reads);
-        let (rss_after_load_mb, _) = memory(pid);
+        let (rss_after_load_mb, _, private_after_load_mb) = memory_parts(pid);
         eprintln!(
-            "  {:.0} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, RSS {rss_after_load_mb:.0} MB",
+            "  {:.0} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, RSS {rss_after_load_mb:.0} MB ({private_after_load_mb:.0} MB private)",
             reads.per_sec,
             reads.p50_ms.unwrap_or(0.0),
             reads.p99_ms.unwrap_or(0.0),
             reads.errors
+        );
+        eprintln!("  paced reads: {} a second, {} s", args.paced_rate, args.read_secs);
+        let make: MakeRequest = Arc::new(move |n| {
+            requests::native_read(addr, TOKEN, &secret_name(mix(n ^ PACED) % size)).request()
+        });
+        let paced = load::run(
+            addr,
+            make,
+            Plan {
+                connections: args.connections,
+                warmup: Duration::from_secs_f64(args.warmup_secs),
+                measure: Duration::from_secs_f64(args.read_secs),
+                max_requests: u64::MAX,
+                request_timeout: Duration::from_secs(10),
+                rate: Some(args.paced_rate),
+            },
+        )
+        .await;
+        let paced = Latency::of(&paced);
+        eprintln!(
+            "  {:.0} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
+            paced.per_sec,
+            paced.p50_ms.unwrap_or(0.0),
+            paced.p99_ms.unwrap_or(0.0),
+            paced.errors
         );
 
         let services = size / PER_SERVICE;
@@ -735,7 +773,7 @@ async fn measure_server(
         })
         .await?;
         let (_, rss_peak_mb) = memory(pid);
-        let errors = reads.errors + aws_list.errors + native_list.errors;
+        let errors = reads.errors + paced.errors + aws_list.errors + native_list.errors;
         Ok(Row {
             secrets: size,
             populate_secs,
@@ -747,8 +785,10 @@ async fn measure_server(
             rss_start_mb,
             rss_after_load_mb,
             rss_peak_mb,
+            private_after_load_mb,
             cpu_start_secs,
             reads,
+            paced,
             aws_list,
             native_list,
             errors,
@@ -810,6 +850,7 @@ async fn listings(
             measure: Duration::from_secs_f64(args.list_secs),
             max_requests: args.list_requests,
             request_timeout: LIST_TIMEOUT,
+            rate: None,
         },
     )
     .await;
@@ -881,11 +922,11 @@ fn targets(rows: &[Row]) -> Vec<Target> {
     if small.secrets == large.secrets {
         return out;
     }
-    if let (Some(a), Some(b)) = (small.reads.p99_ms, large.reads.p99_ms) {
+    if let (Some(a), Some(b)) = (small.paced.p99_ms, large.paced.p99_ms) {
         let factor = b / a;
         out.push(Target {
             name: format!(
-                "read p99 flat: at most {READ_P99_GROWTH_MAX}× from the smallest size to the largest"
+                "read p99 flat (paced reads): at most {READ_P99_GROWTH_MAX}× from the smallest size to the largest"
             ),
             measured: format!(
                 "{a:.2} ms → {b:.2} ms ({factor:.2}×, {})",
@@ -906,6 +947,11 @@ fn targets(rows: &[Row]) -> Vec<Target> {
                 large.rss_after_load_mb,
             ),
             ("peak RSS", small.rss_peak_mb, large.rss_peak_mb),
+            (
+                "private memory (RssAnon) after the reads",
+                small.private_after_load_mb,
+                large.private_after_load_mb,
+            ),
         ] {
             let factor = b / a;
             out.push(Target {
@@ -947,7 +993,15 @@ fn markdown(r: &Report) -> String {
          Reads: native `GET /v1/secrets/NAME` of random secrets across the whole set, {} \
          keep-alive connections, {} s measured. Listings: one at a time, each of one service's \
          {} secrets: AWS `ListSecrets` (SigV4) with a `name` filter, and the native \
-         `GET /v1/secrets?prefix=`. The load generator shares the cores with the server.\n\n",
+         `GET /v1/secrets?prefix=`. The load generator shares the cores with the server.\n\n\
+         Two read loads: saturating (each connection sends its next read as soon as the \
+         last is answered: reads/s is the server's capacity, and the p99 is mostly the wait \
+         behind the other connections' requests), then paced ({} reads/s on the same \
+         connections, each latency counted from when the read was due): a read's latency \
+         at a rate every size serves, the figure the flat-p99 target is about. Memory: \
+         RSS counts the pages of the database file that SQLite's readers map (the \
+         kernel's page cache of the file, shared and reclaimable); private memory \
+         (RssAnon) is the server's own.\n\n",
         r.started,
         r.finished,
         r.cores,
@@ -961,23 +1015,28 @@ fn markdown(r: &Report) -> String {
         r.connections,
         r.read_secs,
         r.per_service,
+        thousands(r.paced_rate),
     );
     md.push_str(
-        "| secrets | start-up s | first read s | RSS after start MB | RSS after reads MB | peak RSS MB | reads/s | read p50 ms | read p99 ms | AWS list p50 ms | AWS list p99 ms | native list p50 ms | native list p99 ms |\n\
-         | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
+        "| secrets | start-up s | first read s | RSS after start MB | RSS after reads MB | private after reads MB | peak RSS MB | saturated reads/s | p50 ms | p99 ms | paced reads/s | paced p50 ms | paced p99 ms | AWS list p50 ms | AWS list p99 ms | native list p50 ms | native list p99 ms |\n\
+         | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: | --: |\n",
     );
     for row in &r.rows {
         md.push_str(&format!(
-            "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {:.2} | {:.2} | {:.0} | {:.0} | {:.0} | {:.0} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             thousands(row.secrets as f64),
             row.startup_secs,
             row.first_read_secs,
             row.rss_start_mb,
             row.rss_after_load_mb,
+            row.private_after_load_mb,
             row.rss_peak_mb,
             thousands(row.reads.per_sec),
             ms(row.reads.p50_ms),
             ms(row.reads.p99_ms),
+            thousands(row.paced.per_sec),
+            ms(row.paced.p50_ms),
+            ms(row.paced.p99_ms),
             ms(row.aws_list.p50_ms),
             ms(row.aws_list.p99_ms),
             ms(row.native_list.p50_ms),

@@ -51,6 +51,11 @@ pub struct Plan {
     pub max_requests: u64,
     /// One request (response body included) taking longer than this is an error.
     pub request_timeout: Duration,
+    /// Requests per second across all connections, sent on a schedule (open loop),
+    /// or `None` to send each request as soon as the last one answered (saturation).
+    /// A paced request's latency counts from when it was due, so a slow answer that
+    /// delays the next request shows in that one's latency too.
+    pub rate: Option<f64>,
 }
 
 /// What one run measured.
@@ -117,9 +122,18 @@ pub async fn run(addr: SocketAddr, make: MakeRequest, plan: Plan) -> Outcome {
     let end = measure_start + plan.measure;
     let issued = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::with_capacity(plan.connections);
-    for _ in 0..plan.connections {
+    for i in 0..plan.connections {
         let make = make.clone();
         let issued = issued.clone();
+        // Paced connections share the rate, each starting a slice of the interval
+        // after the one before, so that requests arrive evenly.
+        let pace = plan.rate.map(|rate| {
+            let every = Duration::from_secs_f64(plan.connections as f64 / rate);
+            (
+                start + every.mul_f64(i as f64 / plan.connections as f64),
+                every,
+            )
+        });
         tasks.push(tokio::spawn(connection_task(
             addr,
             make,
@@ -127,6 +141,7 @@ pub async fn run(addr: SocketAddr, make: MakeRequest, plan: Plan) -> Outcome {
             end,
             issued,
             plan,
+            pace,
         )));
     }
     let mut out = Outcome::default();
@@ -178,6 +193,7 @@ async fn connection_task(
     end: Instant,
     issued: Arc<AtomicU64>,
     plan: Plan,
+    mut pace: Option<(Instant, Duration)>,
 ) -> TaskStats {
     let mut stats = TaskStats::default();
     let mut connect_failures = 0u32;
@@ -212,7 +228,15 @@ async fn connection_task(
                 break 'connections;
             }
             let req = make(n);
-            let sent = Instant::now();
+            let sent = match &mut pace {
+                Some((due, every)) => {
+                    tokio::time::sleep_until((*due).into()).await;
+                    let this = *due;
+                    *due += *every;
+                    this
+                }
+                None => Instant::now(),
+            };
             let result = tokio::time::timeout(plan.request_timeout, async {
                 let resp = sender.send_request(req).await?;
                 let status = resp.status();

@@ -221,6 +221,7 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
         measure: Duration::from_secs_f64(args.duration_secs),
         max_requests: args.max_requests,
         request_timeout: Duration::from_secs_f64(args.request_timeout_secs),
+        rate: None,
     };
     let mut ctx = Ctx {
         args,

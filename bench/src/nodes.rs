@@ -5,6 +5,7 @@
 //!
 //! Writes bench/results/nodes.{md,json}.
 
+mod cpu;
 #[allow(dead_code)] // nodes-bench uses only part of each
 mod load;
 #[allow(dead_code)]
@@ -77,13 +78,51 @@ enum Kind {
 struct Measured {
     rate: f64,
     p99_ms: f64,
+    /// Cores busy during the load (warm-up included): the Rotor nodes, PostgreSQL's
+    /// processes, the load generator.
+    cores: Cores,
+}
+
+/// Cores used, on average, by each party to a load.
+#[derive(Default, Clone, Copy)]
+struct Cores {
+    rotor: f64,
+    postgres: f64,
+    load: f64,
+}
+
+/// CPU seconds used so far by the nodes `pids`, by PostgreSQL, and by this process.
+fn cpu_now(pids: &[u32]) -> Cores {
+    Cores {
+        rotor: pids.iter().map(|&p| cpu::process_secs(p)).sum(),
+        postgres: cpu::named_secs("postgres"),
+        load: cpu::own_secs(),
+    }
+}
+
+impl Cores {
+    /// Cores used from `before` to `after` over `secs`.
+    fn between(before: Cores, after: Cores, secs: f64) -> Cores {
+        Cores {
+            rotor: (after.rotor - before.rotor) / secs,
+            postgres: (after.postgres - before.postgres) / secs,
+            load: (after.load - before.load) / secs,
+        }
+    }
 }
 
 /// `workers` keep-alive connections spread over the nodes at `addrs` (hyper's client,
 /// one request in flight each, as the store API benchmark loads one server): native
 /// reads, or AWS `PutSecretValue`s each with a fresh token and signature, round-robin
 /// over eight secrets. Requests per second summed over the nodes, p99 over them all.
-async fn load(addrs: &[SocketAddr], kind: Kind, workers: usize, seconds: f64) -> Result<Measured> {
+async fn load(
+    addrs: &[SocketAddr],
+    pids: &[u32],
+    kind: Kind,
+    workers: usize,
+    seconds: f64,
+) -> Result<Measured> {
+    let (started, before) = (std::time::Instant::now(), cpu_now(pids));
     let creds = Creds {
         token: TOKEN.to_string(),
         access_key_id: ACCESS_KEY_ID.to_string(),
@@ -98,6 +137,7 @@ async fn load(addrs: &[SocketAddr], kind: Kind, workers: usize, seconds: f64) ->
             measure: Duration::from_secs_f64(seconds),
             max_requests: u64::MAX,
             request_timeout: Duration::from_secs(10),
+            rate: None,
         };
         let make: MakeRequest = match kind {
             Kind::Read => requests::native_read(addr, TOKEN, "bench-read").into_maker(),
@@ -119,11 +159,16 @@ async fn load(addrs: &[SocketAddr], kind: Kind, workers: usize, seconds: f64) ->
         rate += run.rps();
         latencies.extend(run.latencies_ns);
     }
+    let cores = Cores::between(before, cpu_now(pids), started.elapsed().as_secs_f64());
     latencies.sort_unstable();
     let p99_ms = latencies
         .get((latencies.len().saturating_sub(1) as f64 * 0.99) as usize)
         .map_or(0.0, |ns| *ns as f64 / 1e6);
-    Ok(Measured { rate, p99_ms })
+    Ok(Measured {
+        rate,
+        p99_ms,
+        cores,
+    })
 }
 
 async fn setup(url: &str) -> Result<()> {
@@ -171,16 +216,22 @@ async fn scenario(
                 .with_context(|| format!("node address {u}"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let pids: Vec<u32> = running.iter().filter_map(|n| n.child.id()).collect();
     setup(&urls[0]).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reads = load(&addrs, Kind::Read, args.readers, args.seconds).await?;
-    let writes = load(&addrs, Kind::Write, args.writers, args.seconds).await?;
+    let reads = load(&addrs, &pids, Kind::Read, args.readers, args.seconds).await?;
+    let writes = load(&addrs, &pids, Kind::Write, args.writers, args.seconds).await?;
     for mut n in running {
         let _ = n.child.kill().await;
     }
     println!(
-        "{name}: {:.0} reads/s, {:.0} writes/s (p99 {:.1} ms)",
-        reads.rate, writes.rate, writes.p99_ms
+        "{name}: {:.0} reads/s, {:.0} writes/s (p99 {:.1} ms; cores: rotor {:.2}, postgres {:.2}, load {:.2})",
+        reads.rate,
+        writes.rate,
+        writes.p99_ms,
+        writes.cores.rotor,
+        writes.cores.postgres,
+        writes.cores.load
     );
     Ok(Row {
         setup: name,
@@ -217,7 +268,7 @@ fn main() -> Result<()> {
         let when = chrono::Utc::now().to_rfc3339();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let mut md = format!(
-            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`).\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) |\n| --- | --: | --: | --: | --: |\n",
+            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`). Where the cores went during the writes (warm-up included): CPU time of the Rotor nodes, of PostgreSQL's processes and of the load generator, per second and per write.\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) | cores: Rotor / PostgreSQL / load | CPU µs per write: Rotor / PostgreSQL / load |\n| --- | --: | --: | --: | --: | --: | --: |\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             args.readers,
@@ -225,9 +276,21 @@ fn main() -> Result<()> {
             args.seconds
         );
         for r in &rows {
+            let (w, c) = (&r.writes, r.writes.cores);
+            let per_write = |cores: f64| cores / w.rate.max(1.0) * 1e6;
             md.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.0} | {:.1} |\n",
-                r.setup, r.reads.rate, r.reads.p99_ms, r.writes.rate, r.writes.p99_ms
+                "| {} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} |\n",
+                r.setup,
+                r.reads.rate,
+                r.reads.p99_ms,
+                w.rate,
+                w.p99_ms,
+                c.rotor,
+                c.postgres,
+                c.load,
+                per_write(c.rotor),
+                per_write(c.postgres),
+                per_write(c.load)
             ));
         }
         let (one, three) = (rows[1].writes.rate, rows[2].writes.rate);
@@ -255,7 +318,7 @@ fn main() -> Result<()> {
         std::fs::write(out.join("nodes.md"), md)?;
         let j: Vec<_> = rows
             .iter()
-            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads.rate, "read_p99_ms": r.reads.p99_ms, "writes_per_second": r.writes.rate, "write_p99_ms": r.writes.p99_ms}))
+            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads.rate, "read_p99_ms": r.reads.p99_ms, "writes_per_second": r.writes.rate, "write_p99_ms": r.writes.p99_ms, "write_cores": {"rotor": r.writes.cores.rotor, "postgres": r.writes.cores.postgres, "load": r.writes.cores.load}}))
             .collect();
         let met: Vec<_> = checks
             .iter()

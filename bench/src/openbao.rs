@@ -486,6 +486,7 @@ async fn run_all(
         measure: Duration::from_secs_f64(args.duration_secs),
         max_requests: args.max_requests,
         request_timeout: Duration::from_secs_f64(args.request_timeout_secs),
+        rate: None,
     };
     let tmp = tempfile::Builder::new()
         .prefix("openbao-bench-")

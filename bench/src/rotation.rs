@@ -7,6 +7,9 @@
 //!
 //! Writes bench/results/rotation.{md,json}.
 
+#[allow(dead_code)] // the rotation bench uses its own time only
+mod cpu;
+
 use anyhow::{Context, Result};
 use clap::Parser;
 use rotor_core::clock::SystemClock;
@@ -292,23 +295,10 @@ async fn rotate(e: &Engine, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// CPU seconds this process has used (user + system), from /proc/self/stat.
-fn cpu_seconds() -> Result<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat")?;
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("stat format")?
-        .1
-        .split_whitespace()
-        .collect();
-    let ticks: f64 = fields[11].parse::<f64>()? + fields[12].parse::<f64>()?;
-    Ok(ticks / 100.0)
-}
-
 async fn idle_cpu(secs: f64) -> Result<f64> {
-    let before = cpu_seconds()?;
+    let before = cpu::own_secs();
     tokio::time::sleep(Duration::from_secs_f64(secs)).await;
-    Ok((cpu_seconds()? - before) / secs * 100.0)
+    Ok((cpu::own_secs() - before) / secs * 100.0)
 }
 
 struct Lag {
@@ -488,14 +478,14 @@ async fn adoption(args: &Args) -> Result<Adoption> {
         versions.push(current_version(&e, name).await?);
     }
     heartbeat_round(&e, &names, &versions).await?;
-    let cpu = cpu_seconds()?;
+    let cpu = cpu::own_secs();
     let started = Instant::now();
     for _ in 0..args.heartbeat_rounds {
         heartbeat_round(&e, &names, &versions).await?;
     }
     let wall = started.elapsed().as_secs_f64();
     let heartbeats = secrets * 10 * args.heartbeat_rounds;
-    let heartbeat_cpu_us = (cpu_seconds()? - cpu) * 1e6 / heartbeats as f64;
+    let heartbeat_cpu_us = (cpu::own_secs() - cpu) * 1e6 / heartbeats as f64;
 
     let mut latencies = Vec::new();
     for (s, name) in names.iter().take(args.retirements).enumerate() {
