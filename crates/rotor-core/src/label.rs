@@ -324,11 +324,7 @@ pub fn prunable(
         .take_while(|(_, created)| *created <= cutoff)
         .count()
         .min(total - MAX_VERSIONS);
-    let over = if total > MAX_STORED_VERSIONS {
-        total - (MAX_STORED_VERSIONS - PRUNE_BATCH)
-    } else {
-        0
-    };
+    let over = prune_regardless_of_age(total);
     oldest_first
         .into_iter()
         .take(old.max(over))
@@ -339,6 +335,18 @@ pub fn prunable(
 /// How many of a secret's oldest unlabeled versions [`prunable`] needs to see.
 pub fn prune_candidates(total: usize) -> usize {
     total.saturating_sub(MAX_VERSIONS)
+}
+
+/// How many of a secret's oldest unlabeled versions go whatever their age (past
+/// [`MAX_STORED_VERSIONS`]). Of the oldest [`prune_candidates`], [`prunable`] needs to
+/// see only these and those older than 24 hours: a store can leave the other young
+/// ones out of what it reads.
+pub fn prune_regardless_of_age(total: usize) -> usize {
+    if total > MAX_STORED_VERSIONS {
+        total - (MAX_STORED_VERSIONS - PRUNE_BATCH)
+    } else {
+        0
+    }
 }
 
 /// Whether a secret with `total` versions, the oldest created at `oldest`, may have
@@ -458,6 +466,38 @@ mod tests {
         assert_eq!(doomed[0], "y0000", "oldest first");
         assert!(may_prune(total, Some(young), now));
         assert!(!may_prune(MAX_STORED_VERSIONS, Some(young), now));
+    }
+
+    /// A store reads only the oldest versions that go regardless of age and those
+    /// older than 24 hours; `prunable` decides the same from those as from all.
+    #[test]
+    fn the_old_and_the_oldest_are_enough_to_decide() {
+        let now = Utc::now();
+        for (total, old) in [(1_150, 0), (1_150, 30), (1_150, 400), (300, 50), (1_001, 1)] {
+            let all: Vec<_> = (0..total - 1)
+                .map(|i| {
+                    let age = if i < old { 48 } else { 1 };
+                    let created = now - Duration::hours(age) + Duration::milliseconds(i as i64);
+                    (format!("v{i:05}"), created)
+                })
+                .collect();
+            let cutoff = now - Duration::hours(MIN_PRUNE_AGE_HOURS);
+            let read: Vec<_> = all
+                .iter()
+                .take(prune_candidates(total))
+                .enumerate()
+                .filter(|(n, (_, created))| {
+                    *created <= cutoff || *n < prune_regardless_of_age(total)
+                })
+                .map(|(_, v)| v.clone())
+                .collect();
+            assert!(read.len() <= prune_regardless_of_age(total).max(old));
+            assert_eq!(
+                prunable(total, &read, now),
+                prunable(total, &all, now),
+                "{total} {old}"
+            );
+        }
     }
 
     #[test]

@@ -493,15 +493,26 @@ pub(super) async fn prune(c: &mut Change, secret: i64, total: usize, now: DateTi
     if total <= label::MAX_VERSIONS {
         return Ok(());
     }
+    // Of the oldest unlabeled versions, only those that go whatever their age and
+    // those old enough to go: not every young one (up to 900 of them) each time.
     let rows = sqlx::query(
-        "SELECT v.version_id, v.created_at FROM versions v
-         WHERE v.secret_id = $1 AND v.created_at <= $2
-           AND NOT EXISTS (SELECT 1 FROM labels l WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id)
-         ORDER BY v.created_at, v.seq LIMIT $3",
+        "SELECT version_id, created_at FROM (
+           SELECT v.version_id, v.created_at,
+                  row_number() OVER (ORDER BY v.created_at, v.seq) AS n
+           FROM versions v
+           WHERE v.secret_id = $1 AND v.created_at <= $2
+             AND NOT EXISTS (SELECT 1 FROM labels l
+                             WHERE l.secret_id = v.secret_id AND l.version_id = v.version_id)) c
+         WHERE n <= $3 AND (created_at <= $4 OR n <= $5)
+         ORDER BY n",
     )
     .bind(secret)
     .bind(millis(crate::prune_horizon(total, now)))
     .bind(label::prune_candidates(total) as i64)
+    .bind(millis(
+        now - chrono::Duration::hours(label::MIN_PRUNE_AGE_HOURS),
+    ))
+    .bind(label::prune_regardless_of_age(total) as i64)
     .fetch_all(c.conn())
     .await
     .map_err(db)?;
