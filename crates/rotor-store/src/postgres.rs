@@ -117,7 +117,7 @@ impl PgStore {
             .map_err(|e| Error::invalid_parameter(format!("Not a PostgreSQL URL: {e}")))?;
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
-            .connect_with(options)
+            .connect_with(options.clone())
             .await
             .map_err(|e| Error::internal(format!("Cannot connect to PostgreSQL: {e}")))?;
         migrate(&pool).await?;
@@ -127,7 +127,16 @@ impl PgStore {
             tokio::spawn(events::listen(pool.clone(), feed.clone())),
             tokio::spawn(events::poll(pool.clone(), feed.clone())),
         ];
-        let lanes = writer::Lanes::start(&pool, &feed, LANES);
+        // The lanes commit through connections of their own: taking one from the
+        // shared pool at each batch waited behind the reads (a millisecond a batch
+        // under load, a sixth of it).
+        let lane_pool = PgPoolOptions::new()
+            .max_connections(LANES as u32)
+            .min_connections(LANES as u32)
+            .connect_with(options)
+            .await
+            .map_err(|e| Error::internal(format!("Cannot connect to PostgreSQL: {e}")))?;
+        let lanes = writer::Lanes::start(&lane_pool, &feed, LANES);
         Ok(PgStore {
             pool,
             feed,

@@ -170,7 +170,10 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
 /// The run's secrets, their rows locked, then (in a statement of its own, so that it
 /// sees what the previous holder of a lock committed) their labels, the digests of
 /// the versions the run names that exist already, and the oldest version of each
-/// secret that may have some to prune.
+/// secret that may have some to prune. The digests and the oldest versions are
+/// looked up one key at a time (lateral subqueries): an index probe each, whatever
+/// the planner thinks of a table whose statistics lag behind a burst of puts (a join
+/// and a grouped MIN left to it may scan every version to hash them).
 async fn load_states(
     c: &mut Change,
     secrets: &[i64],
@@ -214,13 +217,17 @@ async fn load_states(
                 NULL::bigint AS oldest
          FROM labels WHERE secret_id = ANY($1)
          UNION ALL
-         SELECT 'digest', v.secret_id, NULL, v.version_id, v.digest, NULL
-         FROM versions v
-         JOIN UNNEST($2::bigint[], $3::text[]) AS w (secret_id, version_id)
-           ON v.secret_id = w.secret_id AND v.version_id = w.version_id
+         SELECT 'digest', w.secret_id, NULL, w.version_id, v.digest, NULL
+         FROM UNNEST($2::bigint[], $3::text[]) AS w (secret_id, version_id)
+         CROSS JOIN LATERAL (
+           SELECT digest FROM versions
+           WHERE secret_id = w.secret_id AND version_id = w.version_id) v
          UNION ALL
-         SELECT 'oldest', secret_id, NULL, NULL, NULL, MIN(created_at)
-         FROM versions WHERE secret_id = ANY($4) GROUP BY secret_id",
+         SELECT 'oldest', o.secret_id, NULL, NULL, NULL, v.created_at
+         FROM UNNEST($4::bigint[]) AS o (secret_id)
+         CROSS JOIN LATERAL (
+           SELECT created_at FROM versions WHERE secret_id = o.secret_id
+           ORDER BY created_at LIMIT 1) v",
     )
     .bind(secrets)
     .bind(&put_secrets)

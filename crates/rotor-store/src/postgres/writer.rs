@@ -128,10 +128,13 @@ pub(super) struct Job {
 pub(super) struct Lanes {
     queues: std::sync::RwLock<Option<Arc<[mpsc::Sender<Job>]>>>,
     tasks: std::sync::Mutex<Vec<JoinHandle<()>>>,
+    /// The lanes' own connections.
+    pool: PgPool,
 }
 
 impl Lanes {
-    /// Starts `count` lanes committing to `pool` and moving `feed` on.
+    /// Starts `count` lanes committing through `pool` (theirs alone) and moving
+    /// `feed` on.
     pub(super) fn start(pool: &PgPool, feed: &Arc<watch::Sender<i64>>, count: usize) -> Lanes {
         let mut queues = Vec::with_capacity(count);
         let mut tasks = Vec::with_capacity(count);
@@ -143,6 +146,7 @@ impl Lanes {
         Lanes {
             queues: std::sync::RwLock::new(Some(queues.into())),
             tasks: std::sync::Mutex::new(tasks),
+            pool: pool.clone(),
         }
     }
 
@@ -156,6 +160,7 @@ impl Lanes {
         for task in tasks {
             let _ = task.await;
         }
+        self.pool.close().await;
     }
 
     /// Ends the lanes at once (the store is dropped without being closed).
