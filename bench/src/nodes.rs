@@ -193,6 +193,57 @@ struct Row {
     setup: &'static str,
     reads: Measured,
     writes: Measured,
+    commits: Commits,
+}
+
+/// The group commits of the write load, summed over the nodes, from their
+/// `rotor_store_commit_*` metrics.
+#[derive(Default, Clone, Copy)]
+struct Commits {
+    count: f64,
+    mutations: f64,
+    seconds: f64,
+}
+
+impl Commits {
+    /// The commits' totals the nodes at `urls` report now.
+    async fn now(urls: &[String]) -> Commits {
+        let mut total = Commits::default();
+        for url in urls {
+            let Ok(r) = reqwest::get(format!("{url}/metrics")).await else {
+                continue;
+            };
+            let text = r.text().await.unwrap_or_default();
+            let sum = |name: &str| -> f64 {
+                text.lines()
+                    .filter(|l| l.starts_with(name))
+                    .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                    .sum()
+            };
+            total.count += sum("rotor_store_commit_mutations_count");
+            total.mutations += sum("rotor_store_commit_mutations_sum");
+            total.seconds += sum("rotor_store_commit_seconds_sum");
+        }
+        total
+    }
+
+    fn since(self, before: Commits) -> Commits {
+        Commits {
+            count: self.count - before.count,
+            mutations: self.mutations - before.mutations,
+            seconds: self.seconds - before.seconds,
+        }
+    }
+
+    /// Writes per commit, on average.
+    fn per_commit(&self) -> f64 {
+        self.mutations / self.count.max(1.0)
+    }
+
+    /// Milliseconds per commit, on average.
+    fn commit_ms(&self) -> f64 {
+        self.seconds * 1e3 / self.count.max(1.0)
+    }
 }
 
 async fn scenario(
@@ -220,23 +271,28 @@ async fn scenario(
     setup(&urls[0]).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let reads = load(&addrs, &pids, Kind::Read, args.readers, args.seconds).await?;
+    let before = Commits::now(&urls).await;
     let writes = load(&addrs, &pids, Kind::Write, args.writers, args.seconds).await?;
+    let commits = Commits::now(&urls).await.since(before);
     for mut n in running {
         let _ = n.child.kill().await;
     }
     println!(
-        "{name}: {:.0} reads/s, {:.0} writes/s (p99 {:.1} ms; cores: rotor {:.2}, postgres {:.2}, load {:.2})",
+        "{name}: {:.0} reads/s, {:.0} writes/s (p99 {:.1} ms; cores: rotor {:.2}, postgres {:.2}, load {:.2}; {:.1} writes a commit, {:.2} ms a commit)",
         reads.rate,
         writes.rate,
         writes.p99_ms,
         writes.cores.rotor,
         writes.cores.postgres,
-        writes.cores.load
+        writes.cores.load,
+        commits.per_commit(),
+        commits.commit_ms()
     );
     Ok(Row {
         setup: name,
         reads,
         writes,
+        commits,
     })
 }
 
@@ -268,7 +324,7 @@ fn main() -> Result<()> {
         let when = chrono::Utc::now().to_rfc3339();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let mut md = format!(
-            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`). Where the cores went during the writes (warm-up included): CPU time of the Rotor nodes, of PostgreSQL's processes and of the load generator, per second and per write.\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) | cores: Rotor / PostgreSQL / load | CPU µs per write: Rotor / PostgreSQL / load |\n| --- | --: | --: | --: | --: | --: | --: |\n",
+            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`). Where the cores went during the writes (warm-up included): CPU time of the Rotor nodes, of PostgreSQL's processes and of the load generator, per second and per write; and how many writes each group commit carried and how long a commit took (the nodes' `rotor_store_commit_*` metrics, summed over the nodes).\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) | cores: Rotor / PostgreSQL / load | CPU µs per write: Rotor / PostgreSQL / load | writes per commit | ms per commit |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: |\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             args.readers,
@@ -279,7 +335,7 @@ fn main() -> Result<()> {
             let (w, c) = (&r.writes, r.writes.cores);
             let per_write = |cores: f64| cores / w.rate.max(1.0) * 1e6;
             md.push_str(&format!(
-                "| {} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} |\n",
+                "| {} | {:.0} | {:.1} | {:.0} | {:.1} | {:.2} / {:.2} / {:.2} | {:.0} / {:.0} / {:.0} | {:.1} | {:.2} |\n",
                 r.setup,
                 r.reads.rate,
                 r.reads.p99_ms,
@@ -290,7 +346,9 @@ fn main() -> Result<()> {
                 c.load,
                 per_write(c.rotor),
                 per_write(c.postgres),
-                per_write(c.load)
+                per_write(c.load),
+                r.commits.per_commit(),
+                r.commits.commit_ms()
             ));
         }
         let (one, three) = (rows[1].writes.rate, rows[2].writes.rate);
@@ -318,7 +376,7 @@ fn main() -> Result<()> {
         std::fs::write(out.join("nodes.md"), md)?;
         let j: Vec<_> = rows
             .iter()
-            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads.rate, "read_p99_ms": r.reads.p99_ms, "writes_per_second": r.writes.rate, "write_p99_ms": r.writes.p99_ms, "write_cores": {"rotor": r.writes.cores.rotor, "postgres": r.writes.cores.postgres, "load": r.writes.cores.load}}))
+            .map(|r| json!({"setup": r.setup, "reads_per_second": r.reads.rate, "read_p99_ms": r.reads.p99_ms, "writes_per_second": r.writes.rate, "write_p99_ms": r.writes.p99_ms, "write_cores": {"rotor": r.writes.cores.rotor, "postgres": r.writes.cores.postgres, "load": r.writes.cores.load}, "writes_per_commit": r.commits.per_commit(), "ms_per_commit": r.commits.commit_ms()}))
             .collect();
         let met: Vec<_> = checks
             .iter()
