@@ -44,6 +44,10 @@ struct Args {
     /// Concurrent writers.
     #[arg(long, default_value_t = 64)]
     writers: usize,
+    /// Secrets the writers write, round-robin: few means every commit of every node
+    /// locks the same rows.
+    #[arg(long, default_value_t = 8)]
+    secrets: usize,
     /// Where results go.
     #[arg(long)]
     out_dir: Option<PathBuf>,
@@ -114,12 +118,14 @@ impl Cores {
 /// `workers` keep-alive connections spread over the nodes at `addrs` (hyper's client,
 /// one request in flight each, as the store API benchmark loads one server): native
 /// reads, or AWS `PutSecretValue`s each with a fresh token and signature, round-robin
-/// over eight secrets. Requests per second summed over the nodes, p99 over them all.
+/// round-robin over `secrets` secrets. Requests per second summed over the nodes, p99
+/// over them all.
 async fn load(
     addrs: &[SocketAddr],
     pids: &[u32],
     kind: Kind,
     workers: usize,
+    secrets: usize,
     seconds: f64,
 ) -> Result<Measured> {
     let (started, before) = (std::time::Instant::now(), cpu_now(pids));
@@ -144,7 +150,13 @@ async fn load(
             Kind::Write => {
                 let creds = creds.clone();
                 Arc::new(move |i| {
-                    requests::aws_put(addr, &creds, &format!("bench-write-{}", i % 8), i).request()
+                    requests::aws_put(
+                        addr,
+                        &creds,
+                        &format!("bench-write-{}", i % secrets as u64),
+                        i,
+                    )
+                    .request()
                 })
             }
         };
@@ -171,10 +183,10 @@ async fn load(
     })
 }
 
-async fn setup(url: &str) -> Result<()> {
+async fn setup(url: &str, secrets: usize) -> Result<()> {
     let http = reqwest::Client::new();
     let mut names = vec!["bench-read".to_string()];
-    names.extend((0..8).map(|i| format!("bench-write-{i}")));
+    names.extend((0..secrets).map(|i| format!("bench-write-{i}")));
     for name in names {
         let r = http
             .post(format!("{url}/v1/secrets"))
@@ -268,11 +280,19 @@ async fn scenario(
         })
         .collect::<Result<Vec<_>>>()?;
     let pids: Vec<u32> = running.iter().filter_map(|n| n.child.id()).collect();
-    setup(&urls[0]).await?;
+    setup(&urls[0], args.secrets).await?;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let reads = load(&addrs, &pids, Kind::Read, args.readers, args.seconds).await?;
+    let reads = load(&addrs, &pids, Kind::Read, args.readers, 1, args.seconds).await?;
     let before = Commits::now(&urls).await;
-    let writes = load(&addrs, &pids, Kind::Write, args.writers, args.seconds).await?;
+    let writes = load(
+        &addrs,
+        &pids,
+        Kind::Write,
+        args.writers,
+        args.secrets,
+        args.seconds,
+    )
+    .await?;
     let commits = Commits::now(&urls).await.since(before);
     for mut n in running {
         let _ = n.child.kill().await;
@@ -298,6 +318,9 @@ async fn scenario(
 
 fn main() -> Result<()> {
     let args = Args::parse();
+    if args.secrets == 0 || args.readers == 0 || args.writers == 0 {
+        bail!("--secrets, --readers and --writers must be at least 1");
+    }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace")?
@@ -324,11 +347,12 @@ fn main() -> Result<()> {
         let when = chrono::Utc::now().to_rfc3339();
         let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
         let mut md = format!(
-            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, over eight secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`). Where the cores went during the writes (warm-up included): CPU time of the Rotor nodes, of PostgreSQL's processes and of the load generator, per second and per write; and how many writes each group commit carried and how long a commit took (the nodes' `rotor_store_commit_*` metrics, summed over the nodes).\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) | cores: Rotor / PostgreSQL / load | CPU µs per write: Rotor / PostgreSQL / load | writes per commit | ms per commit |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: |\n",
+            "# Scale-out benchmark\n\nRun {when} on {} cores (shared, noisy; load average at the start: {}): nodes, PostgreSQL and the load generator share them, so three nodes compete for the same two cores. {} readers (native `GET`) and {} writers (AWS `PutSecretValue`, each with a fresh token and signature, round-robin over {} secrets), keep-alive connections spread evenly over the nodes, {:.0} s each after a warm-up. Writes are durable (SQLite `synchronous=FULL`; PostgreSQL's defaults, `synchronous_commit = on`). Where the cores went during the writes (warm-up included): CPU time of the Rotor nodes, of PostgreSQL's processes and of the load generator, per second and per write; and how many writes each group commit carried and how long a commit took (the nodes' `rotor_store_commit_*` metrics, summed over the nodes).\n\n| setup | reads/s | read p99 (ms) | durable writes/s | write p99 (ms) | cores: Rotor / PostgreSQL / load | CPU µs per write: Rotor / PostgreSQL / load | writes per commit | ms per commit |\n| --- | --: | --: | --: | --: | --: | --: | --: | --: |\n",
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             load.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
             args.readers,
             args.writers,
+            args.secrets,
             args.seconds
         );
         for r in &rows {
@@ -384,7 +408,7 @@ fn main() -> Result<()> {
             .collect();
         std::fs::write(
             out.join("nodes.json"),
-            serde_json::to_string_pretty(&json!({"run": when, "readers": args.readers, "writers": args.writers, "rows": j, "targets": met}))?,
+            serde_json::to_string_pretty(&json!({"run": when, "readers": args.readers, "writers": args.writers, "secrets": args.secrets, "rows": j, "targets": met}))?,
         )?;
         println!("wrote {}", out.join("nodes.md").display());
         Ok(())
