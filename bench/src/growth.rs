@@ -644,6 +644,29 @@ async fn stop(server: &mut Server) {
     let _ = server.child.kill().await;
 }
 
+/// Native reads of random secrets among the `size` (request numbers mixed with
+/// `salt`), on `--connections` connections: as fast as answered, or at `rate` a second.
+async fn random_reads(
+    args: &Args,
+    addr: SocketAddr,
+    size: u64,
+    salt: u64,
+    rate: Option<f64>,
+) -> Latency {
+    let make: MakeRequest = Arc::new(move |n| {
+        requests::native_read(addr, TOKEN, &secret_name(mix(n ^ salt) % size)).request()
+    });
+    let plan = Plan {
+        connections: args.connections,
+        warmup: Duration::from_secs_f64(args.warmup_secs),
+        measure: Duration::from_secs_f64(args.read_secs),
+        max_requests: u64::MAX,
+        request_timeout: Duration::from_secs(10),
+        rate,
+    };
+    Latency::of(&load::run(addr, make, plan).await)
+}
+
 /// `(VmRSS, VmHWM)` of process `pid`, in MB.
 fn memory(pid: u32) -> (f64, f64) {
     let (rss, hwm, _) = memory_parts(pid);
@@ -704,23 +727,7 @@ async fn measure_server(
         );
 
         eprintln!("  reads: {} connections, {} s", args.connections, args.read_secs);
-        let make: MakeRequest = Arc::new(move |n| {
-            requests::native_read(addr, TOKEN, &secret_name(mix(n) % size)).request()
-        });
-        let reads = load::run(
-            addr,
-            make,
-            Plan {
-                connections: args.connections,
-                warmup: Duration::from_secs_f64(args.warmup_secs),
-                measure: Duration::from_secs_f64(args.read_secs),
-                max_requests: u64::MAX,
-                request_timeout: Duration::from_secs(10),
-                rate: None,
-            },
-        )
-        .await;
-        let reads = Latency::of(&reads);
+        let reads = random_reads(args, addr, size, 0, None).await;
         let (rss_after_load_mb, _, private_after_load_mb) = memory_parts(pid);
         eprintln!(
             "  {:.0} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, RSS {rss_after_load_mb:.0} MB ({private_after_load_mb:.0} MB private)",
@@ -730,23 +737,7 @@ async fn measure_server(
             reads.errors
         );
         eprintln!("  paced reads: {} a second, {} s", args.paced_rate, args.read_secs);
-        let make: MakeRequest = Arc::new(move |n| {
-            requests::native_read(addr, TOKEN, &secret_name(mix(n ^ PACED) % size)).request()
-        });
-        let paced = load::run(
-            addr,
-            make,
-            Plan {
-                connections: args.connections,
-                warmup: Duration::from_secs_f64(args.warmup_secs),
-                measure: Duration::from_secs_f64(args.read_secs),
-                max_requests: u64::MAX,
-                request_timeout: Duration::from_secs(10),
-                rate: Some(args.paced_rate),
-            },
-        )
-        .await;
-        let paced = Latency::of(&paced);
+        let paced = random_reads(args, addr, size, PACED, Some(args.paced_rate)).await;
         eprintln!(
             "  {:.0} reads/s, p50 {:.2} ms, p99 {:.2} ms, {} errors",
             paced.per_sec,
