@@ -115,6 +115,13 @@ impl PgStore {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| Error::invalid_parameter(format!("Not a PostgreSQL URL: {e}")))?;
+        // Every statement planned with the statistics and size of its tables at the
+        // time it runs. A generic plan is fixed after a statement's fifth run on a
+        // connection: made while a new store was nearly empty, it scans whole tables
+        // (the foreign key checks of every label moved among them, a fifth of a
+        // millisecond each at a thousand versions a secret) until autovacuum's next
+        // analyze, and at two thousand writes a second that halved the throughput.
+        let options = options.options([("plan_cache_mode", "force_custom_plan")]);
         let pool = PgPoolOptions::new()
             .max_connections(POOL_SIZE)
             .connect_with(options.clone())
