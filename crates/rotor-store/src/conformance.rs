@@ -503,27 +503,50 @@ pub async fn deprecated_versions_are_pruned(store: Arc<dyn Store>) {
 /// not, while the labeled ones stay.
 pub async fn versions_stay_bounded_when_written_fast(store: Arc<dyn Store>) {
     let id = create(&*store, "s", Some(version("v0000", "0", &["keep"]))).await;
-    let total = rotor_core::label::MAX_STORED_VERSIONS + 1;
+    // A second secret written at the same time: runs of puts span both, and each
+    // keeps its own counters (sequence numbers, version counts) through the pruning.
+    let other = create(&*store, "t", None).await;
+    // Past the bound, and on for a few puts after the pruning.
+    let total = rotor_core::label::MAX_STORED_VERSIONS + 10;
     for i in 1..total {
-        put(
-            &*store,
-            id,
-            version(&format!("v{i:04}"), &i.to_string(), &[AWSCURRENT]),
-        )
-        .await
-        .unwrap();
+        let (a, b) = tokio::join!(
+            put(
+                &*store,
+                id,
+                version(&format!("v{i:04}"), &i.to_string(), &[AWSCURRENT]),
+            ),
+            put(
+                &*store,
+                other,
+                version(&format!("w{i:04}"), &i.to_string(), &[AWSCURRENT]),
+            )
+        );
+        a.unwrap();
+        b.unwrap();
     }
-    let all = store.list_versions(id).await.unwrap();
-    assert!(
-        all.len() <= rotor_core::label::MAX_STORED_VERSIONS,
-        "{} versions kept",
-        all.len()
-    );
-    assert_eq!(all[0].id, "v0000", "a labeled version stays");
+    for secret in [id, other] {
+        let all = store.list_versions(secret).await.unwrap();
+        assert!(
+            all.len() <= rotor_core::label::MAX_STORED_VERSIONS,
+            "{} versions kept",
+            all.len()
+        );
+        let ids: Vec<&str> = all.iter().map(|v| v.id.as_str()).collect();
+        assert!(
+            ids.windows(2).all(|w| w[0] < w[1]),
+            "versions listed in the order they were added"
+        );
+        if secret == id {
+            assert_eq!(ids[0], "v0000", "a labeled version stays");
+        }
+    }
     let r = load(&*store, "s").await;
     let last = format!("v{:04}", total - 1);
     assert_eq!(holder(&r, AWSCURRENT), Some(last.as_str()));
     assert_eq!(holder(&r, "keep"), Some("v0000"));
+    let r = load(&*store, "t").await;
+    let last = format!("w{:04}", total - 1);
+    assert_eq!(holder(&r, AWSCURRENT), Some(last.as_str()));
 }
 
 /// Issue 11, hole 10: the outbox grew without bound. Pruning past a retention keeps

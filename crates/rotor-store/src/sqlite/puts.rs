@@ -12,6 +12,7 @@ use super::apply::{prune, save_labels};
 use crate::errors::db_error;
 use crate::runs::{self, SecretState};
 use crate::{Outcome, millis};
+use chrono::{DateTime, Utc};
 use rotor_core::Result;
 use rotor_core::label::{self, LabelBoard};
 use sqlx::Row as _;
@@ -60,30 +61,49 @@ pub(crate) async fn apply_run(
         .map(|(id, s)| (*id, &s.before, &s.board))
         .collect();
     save_labels(conn, &changed).await?;
-    for (secret, state) in &states {
-        let Some(now) = state.last_changed else {
-            continue;
-        };
-        sqlx::query(
-            "UPDATE secrets SET next_seq = ?, version_count = ?, last_changed_at = ? WHERE id = ?",
-        )
-        .bind(state.next_seq)
-        .bind(state.count)
-        .bind(millis(now))
-        .bind(secret)
-        .execute(&mut *conn)
-        .await
-        .map_err(db_error)?;
+    let counted: Vec<(i64, &SecretState, DateTime<Utc>)> = states
+        .iter()
+        .filter_map(|(id, s)| Some((*id, s, s.last_changed?)))
+        .collect();
+    save_counters(conn, &counted).await?;
+    for (secret, state, now) in counted {
         // Only look for versions to prune when some may go.
         if label::may_prune(
             state.count as usize,
             state.oldest.map(crate::from_millis),
             now,
         ) {
-            prune(conn, *secret, state.count as usize, now).await?;
+            prune(conn, secret, state.count as usize, now).await?;
         }
     }
     Ok(results)
+}
+
+/// Writes each changed secret's counters: one statement for up to
+/// [`ROWS_PER_STATEMENT`] secrets, not one each (a run of puts spread over many
+/// secrets paid a statement, and a hop to the connection's thread, per secret).
+async fn save_counters(
+    conn: &mut SqliteConnection,
+    counted: &[(i64, &SecretState, DateTime<Utc>)],
+) -> Result<()> {
+    for chunk in counted.chunks(ROWS_PER_STATEMENT) {
+        let sql = format!(
+            "UPDATE secrets SET next_seq = u.column2, version_count = u.column3,
+                                last_changed_at = u.column4
+             FROM (VALUES {}) AS u WHERE secrets.id = u.column1",
+            vec!["(?, ?, ?, ?)"; chunk.len()].join(", ")
+        );
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for (id, state, now) in chunk {
+            q = q
+                .bind(id)
+                .bind(state.next_seq)
+                .bind(state.count)
+                .bind(millis(*now));
+        }
+        q.execute(&mut *conn).await.map_err(db_error)?;
+    }
+    Ok(())
 }
 
 async fn load_states(
