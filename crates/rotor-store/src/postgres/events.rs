@@ -21,6 +21,79 @@ pub(super) struct Pending {
     pub(super) detail: String,
 }
 
+/// The transaction's events as columns, to bind to [`numbering`]'s parameters.
+pub(super) struct Columns {
+    count: i64,
+    at: Vec<i64>,
+    kind: Vec<String>,
+    secret: Vec<Option<String>>,
+    detail: Vec<String>,
+}
+
+impl Columns {
+    /// Takes the events `c` appended so far.
+    pub(super) fn take(c: &mut Change) -> Columns {
+        let events = std::mem::take(&mut c.events);
+        let mut columns = Columns {
+            count: events.len() as i64,
+            at: Vec::with_capacity(events.len()),
+            kind: Vec::with_capacity(events.len()),
+            secret: Vec::with_capacity(events.len()),
+            detail: Vec::with_capacity(events.len()),
+        };
+        for e in events {
+            columns.at.push(e.at);
+            columns.kind.push(e.kind);
+            columns.secret.push(e.secret);
+            columns.detail.push(e.detail);
+        }
+        columns
+    }
+
+    /// Whether there are no events.
+    pub(super) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// Binds the columns, in [`numbering`]'s order, after `query`'s other parameters.
+    pub(super) fn bind<'q>(
+        &'q self,
+        query: sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    ) -> sqlx::query::Query<'q, sqlx::Postgres, sqlx::postgres::PgArguments> {
+        query
+            .bind(self.count)
+            .bind(CHANNEL)
+            .bind(&self.at)
+            .bind(&self.kind)
+            .bind(&self.secret)
+            .bind(&self.detail)
+    }
+}
+
+/// The part of a statement that numbers and writes events, its parameters from
+/// `$first` on (bound by [`Columns::bind`]): common table expressions `bumped` and
+/// `written`, to end a `WITH`, then the statement's final `SELECT`, which returns the
+/// last number and queues the notification.
+pub(super) fn numbering(first: usize) -> String {
+    let p = |i: usize| format!("${}", first + i);
+    format!(
+        "bumped AS (UPDATE event_counter SET last = last + {n} RETURNING last),
+         written AS (
+           INSERT INTO events (seq, at, kind, secret, detail)
+           SELECT b.last - {n} + e.n, e.at, e.kind, e.secret, e.detail
+           FROM bumped b,
+                UNNEST({at}::bigint[], {kind}::text[], {secret}::text[], {detail}::text[])
+                  WITH ORDINALITY AS e (at, kind, secret, detail, n))
+         SELECT last, pg_notify({channel}, last::text) FROM bumped",
+        n = p(0),
+        channel = p(1),
+        at = p(2),
+        kind = p(3),
+        secret = p(4),
+        detail = p(5),
+    )
+}
+
 /// Numbers and writes the transaction's events, and queues a notification sent when
 /// it commits. Returns the last number, if there were events. The counter's row stays
 /// locked until the transaction ends: transactions with events commit one after
@@ -29,40 +102,17 @@ pub(super) async fn flush(c: &mut Change) -> Tx<Option<i64>> {
     if c.events.is_empty() {
         return Ok(None);
     }
-    let n = c.events.len() as i64;
-    let events = std::mem::take(&mut c.events);
-    let mut at = Vec::with_capacity(events.len());
-    let mut kind = Vec::with_capacity(events.len());
-    let mut secret = Vec::with_capacity(events.len());
-    let mut detail = Vec::with_capacity(events.len());
-    for e in events {
-        at.push(e.at);
-        kind.push(e.kind);
-        secret.push(e.secret);
-        detail.push(e.detail);
-    }
+    let columns = Columns::take(c);
     // One statement (one round trip while the counter is locked): take the numbers,
     // write the events under them, queue the notification.
-    let last: i64 = sqlx::query_scalar(
-        "WITH bumped AS (UPDATE event_counter SET last = last + $1 RETURNING last),
-              written AS (
-                INSERT INTO events (seq, at, kind, secret, detail)
-                SELECT b.last - $1 + e.n, e.at, e.kind, e.secret, e.detail
-                FROM bumped b,
-                     UNNEST($3::bigint[], $4::text[], $5::text[], $6::text[])
-                       WITH ORDINALITY AS e (at, kind, secret, detail, n))
-         SELECT last, pg_notify($2, last::text) FROM bumped",
-    )
-    .bind(n)
-    .bind(CHANNEL)
-    .bind(&at)
-    .bind(&kind)
-    .bind(&secret)
-    .bind(&detail)
-    .fetch_one(c.conn())
-    .await
-    .map_err(db)?;
-    Ok(Some(last))
+    static SQL: std::sync::LazyLock<Arc<str>> =
+        std::sync::LazyLock::new(|| format!("WITH {}", numbering(1)).into());
+    let row = columns
+        .bind(sqlx::query(sqlx::AssertSqlSafe(SQL.clone())))
+        .fetch_one(c.conn())
+        .await
+        .map_err(db)?;
+    Ok(Some(super::queries::get(&row, "last")?))
 }
 
 /// The last event's sequence number (0 when there is none).

@@ -5,6 +5,7 @@
 //! [`LabelBoard`] moves the labels exactly as on SQLite.
 
 use super::apply::{board, prune, save_labels, stored_digest};
+use super::events;
 use super::queries::get;
 use super::writer::{Change, Tx, db};
 use crate::errors::refuse_if_deleted_date;
@@ -14,6 +15,7 @@ use chrono::{DateTime, Utc};
 use rotor_core::label::{self, LabelBoard};
 use rotor_core::{Error, Result};
 use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, LazyLock};
 
 /// Adds `version` to secret `secret`, or replays it.
 pub(super) async fn put(
@@ -167,80 +169,73 @@ pub(super) async fn apply_run(c: &mut Change, puts: &[Put]) -> Tx<Vec<Result<Out
     Ok(results)
 }
 
-/// The run's secrets, their rows locked, then (in a statement of its own, so that it
-/// sees what the previous holder of a lock committed) their labels, the digests of
-/// the versions the run names that exist already, and the oldest version of each
-/// secret that may have some to prune. The digests and the oldest versions are
-/// looked up one key at a time (lateral subqueries): an index probe each, whatever
-/// the planner thinks of a table whose statistics lag behind a burst of puts (a join
-/// and a grouped MIN left to it may scan every version to hash them).
+/// The state of the run's secrets, in one statement: their rows (locked already, with
+/// the batch's first statement, so that this one sees what the previous holder of a
+/// lock committed), their labels, the digests of the versions the run names that exist
+/// already, and the oldest version of each secret that may have some to prune. The
+/// digests and the oldest versions are looked up one key at a time (lateral
+/// subqueries): an index probe each, whatever the planner thinks of a table whose
+/// statistics lag behind a burst of puts (a join and a grouped MIN left to it may scan
+/// every version to hash them).
 async fn load_states(
     c: &mut Change,
     secrets: &[i64],
     puts: &[Put],
 ) -> Tx<(BTreeMap<i64, SecretState>, HashMap<(i64, String), Vec<u8>>)> {
-    let rows = sqlx::query(
-        "SELECT id, name, deletion_date, rotation_enabled, next_seq, version_count
-         FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE",
-    )
-    .bind(secrets)
-    .fetch_all(c.conn())
-    .await
-    .map_err(db)?;
-    let mut states = BTreeMap::new();
-    for row in &rows {
-        states.insert(
-            get::<i64>(row, "id")?,
-            SecretState {
-                name: get(row, "name")?,
-                deletion_date: get(row, "deletion_date")?,
-                rotates: get::<i64>(row, "rotation_enabled")? != 0,
-                next_seq: get(row, "next_seq")?,
-                count: get(row, "version_count")?,
-                oldest: None,
-                before: LabelBoard::default(),
-                board: LabelBoard::default(),
-                last_changed: None,
-            },
-        );
-    }
     // The oldest version matters only to a secret that may have versions to prune.
-    let crowded: Vec<i64> = states
-        .iter()
-        .filter(|(_, s)| s.count as usize >= label::MAX_VERSIONS)
-        .map(|(id, _)| *id)
-        .collect();
     let put_secrets: Vec<i64> = puts.iter().map(|p| p.secret).collect();
     let put_versions: Vec<&str> = puts.iter().map(|p| p.version.id.as_str()).collect();
     let rows = sqlx::query(
-        "SELECT 'label' AS kind, secret_id, label AS name, version_id, NULL::bytea AS digest,
-                NULL::bigint AS oldest
+        "SELECT 'secret' AS kind, id AS secret_id, name, NULL AS version_id, NULL::bytea AS digest,
+                deletion_date, rotation_enabled, next_seq, version_count, NULL::bigint AS oldest
+         FROM secrets WHERE id = ANY($1)
+         UNION ALL
+         SELECT 'label', secret_id, label, version_id, NULL, NULL, NULL, NULL, NULL, NULL
          FROM labels WHERE secret_id = ANY($1)
          UNION ALL
-         SELECT 'digest', w.secret_id, NULL, w.version_id, v.digest, NULL
+         SELECT 'digest', w.secret_id, NULL, w.version_id, v.digest, NULL, NULL, NULL, NULL, NULL
          FROM UNNEST($2::bigint[], $3::text[]) AS w (secret_id, version_id)
          CROSS JOIN LATERAL (
            SELECT digest FROM versions
            WHERE secret_id = w.secret_id AND version_id = w.version_id) v
          UNION ALL
-         SELECT 'oldest', o.secret_id, NULL, NULL, NULL, v.created_at
-         FROM UNNEST($4::bigint[]) AS o (secret_id)
+         SELECT 'oldest', s.id, NULL, NULL, NULL, NULL, NULL, NULL, NULL, v.created_at
+         FROM secrets s
          CROSS JOIN LATERAL (
-           SELECT created_at FROM versions WHERE secret_id = o.secret_id
-           ORDER BY created_at LIMIT 1) v",
+           SELECT created_at FROM versions WHERE secret_id = s.id
+           ORDER BY created_at LIMIT 1) v
+         WHERE s.id = ANY($1) AND s.version_count >= $4",
     )
     .bind(secrets)
     .bind(&put_secrets)
     .bind(&put_versions)
-    .bind(&crowded)
+    .bind(label::MAX_VERSIONS as i64)
     .fetch_all(c.conn())
     .await
     .map_err(db)?;
+    let mut states = BTreeMap::new();
+    let mut oldest = HashMap::new();
     let mut labels: BTreeMap<i64, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     let mut digests = HashMap::new();
     for row in &rows {
         let secret: i64 = get(row, "secret_id")?;
         match get::<&str>(row, "kind")? {
+            "secret" => {
+                states.insert(
+                    secret,
+                    SecretState {
+                        name: get(row, "name")?,
+                        deletion_date: get(row, "deletion_date")?,
+                        rotates: get::<i64>(row, "rotation_enabled")? != 0,
+                        next_seq: get(row, "next_seq")?,
+                        count: get(row, "version_count")?,
+                        oldest: None,
+                        before: LabelBoard::default(),
+                        board: LabelBoard::default(),
+                        last_changed: None,
+                    },
+                );
+            }
             "label" => labels
                 .entry(secret)
                 .or_default()
@@ -251,14 +246,13 @@ async fn load_states(
                 digests.insert((secret, get(row, "version_id")?), get(row, "digest")?);
             }
             _ => {
-                if let Some(state) = states.get_mut(&secret) {
-                    state.oldest = get(row, "oldest")?;
-                }
+                oldest.insert(secret, get::<Option<i64>>(row, "oldest")?);
             }
         }
     }
-    for (secret, by_version) in labels {
-        if let Some(state) = states.get_mut(&secret) {
+    for (secret, state) in states.iter_mut() {
+        state.oldest = oldest.remove(secret).flatten();
+        if let Some(by_version) = labels.remove(secret) {
             state.before = LabelBoard::from_versions(by_version);
             state.board = state.before.clone();
         }
@@ -326,9 +320,9 @@ async fn write_run(
     }
     // The sub-statements touch different rows (a label that went is not one that
     // moved), and the labels' foreign key is checked at the end of the statement,
-    // when the versions they name are in.
-    sqlx::query(
-        "WITH added AS (
+    // when the versions they name are in. When the batch is this run alone, the same
+    // statement numbers and writes its events.
+    const WRITE: &str = "WITH added AS (
             INSERT INTO versions (secret_id, version_id, seq, created_at, ciphertext, wrapped_key,
                                   algorithm, key_id, digest, source)
             SELECT * FROM UNNEST($1::bigint[], $2::text[], $3::bigint[], $4::bigint[], $5::bytea[],
@@ -344,30 +338,46 @@ async fn write_run(
             UPDATE secrets SET next_seq = u.seq, version_count = u.count, last_changed_at = u.at
             FROM UNNEST($16::bigint[], $17::bigint[], $18::bigint[], $19::bigint[])
               AS u (id, seq, count, at)
-            WHERE secrets.id = u.id)
-         SELECT 1",
-    )
-    .bind(&secret)
-    .bind(&id)
-    .bind(&seq)
-    .bind(&at)
-    .bind(&ciphertext)
-    .bind(&wrapped)
-    .bind(&algorithm)
-    .bind(&key_id)
-    .bind(&digest)
-    .bind(&source)
-    .bind(&gone_secret)
-    .bind(&gone_label)
-    .bind(&moved_secret)
-    .bind(&moved_label)
-    .bind(&moved_version)
-    .bind(&ids)
-    .bind(&seqs)
-    .bind(&counts)
-    .bind(&ats)
-    .execute(c.conn())
-    .await
-    .map_err(db)?;
+            WHERE secrets.id = u.id)";
+    static ALONE: LazyLock<Arc<str>> =
+        LazyLock::new(|| format!("{WRITE} SELECT NULL::bigint AS last").into());
+    static WITH_EVENTS: LazyLock<Arc<str>> =
+        LazyLock::new(|| format!("{WRITE}, {}", events::numbering(20)).into());
+    let numbered = c
+        .events_inline
+        .then(|| events::Columns::take(c))
+        .filter(|e| !e.is_empty());
+    let sql = if numbered.is_some() {
+        &WITH_EVENTS
+    } else {
+        &ALONE
+    };
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(Arc::clone(sql)))
+        .bind(&secret)
+        .bind(&id)
+        .bind(&seq)
+        .bind(&at)
+        .bind(&ciphertext)
+        .bind(&wrapped)
+        .bind(&algorithm)
+        .bind(&key_id)
+        .bind(&digest)
+        .bind(&source)
+        .bind(&gone_secret)
+        .bind(&gone_label)
+        .bind(&moved_secret)
+        .bind(&moved_label)
+        .bind(&moved_version)
+        .bind(&ids)
+        .bind(&seqs)
+        .bind(&counts)
+        .bind(&ats);
+    if let Some(columns) = &numbered {
+        query = columns.bind(query);
+    }
+    let row = query.fetch_one(c.conn()).await.map_err(db)?;
+    if let Some(last) = get::<Option<i64>>(&row, "last")? {
+        c.written = Some(last);
+    }
     Ok(())
 }

@@ -77,6 +77,12 @@ pub(crate) fn taken(a: Abort, what: impl FnOnce() -> String) -> Abort {
 pub(crate) struct Change {
     pub(super) tx: Transaction<'static, Postgres>,
     pub(super) events: Vec<events::Pending>,
+    /// Whether a statement may number and write the events appended so far itself
+    /// (saving the batch a round trip while its rows are locked): only when the batch
+    /// is one unit, with no savepoint to roll them back to.
+    pub(super) events_inline: bool,
+    /// The last event number a statement of the batch wrote, that way.
+    pub(super) written: Option<i64>,
 }
 
 impl Change {
@@ -251,21 +257,19 @@ enum Done {
 
 /// Runs `batch` in one transaction. Returns the jobs to run again (conflicts).
 async fn commit_batch(pool: &PgPool, feed: &watch::Sender<i64>, batch: Vec<Job>) -> Vec<Job> {
-    let tx = match pool.begin().await {
+    let tx = match pool.begin_with(begin_and_lock(&batch)).await {
         Ok(tx) => tx,
         Err(e) => return settle(batch, db(e)),
-    };
-    let mut change = Change {
-        tx,
-        events: Vec::new(),
     };
     let units = units(batch);
     // A unit alone needs no savepoint: its transaction is its own.
     let savepoints = units.len() > 1;
-    if savepoints && let Err(e) = lock_batch(&mut change, units.iter().flatten()).await {
-        let _ = change.tx.rollback().await;
-        return settle(units.into_iter().flatten().collect(), e);
-    }
+    let mut change = Change {
+        tx,
+        events: Vec::new(),
+        events_inline: !savepoints,
+        written: None,
+    };
     let mut done = Vec::new();
     let mut again = Vec::new();
     let mut rest = units.into_iter();
@@ -324,7 +328,7 @@ async fn commit_batch(pool: &PgPool, feed: &watch::Sender<i64>, batch: Vec<Job>)
         }
     }
     let committed = async {
-        let last = events::flush(&mut change).await?;
+        let last = events::flush(&mut change).await?.or(change.written);
         change.tx.commit().await.map_err(db)?;
         Ok::<_, Abort>(last)
     }
@@ -393,21 +397,24 @@ async fn statement(change: &mut Change, sql: &'static str) -> Tx<()> {
         .map_err(db)
 }
 
-/// Locks every secret the batch changes, in id order, before any job runs: batches
-/// of other lanes and nodes then wait for each other instead of deadlocking.
-async fn lock_batch<'a>(change: &mut Change, batch: impl Iterator<Item = &'a Job>) -> Tx<()> {
+/// The statement that opens a batch's transaction and, in the same round trip, locks
+/// every secret the batch changes, in id order, before any job runs: batches of other
+/// lanes and nodes then wait for each other instead of deadlocking, and each of the
+/// batch's statements after it sees what the previous holder of a lock committed.
+/// (Sent as a simple query, which takes no parameters: the ids are integers.)
+fn begin_and_lock(batch: &[Job]) -> sqlx::AssertSqlSafe<String> {
     let mut ids = Vec::new();
-    batch.for_each(|j| secrets_of(&j.mutation, &mut ids));
+    batch.iter().for_each(|j| secrets_of(&j.mutation, &mut ids));
     ids.sort_unstable();
     ids.dedup();
-    if ids.len() > 1 {
-        sqlx::query("SELECT id FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .fetch_all(change.conn())
-            .await
-            .map_err(db)?;
+    if ids.is_empty() {
+        return sqlx::AssertSqlSafe("BEGIN".into());
     }
-    Ok(())
+    let ids: Vec<String> = ids.iter().map(i64::to_string).collect();
+    sqlx::AssertSqlSafe(format!(
+        "BEGIN; SELECT id FROM secrets WHERE id IN ({}) ORDER BY id FOR UPDATE",
+        ids.join(", ")
+    ))
 }
 
 /// The jobs of a transaction that did not commit: the refused ones are answered (their
