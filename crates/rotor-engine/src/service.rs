@@ -1057,7 +1057,8 @@ impl SecretService {
                     return;
                 }
                 loop {
-                    let events = match me.store.events(after, 1000).await {
+                    const PAGE: usize = 1000;
+                    let events = match me.store.events(after, PAGE as i64).await {
                         Ok(events) => events,
                         Err(e) => {
                             tracing::warn!(error = %e, "cannot read events to refresh caches");
@@ -1081,6 +1082,11 @@ impl SecretService {
                         if let Some(name) = &e.secret {
                             me.cache.invalidate_name(name);
                         }
+                    }
+                    // A short page is the end: no query more to find it empty (on
+                    // every node, at every commit of any node).
+                    if events.len() < PAGE {
+                        break;
                     }
                 }
             }
