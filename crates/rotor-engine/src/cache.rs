@@ -7,10 +7,69 @@
 
 use rotor_store::{Lookup, SecretRecord};
 use std::collections::HashMap;
+use std::hash::Hash;
 use std::sync::{Arc, RwLock};
 
-/// Entries kept before the cache starts over.
+/// Entries kept at most (two generations of half as many).
 const CAPACITY: usize = 10_000;
+
+/// A bounded map in two generations: inserts go to the young one; when it is full
+/// it becomes the old one, and the old one is handed back to be dropped. Lookups
+/// see both. Nothing is ever cleared all at once under a lock: dropping ten thousand
+/// records there held every reader up for milliseconds, each time the cache filled.
+struct Generations<K, V> {
+    young: HashMap<K, V>,
+    old: HashMap<K, V>,
+}
+
+impl<K, V> Default for Generations<K, V> {
+    fn default() -> Self {
+        Generations {
+            young: HashMap::new(),
+            old: HashMap::new(),
+        }
+    }
+}
+
+impl<K: Eq + Hash, V> Generations<K, V> {
+    fn get(&self, key: &K) -> Option<&V> {
+        self.young.get(key).or_else(|| self.old.get(key))
+    }
+
+    /// Inserts; returns the generation that fell out, for the caller to drop once it
+    /// has let go of its lock.
+    #[must_use]
+    fn insert(&mut self, key: K, value: V) -> Option<HashMap<K, V>> {
+        let mut dropped = None;
+        if self.young.len() >= CAPACITY / 2 && !self.young.contains_key(&key) {
+            let young = std::mem::take(&mut self.young);
+            dropped = Some(std::mem::replace(&mut self.old, young));
+        }
+        self.old.remove(&key);
+        self.young.insert(key, value);
+        dropped
+    }
+
+    /// Removes `key` from both generations; the value found, the younger first.
+    fn remove(&mut self, key: &K) -> Option<V> {
+        let old = self.old.remove(key);
+        self.young.remove(key).or(old)
+    }
+
+    /// Empties both; returns what they held, to be dropped outside the lock.
+    #[must_use]
+    fn take(&mut self) -> [HashMap<K, V>; 2] {
+        [
+            std::mem::take(&mut self.young),
+            std::mem::take(&mut self.old),
+        ]
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.young.len() + self.old.len()
+    }
+}
 
 #[derive(Default)]
 pub(crate) struct ReadCache {
@@ -20,10 +79,12 @@ pub(crate) struct ReadCache {
 #[derive(Default)]
 struct Inner {
     epoch: u64,
-    entries: HashMap<Lookup, Arc<SecretRecord>>,
+    entries: Generations<Lookup, Arc<SecretRecord>>,
     /// Name → ARN of entries cached under their ARN, so that a change known only
-    /// by the secret's name (another node's event) can remove both keys.
-    arns: HashMap<String, String>,
+    /// by the secret's name (another node's event) can remove both keys. Kept in
+    /// step with `entries`: an entry cached under its ARN has its name here in the
+    /// same generation, so both fall out together.
+    arns: Generations<String, String>,
 }
 
 impl ReadCache {
@@ -38,26 +99,71 @@ impl ReadCache {
     }
 
     pub(crate) fn insert(&self, key: Lookup, record: Arc<SecretRecord>, epoch: u64) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.epoch != epoch {
-            return;
-        }
-        if inner.entries.len() >= CAPACITY {
-            inner.entries.clear();
-            inner.arns.clear();
-        }
-        if let Lookup::Arn(arn) = &key {
-            inner.arns.insert(record.meta.name.clone(), arn.clone());
-        }
-        inner.entries.insert(key, record);
+        let dropped = {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            if inner.epoch != epoch {
+                return;
+            }
+            let name = record.meta.name.clone();
+            let arn = match &key {
+                Lookup::Arn(arn) => Some(arn.clone()),
+                Lookup::Name(_) => None,
+            };
+            let inner = &mut *inner;
+            let dropped = inner.entries.insert(key, record).map(|entries| {
+                // The names of the generation that fell out go with it.
+                let young = std::mem::take(&mut inner.arns.young);
+                (entries, std::mem::replace(&mut inner.arns.old, young))
+            });
+            if let Some(arn) = arn {
+                inner.arns.old.remove(&name);
+                inner.arns.young.insert(name, arn);
+            }
+            dropped
+        };
+        drop(dropped);
     }
 
     /// Forgets a secret under both of its keys.
     pub(crate) fn invalidate(&self, name: &str, arn: &str) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.epoch += 1;
-        inner.entries.remove(&Lookup::Name(name.to_string()));
-        inner.entries.remove(&Lookup::Arn(arn.to_string()));
+        let removed = {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            inner.epoch += 1;
+            inner.arns.remove(&name.to_string());
+            [
+                inner.entries.remove(&Lookup::Name(name.to_string())),
+                inner.entries.remove(&Lookup::Arn(arn.to_string())),
+            ]
+        };
+        drop(removed);
+    }
+
+    /// Forgets everything (after a change that touches secrets it cannot name).
+    pub(crate) fn clear(&self) {
+        let removed = {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            inner.epoch += 1;
+            let _ = inner.arns.take();
+            inner.entries.take()
+        };
+        drop(removed);
+    }
+
+    /// Forgets a secret known by its name only.
+    pub(crate) fn invalidate_name(&self, name: &str) {
+        let mut removed = Vec::new();
+        {
+            let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
+            inner.epoch += 1;
+            if let Some(record) = inner.entries.remove(&Lookup::Name(name.to_string())) {
+                removed.extend(inner.entries.remove(&Lookup::Arn(record.meta.arn.clone())));
+                removed.push(record);
+            }
+            if let Some(arn) = inner.arns.remove(&name.to_string()) {
+                removed.extend(inner.entries.remove(&Lookup::Arn(arn)));
+            }
+        }
+        drop(removed);
     }
 }
 
@@ -77,7 +183,7 @@ pub(crate) struct Identity {
 /// still checks, inside each write, that the secret exists and is not deleted.
 #[derive(Default)]
 pub(crate) struct IdentityCache {
-    inner: RwLock<HashMap<String, Identity>>,
+    inner: RwLock<Generations<String, Identity>>,
 }
 
 impl IdentityCache {
@@ -85,44 +191,114 @@ impl IdentityCache {
         self.inner
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(secret_id)
+            .get(&secret_id.to_string())
             .cloned()
     }
 
     pub(crate) fn insert(&self, secret_id: &str, identity: Identity) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        if inner.len() >= CAPACITY {
-            inner.clear();
-        }
-        inner.insert(secret_id.to_string(), identity);
+        let dropped = self
+            .inner
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(secret_id.to_string(), identity);
+        drop(dropped);
     }
 
     pub(crate) fn clear(&self) {
-        self.inner
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        let removed = self.inner.write().unwrap_or_else(|e| e.into_inner()).take();
+        drop(removed);
     }
 }
 
-impl ReadCache {
-    /// Forgets everything (after a change that touches secrets it cannot name).
-    pub(crate) fn clear(&self) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.epoch += 1;
-        inner.entries.clear();
-        inner.arns.clear();
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Utc;
+    use rotor_core::model::{RotationMeta, SecretMeta};
+
+    fn record(i: usize) -> Arc<SecretRecord> {
+        Arc::new(SecretRecord {
+            meta: SecretMeta {
+                id: i as i64,
+                name: format!("s{i}"),
+                arn: format!("arn:s{i}"),
+                description: None,
+                kms_key_id: None,
+                tags: Vec::new(),
+                created: Utc::now(),
+                last_changed: Utc::now(),
+                deletion_date: None,
+                deleted_date: None,
+                rotation: RotationMeta::default(),
+                replica_of: None,
+                source_deleted: false,
+            },
+            versions: Vec::new(),
+        })
     }
 
-    /// Forgets a secret known by its name only.
-    pub(crate) fn invalidate_name(&self, name: &str) {
-        let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
-        inner.epoch += 1;
-        if let Some(record) = inner.entries.remove(&Lookup::Name(name.to_string())) {
-            inner.entries.remove(&Lookup::Arn(record.meta.arn.clone()));
+    fn name(i: usize) -> Lookup {
+        Lookup::Name(format!("s{i}"))
+    }
+
+    #[test]
+    fn stays_bounded_and_keeps_the_latest_entries() {
+        let cache = ReadCache::default();
+        let inserted = CAPACITY * 3 + 7;
+        for i in 0..inserted {
+            cache.insert(name(i), record(i), cache.epoch());
+            let held = cache.inner.read().unwrap().entries.len();
+            assert!(held <= CAPACITY, "{held} entries after {i} inserts");
         }
-        if let Some(arn) = inner.arns.remove(name) {
-            inner.entries.remove(&Lookup::Arn(arn));
+        // At least the last half of the capacity is still there, the oldest is not.
+        for i in inserted - CAPACITY / 2..inserted {
+            assert!(cache.get(&name(i)).is_some(), "s{i} is cached");
         }
+        assert!(cache.get(&name(0)).is_none());
+    }
+
+    #[test]
+    fn an_entry_under_its_arn_is_forgotten_by_name_in_either_generation() {
+        let cache = ReadCache::default();
+        let arn = Lookup::Arn("arn:s0".into());
+        cache.insert(arn.clone(), record(0), cache.epoch());
+        // Enough other entries that the first moves to the old generation.
+        for i in 1..CAPACITY / 2 + 1 {
+            cache.insert(name(i), record(i), cache.epoch());
+        }
+        assert!(
+            cache.get(&arn).is_some(),
+            "still cached, in the old generation"
+        );
+        cache.invalidate_name("s0");
+        assert!(cache.get(&arn).is_none());
+    }
+
+    #[test]
+    fn a_load_that_began_before_an_invalidation_is_not_cached() {
+        let cache = ReadCache::default();
+        let epoch = cache.epoch();
+        cache.invalidate("s1", "arn:s1");
+        cache.insert(name(1), record(1), epoch);
+        assert!(cache.get(&name(1)).is_none());
+    }
+
+    #[test]
+    fn identities_stay_bounded() {
+        let cache = IdentityCache::default();
+        for i in 0..CAPACITY * 2 {
+            let id = Identity {
+                id: i as i64,
+                name: format!("s{i}"),
+                arn: format!("arn:s{i}"),
+                replica_of: None,
+            };
+            cache.insert(&format!("s{i}"), id);
+        }
+        assert!(cache.inner.read().unwrap().len() <= CAPACITY);
+        assert_eq!(
+            cache.get(&format!("s{}", CAPACITY * 2 - 1)).map(|i| i.id),
+            Some(CAPACITY as i64 * 2 - 1)
+        );
     }
 }
