@@ -222,8 +222,13 @@ impl PgStore {
 /// one transaction (group commit: one WAL flush and one turn at the event counter for
 /// the lot), each unit in a savepoint of its own so that a refused one rolls back
 /// alone. Jobs that met a conflict go first into the next batch, after a short wait.
+/// When the last batch waited for its locks (other nodes were writing the same
+/// secrets), the next one waits up to [`GATHER`] for as many more jobs as that one
+/// carried.
 async fn lane(pool: PgPool, feed: Arc<watch::Sender<i64>>, mut queue: mpsc::Receiver<Job>) {
     let mut again: Vec<Job> = Vec::new();
+    let mut last_size = 0;
+    let mut locked_in = Duration::ZERO;
     loop {
         let mut batch = std::mem::take(&mut again);
         if batch.is_empty() {
@@ -238,14 +243,36 @@ async fn lane(pool: PgPool, feed: Arc<watch::Sender<i64>>, mut queue: mpsc::Rece
                 Err(_) => break,
             }
         }
+        if last_size > 1 && locked_in >= CONTENDED {
+            // Other nodes hold the rows: this batch would wait for them anyway, and
+            // the writers of the last one are about to send their next writes. A
+            // moment's wait for them makes the batches, which take turns at the rows
+            // with the other nodes', bigger and fewer.
+            let target = (batch.len() + last_size).min(MAX_BATCH);
+            let deadline = tokio::time::Instant::now() + GATHER;
+            while batch.len() < target {
+                match tokio::time::timeout_at(deadline, queue.recv()).await {
+                    Ok(Some(job)) => batch.push(job),
+                    _ => break,
+                }
+            }
+        }
+        last_size = batch.len();
         let (started, size) = (std::time::Instant::now(), batch.len());
-        again = commit_batch(&pool, &feed, batch).await;
+        again = commit_batch(&pool, &feed, batch, &mut locked_in).await;
         crate::record_commit("postgres", size, started);
         if let Some(worst) = again.iter().map(|j| j.conflicts).max() {
             tokio::time::sleep(backoff(worst)).await;
         }
     }
 }
+
+/// How long a batch waits for more writes when its rows are contended.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// How long taking a batch's locks has to take to count as contended (uncontended,
+/// it is one round trip: a fraction of a millisecond).
+const CONTENDED: Duration = Duration::from_micros(500);
 
 /// What became of one job in a batch.
 enum Done {
@@ -256,8 +283,16 @@ enum Done {
 }
 
 /// Runs `batch` in one transaction. Returns the jobs to run again (conflicts).
-async fn commit_batch(pool: &PgPool, feed: &watch::Sender<i64>, batch: Vec<Job>) -> Vec<Job> {
-    let tx = match pool.begin_with(begin_and_lock(&batch)).await {
+async fn commit_batch(
+    pool: &PgPool,
+    feed: &watch::Sender<i64>,
+    batch: Vec<Job>,
+    locked_in: &mut Duration,
+) -> Vec<Job> {
+    let begun = std::time::Instant::now();
+    let tx = pool.begin_with(begin_and_lock(&batch)).await;
+    *locked_in = begun.elapsed();
+    let tx = match tx {
         Ok(tx) => tx,
         Err(e) => return settle(batch, db(e)),
     };
