@@ -6,6 +6,7 @@
 //! invalidation happened since the read began (an epoch counter).
 
 use rotor_store::{Lookup, SecretRecord};
+use std::borrow::Borrow;
 use std::collections::HashMap;
 use std::hash::Hash;
 use std::sync::{Arc, RwLock};
@@ -32,7 +33,10 @@ impl<K, V> Default for Generations<K, V> {
 }
 
 impl<K: Eq + Hash, V> Generations<K, V> {
-    fn get(&self, key: &K) -> Option<&V> {
+    fn get<Q: Eq + Hash + ?Sized>(&self, key: &Q) -> Option<&V>
+    where
+        K: Borrow<Q>,
+    {
         self.young.get(key).or_else(|| self.old.get(key))
     }
 
@@ -51,7 +55,10 @@ impl<K: Eq + Hash, V> Generations<K, V> {
     }
 
     /// Removes `key` from both generations; the value found, the younger first.
-    fn remove(&mut self, key: &K) -> Option<V> {
+    fn remove<Q: Eq + Hash + ?Sized>(&mut self, key: &Q) -> Option<V>
+    where
+        K: Borrow<Q>,
+    {
         let old = self.old.remove(key);
         self.young.remove(key).or(old)
     }
@@ -129,7 +136,7 @@ impl ReadCache {
         let removed = {
             let mut inner = self.inner.write().unwrap_or_else(|e| e.into_inner());
             inner.epoch += 1;
-            inner.arns.remove(&name.to_string());
+            inner.arns.remove(name);
             [
                 inner.entries.remove(&Lookup::Name(name.to_string())),
                 inner.entries.remove(&Lookup::Arn(arn.to_string())),
@@ -159,7 +166,7 @@ impl ReadCache {
                 removed.extend(inner.entries.remove(&Lookup::Arn(record.meta.arn.clone())));
                 removed.push(record);
             }
-            if let Some(arn) = inner.arns.remove(&name.to_string()) {
+            if let Some(arn) = inner.arns.remove(name) {
                 removed.extend(inner.entries.remove(&Lookup::Arn(arn)));
             }
         }
@@ -191,7 +198,7 @@ impl IdentityCache {
         self.inner
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .get(&secret_id.to_string())
+            .get(secret_id)
             .cloned()
     }
 
