@@ -521,8 +521,8 @@ pub async fn versions_stay_bounded_when_written_fast(store: Arc<dyn Store>) {
                 version(&format!("w{i:04}"), &i.to_string(), &[AWSCURRENT]),
             )
         );
-        a.unwrap();
-        b.unwrap();
+        a.expect("put succeeds");
+        b.expect("put succeeds");
     }
     for secret in [id, other] {
         let all = store.list_versions(secret).await.unwrap();

@@ -59,8 +59,10 @@ pub(super) async fn apply(c: &mut Change, mutation: Mutation, now: DateTime<Utc>
         | Mutation::SaveRotation { .. }
         | Mutation::PutRotator { .. }
         | Mutation::DeleteRotator { .. }) => rotation::apply(c, m, now).await,
+        // Its secrets were locked in id order with the batch's first statement
+        // ([`super::writer`]): two nodes replicating between the same secrets in
+        // opposite orders wait for each other instead of deadlocking.
         Mutation::Atomic(all) => {
-            lock_in_order(c, &all).await?;
             let mut outcomes = Vec::with_capacity(all.len());
             for m in all {
                 outcomes.push(Box::pin(apply(c, m, now)).await?);
@@ -364,24 +366,6 @@ pub(super) fn secrets_of(m: &Mutation, ids: &mut Vec<i64>) {
         Mutation::Atomic(all) => all.iter().for_each(|m| secrets_of(m, ids)),
         _ => {}
     }
-}
-
-/// Locks the secrets an `Atomic` change names, in id order, before any of its parts
-/// runs: two nodes replicating between the same secrets in opposite orders then wait
-/// for each other instead of deadlocking (which PostgreSQL takes a second to notice).
-async fn lock_in_order(c: &mut Change, all: &[Mutation]) -> Tx<()> {
-    let mut ids = Vec::new();
-    all.iter().for_each(|m| secrets_of(m, &mut ids));
-    ids.sort_unstable();
-    ids.dedup();
-    if ids.len() > 1 {
-        sqlx::query("SELECT id FROM secrets WHERE id = ANY($1) ORDER BY id FOR UPDATE")
-            .bind(&ids)
-            .fetch_all(c.conn())
-            .await
-            .map_err(db)?;
-    }
-    Ok(())
 }
 
 /// The secret's metadata, its row locked until the transaction ends: every mutation

@@ -72,8 +72,9 @@ pub(crate) fn taken(a: Abort, what: impl FnOnce() -> String) -> Abort {
     }
 }
 
-/// One mutation's transaction, with the events it appends: they are numbered and
-/// written just before the commit, so that the event counter stays locked briefly.
+/// A batch's transaction, with the events its mutations append: they are numbered
+/// and written with the batch's last statement before the commit (the flush, or a run
+/// of puts' own write), so that the event counter stays locked briefly.
 pub(crate) struct Change {
     pub(super) tx: Transaction<'static, Postgres>,
     pub(super) events: Vec<events::Pending>,
