@@ -58,7 +58,7 @@ const ACCESS_KEY_ID: &str = "AKIDBENCHNODES";
 const SECRET_ACCESS_KEY: &str = "bench-nodes-secret";
 const MASTER_KEY: &str = "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=";
 
-async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Server> {
+async fn node(rotor: &Path, data: &Path, storage: Option<&str>, forward: bool) -> Result<Server> {
     let mut cmd = tokio::process::Command::new(rotor);
     cmd.args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data)
@@ -68,6 +68,9 @@ async fn node(rotor: &Path, data: &Path, storage: Option<&str>) -> Result<Server
         .env("ROTOR_MASTER_KEY", MASTER_KEY);
     if let Some(url) = storage {
         cmd.args(["--storage", url]);
+    }
+    if forward {
+        cmd.args(["--cluster-listen", "127.0.0.1:0"]);
     }
     server::start(cmd).await
 }
@@ -263,12 +266,14 @@ async fn scenario(
     name: &'static str,
     storage: Option<&str>,
     nodes: usize,
+    forward: bool,
     args: &Args,
 ) -> Result<Row> {
     let dir = tempfile::tempdir()?;
     let mut running = Vec::new();
     for i in 0..nodes {
-        running.push(node(rotor, &dir.path().join(format!("n{i}")), storage).await?);
+        let data = dir.path().join(format!("n{i}"));
+        running.push(node(rotor, &data, storage, forward).await?);
     }
     let urls: Vec<String> = running.iter().map(|n| n.url.clone()).collect();
     let addrs = urls
@@ -333,14 +338,18 @@ fn main() -> Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let mut rows = vec![scenario(&rotor, "SQLite, 1 node", None, 1, &args).await?];
-        for (name, nodes, db) in [("PostgreSQL, 1 node", 1, "one"), ("PostgreSQL, 3 nodes", 3, "three")] {
+        let mut rows = vec![scenario(&rotor, "SQLite, 1 node", None, 1, false, &args).await?];
+        for (name, nodes, forward, db) in [
+            ("PostgreSQL, 1 node", 1, false, "one"),
+            ("PostgreSQL, 3 nodes, puts forwarded to the writer", 3, true, "three"),
+            ("PostgreSQL, 3 nodes, each committing its own", 3, false, "apart"),
+        ] {
             let pg = PgServer::start()?;
             let admin = pg.url("postgres");
             let options: sqlx::postgres::PgConnectOptions = admin.parse()?;
             let mut c = <sqlx::PgConnection as sqlx::Connection>::connect_with(&options).await?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db}"))).execute(&mut c).await?;
-            rows.push(scenario(&rotor, name, Some(&pg.url(db)), nodes, &args).await?);
+            rows.push(scenario(&rotor, name, Some(&pg.url(db)), nodes, forward, &args).await?);
         }
         let out = args.out_dir.clone().unwrap_or_else(|| root.join("bench/results"));
         std::fs::create_dir_all(&out)?;
@@ -384,7 +393,7 @@ fn main() -> Result<()> {
                 one >= 5000.0,
             ),
             (
-                "PostgreSQL, 3 nodes / 1 node (writes)".to_string(),
+                "PostgreSQL, 3 nodes (forwarding) / 1 node (writes)".to_string(),
                 format!("{:.2}", three / one),
                 "≥ 1.00",
                 three >= one,

@@ -46,6 +46,25 @@ impl ErrorKind {
             ErrorKind::Internal => "InternalServiceError",
         }
     }
+
+    /// The kind whose [`aws_type`](Self::aws_type) is `name`.
+    pub fn from_aws_type(name: &str) -> Option<ErrorKind> {
+        use ErrorKind::*;
+        [
+            ResourceNotFound,
+            ResourceExists,
+            InvalidParameter,
+            InvalidRequest,
+            Validation,
+            InvalidNextToken,
+            LimitExceeded,
+            AccessDenied,
+            Unauthenticated,
+            Internal,
+        ]
+        .into_iter()
+        .find(|k| k.aws_type() == name)
+    }
 }
 
 /// An operation's failure: a kind and a message fit to show the caller.

@@ -88,12 +88,6 @@ pub struct Envelope {
     audit: hmac::Key,
 }
 
-/// A key derived from the master key for one purpose.
-fn derive(master: &MasterKey, purpose: &[u8]) -> hmac::Key {
-    let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, master.bytes()), purpose);
-    hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
-}
-
 impl std::fmt::Debug for Envelope {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Envelope")
@@ -156,9 +150,9 @@ impl Envelope {
             UnboundKey::new(&AES_256_GCM_SIV, master.bytes()).expect("a 32-byte key is valid"),
         );
         Envelope {
-            digest: derive(&master, b"rotor value digest v1"),
-            tokens: derive(&master, b"rotor token hash v1"),
-            audit: derive(&master, b"rotor audit chain v1"),
+            digest: master.purpose_key(b"rotor value digest v1"),
+            tokens: master.purpose_key(b"rotor token hash v1"),
+            audit: master.purpose_key(b"rotor audit chain v1"),
             master,
             wrap,
         }

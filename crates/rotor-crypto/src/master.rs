@@ -125,6 +125,14 @@ impl MasterKey {
     pub(crate) fn bytes(&self) -> &[u8] {
         &self.bytes[..]
     }
+
+    /// A key derived from this one for one `purpose` (an HMAC-SHA256 key): what the
+    /// holders of the master key, and only they, can compute alike.
+    pub fn purpose_key(&self, purpose: &[u8]) -> aws_lc_rs::hmac::Key {
+        use aws_lc_rs::hmac;
+        let derived = hmac::sign(&hmac::Key::new(hmac::HMAC_SHA256, self.bytes()), purpose);
+        hmac::Key::new(hmac::HMAC_SHA256, derived.as_ref())
+    }
 }
 
 #[cfg(test)]

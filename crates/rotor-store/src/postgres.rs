@@ -43,10 +43,13 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub use forward::{ForwardConfig, ForwardStats, WRITER_LEASE};
+
 mod access;
 mod apply;
 mod consumers;
 mod events;
+mod forward;
 mod lease;
 mod puts;
 mod queries;
@@ -73,7 +76,9 @@ pub struct PgStore {
     pool: PgPool,
     feed: Arc<watch::Sender<i64>>,
     /// Where mutations are committed.
-    lanes: writer::Lanes,
+    lanes: Arc<writer::Lanes>,
+    /// Where puts go when another node is the writer.
+    forward: Option<forward::Forward>,
     /// The tasks that learn other nodes' events: the listener and the poll.
     followers: Vec<JoinHandle<()>>,
 }
@@ -88,6 +93,9 @@ impl std::fmt::Debug for PgStore {
 impl Drop for PgStore {
     fn drop(&mut self) {
         self.lanes.abort();
+        if let Some(forward) = &self.forward {
+            forward.abort();
+        }
         for task in &self.followers {
             task.abort();
         }
@@ -112,6 +120,12 @@ impl PgStore {
     /// Connects to the database at `url` (`postgres://user:password@host:port/db`),
     /// applies migrations, and starts following events.
     pub async fn connect(url: &str) -> Result<PgStore> {
+        PgStore::connect_with(url, None).await
+    }
+
+    /// [`PgStore::connect`], forwarding puts to the writer node when `forward` is
+    /// given ([`ForwardConfig`]; see `forward`).
+    pub async fn connect_with(url: &str, forward: Option<ForwardConfig>) -> Result<PgStore> {
         let options: PgConnectOptions = url
             .parse()
             .map_err(|e| Error::invalid_parameter(format!("Not a PostgreSQL URL: {e}")))?;
@@ -143,13 +157,23 @@ impl PgStore {
             .connect_with(options)
             .await
             .map_err(|e| Error::internal(format!("Cannot connect to PostgreSQL: {e}")))?;
-        let lanes = writer::Lanes::start(&lane_pool, &feed, LANES);
+        let lanes = Arc::new(writer::Lanes::start(&lane_pool, &feed, LANES));
+        let forward = match forward {
+            Some(config) => Some(forward::Forward::start(config, &pool, &lanes, &feed).await?),
+            None => None,
+        };
         Ok(PgStore {
             pool,
             feed,
             lanes,
+            forward,
             followers,
         })
+    }
+
+    /// What write forwarding has done, when this node takes part in it.
+    pub fn forwarding(&self) -> Option<ForwardStats> {
+        self.forward.as_ref().map(forward::Forward::stats)
     }
 }
 
@@ -304,6 +328,9 @@ impl Store for PgStore {
     fn close(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             // Mutations queued and under way commit first.
+            if let Some(forward) = &self.forward {
+                forward.stop().await;
+            }
             self.lanes.stop().await;
             for task in &self.followers {
                 task.abort();

@@ -5,7 +5,7 @@
 
 use rotor_core::ErrorKind;
 use rotor_core::label::{AWSCURRENT, LabelBoard};
-use rotor_store::postgres::PgStore;
+use rotor_store::postgres::{ForwardConfig, PgStore};
 use rotor_store::{Lookup, Mutation, NewVersion, Outcome, SealedValue, Store};
 use rotor_testkit::PgServer;
 use sqlx::Connection as _;
@@ -81,12 +81,235 @@ fn version(id: &str, value: &str) -> NewVersion {
 /// numbered without gaps, and both nodes' feeds reach the last one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_write_the_same_secrets() {
-    const SECRETS: usize = 4;
-    const PUTS: usize = 160;
     let pg = server().await;
     let url = fresh_database(&pg, "two_nodes").await;
-    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
-    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&url).await.unwrap());
+    let a = Arc::new(PgStore::connect(&url).await.unwrap());
+    let b = Arc::new(PgStore::connect(&url).await.unwrap());
+    two_nodes_write(a, b).await;
+}
+
+/// The same, with write forwarding on: the node that is not the writer sends its puts
+/// to the one that is, and every rule above still holds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_write_the_same_secrets_through_the_writer() {
+    let pg = server().await;
+    let url = fresh_database(&pg, "two_nodes_forwarding").await;
+    let key = forwarding_key(1);
+    let a = Arc::new(forwarding(&url, &key).await);
+    let b = Arc::new(forwarding(&url, &key).await);
+    let (writer, sender) = elected(&a, &b).await;
+    two_nodes_write(a.clone(), b.clone()).await;
+    let (w, s) = (writer.forwarding().unwrap(), sender.forwarding().unwrap());
+    assert!(s.sent > 0, "puts were forwarded: {s:?}");
+    assert_eq!(w.received, s.sent, "the writer received what was sent");
+    assert_eq!(s.fell_back, 0, "none had to be committed locally");
+}
+
+/// A secret named `name` created through `store`; its id.
+async fn create(store: &dyn Store, name: &str) -> i64 {
+    let out = store
+        .apply(
+            Mutation::CreateSecret {
+                name: name.into(),
+                arn: format!("arn:aws:secretsmanager:us-east-1:123456789012:secret:{name}-AbCdEf"),
+                description: None,
+                kms_key_id: None,
+                tags: vec![],
+                first_version: Some(version("first", "0")),
+            },
+            chrono::Utc::now(),
+        )
+        .await
+        .unwrap();
+    let Outcome::Created { id, .. } = out else {
+        panic!("{out:?}")
+    };
+    id
+}
+
+async fn put(store: &dyn Store, secret: i64, id: &str, value: &str) -> rotor_core::Result<Outcome> {
+    let put = Mutation::PutVersion {
+        secret,
+        version: version(id, value),
+    };
+    store.apply(put, chrono::Utc::now()).await
+}
+
+/// A forwarded put's refusal reaches the caller with its kind, and a forwarded replay
+/// is a replay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forwarded_put_is_answered_as_a_local_one() {
+    let pg = server().await;
+    let url = fresh_database(&pg, "forwarded_answers").await;
+    let key = forwarding_key(2);
+    let (a, b) = (forwarding(&url, &key).await, forwarding(&url, &key).await);
+    let (writer, sender) = elected(&a, &b).await;
+    let secret = create(sender, "fw").await;
+    let first = put(sender, secret, "v1", "one").await.unwrap();
+    assert!(
+        matches!(first, Outcome::Version { replayed: false, ref labels, .. } if labels == &[AWSCURRENT]),
+        "{first:?}"
+    );
+    let again = put(sender, secret, "v1", "one").await.unwrap();
+    assert!(
+        matches!(again, Outcome::Version { replayed: true, .. }),
+        "{again:?}"
+    );
+    let clash = put(sender, secret, "v1", "two").await.unwrap_err();
+    assert_eq!(clash.kind, ErrorKind::ResourceExists, "{clash:?}");
+    let missing = put(sender, secret + 1000, "v1", "one").await.unwrap_err();
+    assert_eq!(missing.kind, ErrorKind::ResourceNotFound, "{missing:?}");
+    assert_eq!(sender.forwarding().unwrap().sent, 4);
+    assert_eq!(writer.forwarding().unwrap().received, 4);
+}
+
+/// Nodes that do not share the key do not forward to each other: the sender's puts
+/// are committed where they were made, and the writer accepts none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_without_the_key_cannot_forward() {
+    let pg = server().await;
+    let url = fresh_database(&pg, "forwarding_keys").await;
+    let a = forwarding(&url, &forwarding_key(3)).await;
+    let b = forwarding(&url, &forwarding_key(4)).await;
+    let (writer, sender) = elected(&a, &b).await;
+    let secret = create(sender, "keys").await;
+    for i in 0..5 {
+        put(sender, secret, &format!("v{i}"), "x").await.unwrap();
+    }
+    let (w, s) = (writer.forwarding().unwrap(), sender.forwarding().unwrap());
+    assert_eq!(
+        w.received, 0,
+        "the writer took nothing from a node without its key"
+    );
+    assert_eq!(s.sent, 0);
+    assert!(s.fell_back >= 1, "{s:?}");
+    assert_eq!(writer.list_versions(secret).await.unwrap().len(), 6);
+}
+
+/// Someone who can reach the writer's port but lacks the key cannot have a put
+/// committed: a forged handshake is refused, and so is a frame sent after it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_writer_refuses_a_peer_that_does_not_prove_the_key() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let pg = server().await;
+    let url = fresh_database(&pg, "forwarding_attack").await;
+    let key = forwarding_key(5);
+    let (a, b) = (forwarding(&url, &key).await, forwarding(&url, &key).await);
+    let (writer, _) = elected(&a, &b).await;
+    let secret = create(writer, "target").await;
+    let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
+    let address: String = sqlx::query_scalar("SELECT holder FROM leases WHERE name = $1")
+        .bind(rotor_store::postgres::WRITER_LEASE)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+
+    let mut stream = tokio::net::TcpStream::connect(&address).await.unwrap();
+    stream
+        .write_all(&[b"rotorfw1".as_slice(), &[7u8; 32]].concat())
+        .await
+        .unwrap();
+    let mut challenge = [0u8; 64];
+    stream.read_exact(&mut challenge).await.unwrap();
+    // A proof made with another key, then a put as the protocol frames it.
+    let wrong = forwarding_key(6);
+    let proof = aws_lc_rs::hmac::sign(
+        &wrong,
+        &[b"sender".as_slice(), &[7u8; 32], &challenge[..32]].concat(),
+    );
+    let body = format!(
+        r#"{{"id":0,"puts":[{{"secret":{secret},"version":"forged","source":null,"stages":["AWSCURRENT"],"ciphertext":"AA==","wrapped_key":"AA==","algorithm":"test","key_id":"mk-test","digest":"AA==","now_ms":0}}]}}"#
+    );
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body.as_bytes());
+    frame.extend_from_slice(&[0u8; 32]);
+    let _ = stream.write_all(&[proof.as_ref(), &frame].concat()).await;
+    let mut rest = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest)).await;
+    assert!(read.is_ok(), "the writer closes the connection");
+    assert!(rest.is_empty(), "and answers nothing");
+    assert!(
+        writer
+            .load_version(secret, "forged")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(writer.forwarding().unwrap().received, 0);
+}
+
+/// When the writer dies, the other node's puts are committed all the same (locally,
+/// until it takes the lease over itself).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn puts_go_on_when_the_writer_dies() {
+    let pg = server().await;
+    let url = fresh_database(&pg, "forwarding_failover").await;
+    let key = forwarding_key(7);
+    let a = Arc::new(forwarding(&url, &key).await);
+    let b = Arc::new(forwarding(&url, &key).await);
+    let (writer, sender) = match elected(&a, &b).await {
+        (w, _) if std::ptr::eq(w, &*a) => (a, b),
+        _ => (b, a),
+    };
+    let secret = create(&*sender, "failover").await;
+    put(&*sender, secret, "before", "x").await.unwrap();
+    assert_eq!(sender.forwarding().unwrap().sent, 1);
+    // Dropped without closing, as a crash leaves it: no lease handed over.
+    drop(writer);
+    for i in 0..20 {
+        let done = tokio::time::timeout(
+            Duration::from_secs(15),
+            put(&*sender, secret, &format!("after{i}"), "y"),
+        )
+        .await
+        .expect("a put is answered while the writer is gone");
+        done.unwrap();
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let s = sender.forwarding().unwrap();
+    assert!(
+        s.writer,
+        "the surviving node took the writer lease over: {s:?}"
+    );
+    assert_eq!(sender.list_versions(secret).await.unwrap().len(), 22);
+}
+
+/// An HMAC key for forwarding, one per `n`.
+fn forwarding_key(n: u8) -> aws_lc_rs::hmac::Key {
+    aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[n; 32])
+}
+
+async fn forwarding(url: &str, key: &aws_lc_rs::hmac::Key) -> PgStore {
+    let config = ForwardConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        advertise: None,
+        key: key.clone(),
+    };
+    PgStore::connect_with(url, Some(config))
+        .await
+        .expect("store connects")
+}
+
+/// Waits until one of `a` and `b` holds the writer lease and the other sends its puts
+/// to it: (the writer, the other).
+async fn elected<'a>(a: &'a PgStore, b: &'a PgStore) -> (&'a PgStore, &'a PgStore) {
+    for _ in 0..100 {
+        let (sa, sb) = (a.forwarding().unwrap(), b.forwarding().unwrap());
+        if sa.writer && sb.forwards {
+            return (a, b);
+        }
+        if sb.writer && sa.forwards {
+            return (b, a);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("no writer elected in 10 s");
+}
+
+async fn two_nodes_write(a: Arc<PgStore>, b: Arc<PgStore>) {
+    const SECRETS: usize = 4;
+    const PUTS: usize = 160;
+    let (a, b): (Arc<dyn Store>, Arc<dyn Store>) = (a, b);
     let t0 = chrono::Utc::now();
     let mut ids = Vec::new();
     for s in 0..SECRETS {

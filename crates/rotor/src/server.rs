@@ -17,6 +17,7 @@ use rotor_engine::rotation::{self, Rotations};
 use rotor_engine::{AccessService, DEFAULT_ACCOUNT_ID, SecretService};
 use rotor_server::App;
 use rotor_server::serve::{Limits, ReloadableCert};
+use rotor_store::postgres::ForwardConfig;
 use rotor_store::sqlite::SqliteStore;
 use secrecy::ExposeSecret;
 use std::io::Write as _;
@@ -165,10 +166,20 @@ async fn wire(config: ServerConfig) -> anyhow::Result<Node> {
         let store: Arc<dyn rotor_store::Store> = match config.storage.as_ref().map(|s| &s.0) {
             Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
                 shared_store = true;
+                let forward = config.cluster_listen.map(|listen| ForwardConfig {
+                    listen,
+                    advertise: config.cluster_advertise.clone(),
+                    key: master.purpose_key(b"rotor write forwarding v1"),
+                });
                 Arc::new(
-                    rotor_store::postgres::PgStore::connect(url)
+                    rotor_store::postgres::PgStore::connect_with(url, forward)
                         .await
                         .context("connecting to PostgreSQL")?,
+                )
+            }
+            _ if config.cluster_listen.is_some() => {
+                bail!(
+                    "cluster_listen forwards writes between nodes sharing PostgreSQL: it needs storage = postgres://..."
                 )
             }
             // The value is not echoed: a mistyped URL still holds a password.

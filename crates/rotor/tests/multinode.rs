@@ -1,5 +1,5 @@
-//! Several `rotor server` nodes on one PostgreSQL (started by the test): reads and
-//! writes on any node, events across nodes, the scheduler lease surviving its
+//! Several `rotor server` nodes on one PostgreSQL (started by the test), forwarding
+//! their puts to the writer node: reads and writes on any node, events across nodes, the scheduler lease surviving its
 //! holder's kill -9 with every rotation finished exactly once, and kill -9 during a
 //! write load on both backends losing no acknowledged write.
 
@@ -41,7 +41,10 @@ fn node(dir: &Path, i: usize, storage: Option<&str>, extra: &[(&'static str, Str
         data.display().to_string(),
     ];
     if let Some(url) = storage {
+        // Puts are forwarded to the node holding the writer lease: the kills below
+        // also cut forwarding connections with puts in flight.
         args.extend(["--storage".into(), url.to_string()]);
+        args.extend(["--cluster-listen".into(), "127.0.0.1:0".into()]);
     }
     let mut envs = harness::root_env();
     envs.push(("ROTOR_MASTER_KEY", MASTER_KEY.into()));

@@ -122,11 +122,28 @@ pub(super) fn backoff(attempt: u32) -> Duration {
 
 /// A mutation waiting for its lane, and who waits for its outcome.
 pub(super) struct Job {
-    mutation: Mutation,
-    now: DateTime<Utc>,
+    pub(super) mutation: Mutation,
+    pub(super) now: DateTime<Utc>,
     /// Transactions it has been in that ended in a conflict.
     conflicts: u32,
-    reply: oneshot::Sender<Result<Outcome>>,
+    pub(super) reply: oneshot::Sender<Result<Outcome>>,
+}
+
+impl Job {
+    /// `mutation`, made at `now`, and where its outcome will be awaited.
+    pub(super) fn new(
+        mutation: Mutation,
+        now: DateTime<Utc>,
+    ) -> (Job, oneshot::Receiver<Result<Outcome>>) {
+        let (reply, answer) = oneshot::channel();
+        let job = Job {
+            mutation,
+            now,
+            conflicts: 0,
+            reply,
+        };
+        (job, answer)
+    }
 }
 
 /// The lanes mutations are committed through: a task each, with a queue. A secret's
@@ -188,33 +205,42 @@ fn lane_of(mutation: &Mutation, lanes: usize) -> usize {
         .map_or(0, |id| id.rem_euclid(lanes as i64) as usize)
 }
 
+impl Lanes {
+    /// Hands `job` to its lane (or answers it, once the lanes have stopped).
+    pub(super) async fn submit(&self, job: Job) {
+        let queues = self
+            .queues
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let Some(queues) = queues else {
+            let _ = job.reply.send(Err(shutting_down()));
+            return;
+        };
+        let queue = &queues[lane_of(&job.mutation, queues.len())];
+        if let Err(mpsc::error::SendError(job)) = queue.send(job).await {
+            let _ = job.reply.send(Err(shutting_down()));
+        }
+        // The queues are held no longer than the send: a lane ends once every sender
+        // is gone.
+    }
+}
+
 impl PgStore {
-    /// Hands `mutation` to its lane and waits until it is committed, or refused.
+    /// Hands `mutation` to its lane, or a put to the writer node when another node is
+    /// it ([`super::forward`]), and waits until it is committed, or refused.
     pub(super) async fn apply_mutation(
         &self,
         mutation: Mutation,
         now: DateTime<Utc>,
     ) -> Result<Outcome> {
-        let queues = self
-            .lanes
-            .queues
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-            .ok_or_else(shutting_down)?;
-        let queue = &queues[lane_of(&mutation, queues.len())];
-        let (reply, answer) = oneshot::channel();
-        queue
-            .send(Job {
-                mutation,
-                now,
-                conflicts: 0,
-                reply,
-            })
-            .await
-            .map_err(|_| shutting_down())?;
-        // Held no longer than the send: a lane ends once every sender is gone.
-        drop(queues);
+        let (job, answer) = Job::new(mutation, now);
+        match &self.forward {
+            Some(forward) if matches!(job.mutation, Mutation::PutVersion { .. }) => {
+                forward.submit(job).await
+            }
+            _ => self.lanes.submit(job).await,
+        }
         answer.await.map_err(|_| shutting_down())?
     }
 }

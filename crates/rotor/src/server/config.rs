@@ -96,6 +96,14 @@ pub struct ServerConfig {
     /// Rotations run at once [default: 16]
     #[arg(long, env = "ROTOR_ROTATION_CONCURRENCY")]
     pub rotation_concurrency: Option<usize>,
+    /// With PostgreSQL storage: where this node listens for the other nodes' puts, which
+    /// the node holding the writer lease commits in its own batches (off when unset)
+    #[arg(long, env = "ROTOR_CLUSTER_LISTEN")]
+    pub cluster_listen: Option<SocketAddr>,
+    /// The address the other nodes reach this one's cluster_listen at [default: the
+    /// address it listens on]
+    #[arg(long, env = "ROTOR_CLUSTER_ADVERTISE")]
+    pub cluster_advertise: Option<String>,
     /// How long the rotation scheduler's lease lasts without renewal, in
     /// milliseconds: with several servers, another takes over within it [default: 15000]
     #[arg(long, env = "ROTOR_ROTATION_LEASE_MS")]
