@@ -12,7 +12,7 @@ use crate::serve::PeerAddr;
 use crate::{App, audit, metrics, sigv4};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as B64;
@@ -39,6 +39,10 @@ pub const MAX_BODY: usize = 1024 * 1024;
 
 const TARGET_PREFIX: &str = "secretsmanager.";
 
+// Header names made once: a lookup by `&str` parses the name each time.
+const X_AMZ_TARGET: HeaderName = HeaderName::from_static("x-amz-target");
+const X_AMZ_SECURITY_TOKEN: HeaderName = HeaderName::from_static("x-amz-security-token");
+
 /// Handles `POST /`.
 pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let start = Instant::now();
@@ -46,7 +50,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     let peer = parts.extensions.get::<PeerAddr>().copied();
     let target = parts
         .headers
-        .get("x-amz-target")
+        .get(&X_AMZ_TARGET)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_string();
@@ -78,7 +82,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             |akid, scope| {
                 let session = parts
                     .headers
-                    .get("x-amz-security-token")
+                    .get(&X_AMZ_SECURITY_TOKEN)
                     .and_then(|v| v.to_str().ok());
                 let (key, who) = app.access.signing_key(akid, session, scope)?;
                 caller = Some(who);

@@ -26,7 +26,7 @@
 //! assert_eq!(ok.region, "us-east-1");
 //! ```
 
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, HeaderName};
 use chrono::{DateTime, Utc};
 use rotor_crypto::sigv4::{self as math, ALGORITHM, SigningKey};
 use rotor_engine::SigningScope;
@@ -72,6 +72,10 @@ impl SigV4Error {
         }
     }
 }
+
+// Headers looked up by name made once: a lookup by `&str` parses the name each time.
+const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
+const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 
 /// The parts of an HTTP request that a signature covers.
 #[derive(Debug)]
@@ -179,14 +183,14 @@ pub fn verify_with<K: Borrow<SigningKey>>(
 ) -> Result<Verified, SigV4Error> {
     let header = req
         .headers
-        .get("authorization")
+        .get(axum::http::header::AUTHORIZATION)
         .ok_or(SigV4Error::Missing)?
         .to_str()
         .map_err(|_| SigV4Error::Incomplete("Authorization header is not ASCII".into()))?;
     let auth = parse_authorization(header)?;
     let amz_date = req
         .headers
-        .get("x-amz-date")
+        .get(&X_AMZ_DATE)
         .and_then(|v| v.to_str().ok())
         .ok_or_else(|| SigV4Error::Incomplete("X-Amz-Date header is required".into()))?;
     let when = parse_amz_date(amz_date)
@@ -275,7 +279,7 @@ fn payload_hash(req: &SignedRequest<'_>) -> Result<String, SigV4Error> {
     let mut hex = [0u8; 64];
     // Cannot fail: the buffer is exactly twice the hash's length.
     let _ = hex::encode_to_slice(rotor_crypto::sha256(req.body), &mut hex);
-    match req.headers.get("x-amz-content-sha256") {
+    match req.headers.get(&X_AMZ_CONTENT_SHA256) {
         Some(claimed) if !claimed.as_bytes().eq_ignore_ascii_case(&hex) => {
             Err(SigV4Error::Mismatch(
                 "The x-amz-content-sha256 header must be the SHA-256 of the request body".into(),
