@@ -95,8 +95,9 @@ struct RunArgs {
     /// The markdown results; the JSON goes beside it with a .json extension.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Rounds of the reads on the dev server (alternating order, best of each kept).
-    #[arg(long, default_value_t = 3)]
+    /// Rounds of the reads on the dev server (alternating order; the best of each is
+    /// reported, and the ratios between them are the median of each round's).
+    #[arg(long, default_value_t = 5)]
     rounds: usize,
     /// Keep the temporary directory (server logs, SQLite data) and print its path.
     #[arg(long)]
@@ -312,6 +313,7 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
         || (ctx.selected("floor") && args.floor_body_size.is_none());
     let creds = Creds::generate();
     let mut dev_failure = None;
+    let mut paired = Vec::new();
     if want_dev && !rotor_ok {
         dev_failure = Some(no_rotor.clone());
     } else if want_dev {
@@ -353,7 +355,9 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                         .collect();
                     let rounds = if chosen.len() > 1 { ctx.args.rounds } else { 1 };
                     let mut best: Vec<Option<Scenario>> = vec![None; reads.len()];
+                    let mut by_round = Vec::new();
                     for round in 0..rounds {
+                        let mut this_round = std::collections::HashMap::new();
                         let mut order = chosen.clone();
                         if round % 2 == 1 {
                             order.reverse();
@@ -363,6 +367,9 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                             let got = ctx
                                 .measure((*sc).clone(), addr, make.clone().into_maker(), plan)
                                 .await;
+                            if got.clean() {
+                                this_round.insert(sc.id.clone(), got.requests_per_sec);
+                            }
                             let better = best[i]
                                 .as_ref()
                                 .is_none_or(|b| got.requests_per_sec > b.requests_per_sec);
@@ -370,7 +377,9 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
                                 best[i] = Some(got);
                             }
                         }
+                        by_round.push(this_round);
                     }
+                    paired = report::paired_ratios(&by_round);
                     scenarios.extend(best.into_iter().flatten());
                 }
                 server.stop().await;
@@ -506,7 +515,18 @@ async fn run_all(args: &RunArgs, threads: usize) -> Result<Report> {
     if args.keep_tmp {
         let _ = tmp.keep();
     }
-    let checks = report::checks(&scenarios, n);
+    let shown = [
+        ("native", "healthz"),
+        ("native", "native-untracked"),
+        ("aws", "native"),
+        ("aws", "healthz"),
+    ];
+    for p in &paired {
+        if shown.contains(&(p.num.as_str(), p.den.as_str())) {
+            ctx.notes.push(p.note());
+        }
+    }
+    let checks = report::checks(&scenarios, n, &paired);
     let flagged = scenarios
         .iter()
         .any(|s| s.skipped.is_some() || s.errors > 0 || s.requests_ok == 0);

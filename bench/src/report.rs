@@ -71,7 +71,7 @@ impl Scenario {
     }
 
     /// Ran, with at least one successful request and no error.
-    fn clean(&self) -> bool {
+    pub fn clean(&self) -> bool {
         self.skipped.is_none() && self.errors == 0 && self.requests_ok > 0
     }
 }
@@ -119,11 +119,78 @@ fn find<'a>(scenarios: &'a [Scenario], id: &str) -> Option<&'a Scenario> {
     scenarios.iter().find(|s| s.id == id)
 }
 
-/// Computes the ratios and targets from the scenarios.
-pub fn checks(scenarios: &[Scenario], writers: usize) -> Vec<Check> {
+/// The ratio of two scenarios measured side by side in several rounds: the median of
+/// each round's ratio (two loads measured seconds apart share the machine's state of
+/// the moment; the best of each, taken in different rounds, need not).
+#[derive(Debug, Clone, Serialize)]
+pub struct Paired {
+    pub num: String,
+    pub den: String,
+    pub median: f64,
+    pub rounds: Vec<f64>,
+}
+
+impl Paired {
+    pub fn note(&self) -> String {
+        let each: Vec<String> = self.rounds.iter().map(|r| format!("{r:.2}")).collect();
+        format!(
+            "{} / {}: median {:.2} of the rounds' ratios {}",
+            self.num,
+            self.den,
+            self.median,
+            each.join(", ")
+        )
+    }
+}
+
+/// The paired ratio of every two scenarios measured in each of `rounds` (ids to
+/// requests/s).
+pub fn paired_ratios(rounds: &[std::collections::HashMap<String, f64>]) -> Vec<Paired> {
+    let mut ids: Vec<&String> = rounds.iter().flat_map(|r| r.keys()).collect();
+    ids.sort();
+    ids.dedup();
+    let mut out = Vec::new();
+    for num in &ids {
+        for den in &ids {
+            if num == den {
+                continue;
+            }
+            let mut each: Vec<f64> = rounds
+                .iter()
+                .filter_map(|r| Some(r.get(*num)? / r.get(*den).filter(|d| **d > 0.0)?))
+                .collect();
+            if each.is_empty() {
+                continue;
+            }
+            let shown = each.clone();
+            each.sort_by(f64::total_cmp);
+            let mid = each.len() / 2;
+            let median = if each.len() % 2 == 1 {
+                each[mid]
+            } else {
+                (each[mid - 1] + each[mid]) / 2.0
+            };
+            out.push(Paired {
+                num: num.to_string(),
+                den: den.to_string(),
+                median,
+                rounds: shown,
+            });
+        }
+    }
+    out
+}
+
+/// Computes the ratios and targets from the scenarios (and, for scenarios measured
+/// side by side in rounds, from their [`Paired`] ratios).
+pub fn checks(scenarios: &[Scenario], writers: usize, paired: &[Paired]) -> Vec<Check> {
     let ratio = |name: &str, num: &str, den: &str, target: Option<f64>| {
         let (n, d) = (find(scenarios, num), find(scenarios, den));
+        let side_by_side = paired
+            .iter()
+            .find(|p| p.num == num && p.den == den && p.rounds.len() > 1);
         let measured = match (n, d) {
+            _ if side_by_side.is_some() => side_by_side.map(|p| p.median),
             (Some(n), Some(d))
                 if n.skipped.is_none() && d.skipped.is_none() && d.requests_per_sec > 0.0 =>
             {
