@@ -120,3 +120,28 @@ impl std::error::Error for Error {}
 
 /// Shorthand for results of secret operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    #[test]
+    fn every_kind_is_found_by_its_aws_name() {
+        let kinds = [
+            ErrorKind::ResourceNotFound,
+            ErrorKind::ResourceExists,
+            ErrorKind::InvalidParameter,
+            ErrorKind::InvalidRequest,
+            ErrorKind::Validation,
+            ErrorKind::InvalidNextToken,
+            ErrorKind::LimitExceeded,
+            ErrorKind::AccessDenied,
+            ErrorKind::Unauthenticated,
+            ErrorKind::Internal,
+        ];
+        for kind in kinds {
+            assert_eq!(ErrorKind::from_aws_type(kind.aws_type()), Some(kind));
+        }
+        assert_eq!(ErrorKind::from_aws_type("NoSuchException"), None);
+    }
+}
