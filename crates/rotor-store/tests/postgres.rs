@@ -274,6 +274,21 @@ async fn puts_go_on_when_the_writer_dies() {
     assert_eq!(sender.list_versions(secret).await.unwrap().len(), 22);
 }
 
+/// A node listening on every address must say which one the others reach it at:
+/// advertising `0.0.0.0` would send each node's puts to itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_on_every_address_needs_an_advertised_one() {
+    let pg = server().await;
+    let url = fresh_database(&pg, "forwarding_unspecified").await;
+    let config = ForwardConfig {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        advertise: None,
+        key: forwarding_key(8),
+    };
+    let e = PgStore::connect_with(&url, Some(config)).await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::InvalidParameter, "{e}");
+}
+
 /// An HMAC key for forwarding, one per `n`.
 fn forwarding_key(n: u8) -> aws_lc_rs::hmac::Key {
     aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, &[n; 32])

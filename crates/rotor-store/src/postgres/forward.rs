@@ -151,6 +151,12 @@ impl Forward {
         lanes: &Arc<Lanes>,
         feed: &Arc<watch::Sender<i64>>,
     ) -> Result<Forward> {
+        if config.listen.ip().is_unspecified() && config.advertise.is_none() {
+            return Err(Error::invalid_parameter(format!(
+                "Forwarding listens on {}, which other nodes cannot reach by that address: give the address they can (cluster_advertise)",
+                config.listen
+            )));
+        }
         let listener = TcpListener::bind(config.listen).await.map_err(|e| {
             Error::internal(format!(
                 "Cannot listen for forwarded writes on {}: {e}",
