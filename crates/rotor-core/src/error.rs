@@ -49,22 +49,22 @@ impl ErrorKind {
 
     /// The kind whose [`aws_type`](Self::aws_type) is `name`.
     pub fn from_aws_type(name: &str) -> Option<ErrorKind> {
-        use ErrorKind::*;
-        [
-            ResourceNotFound,
-            ResourceExists,
-            InvalidParameter,
-            InvalidRequest,
-            Validation,
-            InvalidNextToken,
-            LimitExceeded,
-            AccessDenied,
-            Unauthenticated,
-            Internal,
-        ]
-        .into_iter()
-        .find(|k| k.aws_type() == name)
+        ErrorKind::ALL.into_iter().find(|k| k.aws_type() == name)
     }
+
+    /// Every kind (a new one goes here too, beside [`aws_type`](Self::aws_type)).
+    pub const ALL: [ErrorKind; 10] = [
+        ErrorKind::ResourceNotFound,
+        ErrorKind::ResourceExists,
+        ErrorKind::InvalidParameter,
+        ErrorKind::InvalidRequest,
+        ErrorKind::Validation,
+        ErrorKind::InvalidNextToken,
+        ErrorKind::LimitExceeded,
+        ErrorKind::AccessDenied,
+        ErrorKind::Unauthenticated,
+        ErrorKind::Internal,
+    ];
 }
 
 /// An operation's failure: a kind and a message fit to show the caller.
@@ -127,19 +127,7 @@ mod tests {
 
     #[test]
     fn every_kind_is_found_by_its_aws_name() {
-        let kinds = [
-            ErrorKind::ResourceNotFound,
-            ErrorKind::ResourceExists,
-            ErrorKind::InvalidParameter,
-            ErrorKind::InvalidRequest,
-            ErrorKind::Validation,
-            ErrorKind::InvalidNextToken,
-            ErrorKind::LimitExceeded,
-            ErrorKind::AccessDenied,
-            ErrorKind::Unauthenticated,
-            ErrorKind::Internal,
-        ];
-        for kind in kinds {
+        for kind in ErrorKind::ALL {
             assert_eq!(ErrorKind::from_aws_type(kind.aws_type()), Some(kind));
         }
         assert_eq!(ErrorKind::from_aws_type("NoSuchException"), None);

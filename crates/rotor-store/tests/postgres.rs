@@ -92,11 +92,8 @@ async fn two_nodes_write_the_same_secrets() {
 /// to the one that is, and every rule above still holds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_nodes_write_the_same_secrets_through_the_writer() {
-    let pg = server().await;
-    let url = fresh_database(&pg, "two_nodes_forwarding").await;
-    let key = forwarding_key(1);
-    let a = Arc::new(forwarding(&url, &key).await);
-    let b = Arc::new(forwarding(&url, &key).await);
+    let (_pg, _, a, b) = forwarding_pair("two_nodes_forwarding", 1).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let (writer, sender) = elected(&a, &b).await;
     two_nodes_write(a.clone(), b.clone()).await;
     let (w, s) = (writer.forwarding().unwrap(), sender.forwarding().unwrap());
@@ -139,10 +136,7 @@ async fn put(store: &dyn Store, secret: i64, id: &str, value: &str) -> rotor_cor
 /// is a replay.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forwarded_put_is_answered_as_a_local_one() {
-    let pg = server().await;
-    let url = fresh_database(&pg, "forwarded_answers").await;
-    let key = forwarding_key(2);
-    let (a, b) = (forwarding(&url, &key).await, forwarding(&url, &key).await);
+    let (_pg, _, a, b) = forwarding_pair("forwarded_answers", 2).await;
     let (writer, sender) = elected(&a, &b).await;
     let secret = create(sender, "fw").await;
     let first = put(sender, secret, "v1", "one").await.unwrap();
@@ -191,10 +185,7 @@ async fn a_node_without_the_key_cannot_forward() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_writer_refuses_a_peer_that_does_not_prove_the_key() {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-    let pg = server().await;
-    let url = fresh_database(&pg, "forwarding_attack").await;
-    let key = forwarding_key(5);
-    let (a, b) = (forwarding(&url, &key).await, forwarding(&url, &key).await);
+    let (_pg, url, a, b) = forwarding_pair("forwarding_attack", 5).await;
     let (writer, _) = elected(&a, &b).await;
     let secret = create(writer, "target").await;
     let mut db = sqlx::PgConnection::connect(&url).await.unwrap();
@@ -242,11 +233,8 @@ async fn the_writer_refuses_a_peer_that_does_not_prove_the_key() {
 /// until it takes the lease over itself).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn puts_go_on_when_the_writer_dies() {
-    let pg = server().await;
-    let url = fresh_database(&pg, "forwarding_failover").await;
-    let key = forwarding_key(7);
-    let a = Arc::new(forwarding(&url, &key).await);
-    let b = Arc::new(forwarding(&url, &key).await);
+    let (_pg, _, a, b) = forwarding_pair("forwarding_failover", 7).await;
+    let (a, b) = (Arc::new(a), Arc::new(b));
     let (writer, sender) = match elected(&a, &b).await {
         (w, _) if std::ptr::eq(w, &*a) => (a, b),
         _ => (b, a),
@@ -287,6 +275,16 @@ async fn forwarding_on_every_address_needs_an_advertised_one() {
     };
     let e = PgStore::connect_with(&url, Some(config)).await.unwrap_err();
     assert_eq!(e.kind, ErrorKind::InvalidParameter, "{e}");
+}
+
+/// Two forwarding nodes sharing key `n` on a fresh database named after `name`: the
+/// server (kept while they run), the URL, the nodes.
+async fn forwarding_pair(name: &str, n: u8) -> (Arc<PgServer>, String, PgStore, PgStore) {
+    let pg = server().await;
+    let url = fresh_database(&pg, name).await;
+    let key = forwarding_key(n);
+    let (a, b) = (forwarding(&url, &key).await, forwarding(&url, &key).await);
+    (pg, url, a, b)
 }
 
 /// An HMAC key for forwarding, one per `n`.
