@@ -131,6 +131,11 @@ async fn wire(config: ServerConfig) -> anyhow::Result<Node> {
     let (root_token, root_key) = root_credentials(config.dev)?;
     let audit_dir;
     let mut shared_store = false;
+    if config.dev && config.cluster_listen.is_some() {
+        bail!(
+            "cluster_listen forwards writes between nodes sharing PostgreSQL: a --dev server keeps everything in memory"
+        );
+    }
     let service = if config.dev {
         banner.push("Development server: everything is in memory and lost on exit.".to_string());
         let store = SqliteStore::ephemeral().await?;

@@ -76,6 +76,26 @@ fn non_loopback_without_tls_is_refused_unless_told() {
     assert!(server.url.starts_with("http://0.0.0.0:"));
 }
 
+/// Write forwarding needs PostgreSQL: asked of a SQLite or --dev server, it is refused
+/// rather than silently ignored.
+#[test]
+fn cluster_listen_without_postgres_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    for extra in [vec!["--data-dir", data.as_str()], vec!["--dev"]] {
+        let mut args: Vec<String> = vec!["--listen".into(), "127.0.0.1:0".into()];
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args.extend(["--cluster-listen".into(), "127.0.0.1:0".into()]);
+        let refused = try_start(Launch {
+            args,
+            envs: root_env(),
+            log_dir: dir.path(),
+        });
+        let err = refused.err().expect("refused");
+        assert!(err.contains("cluster_listen"), "{extra:?}: {err}");
+    }
+}
+
 #[test]
 fn config_file_sets_options_and_env_overrides_it() {
     let dir = tempfile::tempdir().unwrap();
