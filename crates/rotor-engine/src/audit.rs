@@ -308,6 +308,12 @@ impl Writer {
             text.push_str("\"}\n");
         }
         let prev = std::str::from_utf8(&prev).unwrap_or(GENESIS).to_string();
+        if store_failed.load(Ordering::SeqCst) {
+            // Refused before the file has them: the chain goes on from the last entry
+            // written, with no sequence number used twice.
+            self.buffer = text;
+            return false;
+        }
         let written = match self.file.as_mut() {
             Some(f) => f.write_all(text.as_bytes()),
             None => Err(std::io::Error::other("audit file not open")),
@@ -315,10 +321,6 @@ impl Writer {
         if let Err(e) = written {
             tracing::error!(error = %e, "audit file write failed; requests refused");
             self.file = open_append(&self.config.file);
-            self.buffer = text;
-            return false;
-        }
-        if store_failed.load(Ordering::SeqCst) {
             self.buffer = text;
             return false;
         }

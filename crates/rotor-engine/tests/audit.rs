@@ -222,3 +222,103 @@ async fn rotated_files_each_verify_and_the_chain_runs_through_them() {
     }
     assert_eq!((total, last_seq), (60, 60));
 }
+
+/// Entries appended at once from many tasks are each in the file once, in one chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_appended_at_once_are_each_written_once_in_one_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [9u8; 32];
+    let (_, file) = write_log(dir.path(), key, 500).await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert_eq!(
+        verify(&envelope(key), &text, read_checkpoint(&file)),
+        Verdict::Intact {
+            entries: 500,
+            range: Some((1, 500))
+        }
+    );
+    let mut ids: Vec<String> = text
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["request_id"].to_string())
+        .collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 500);
+}
+
+/// When the store's copy of the log fails, requests are refused without their
+/// entries reaching the file, so the file's chain has no sequence number twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_store_copy_refuses_requests_and_leaves_the_file_chain_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = [11u8; 32];
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("db"), true)
+            .await
+            .unwrap(),
+    );
+    let file = dir.path().join("audit.log");
+    let log = AuditLog::open(
+        AuditConfig {
+            file: file.clone(),
+            max_bytes: u64::MAX,
+            store_sink: true,
+        },
+        store.clone(),
+        Arc::new(envelope(key)),
+    )
+    .await
+    .unwrap();
+    for i in 0..5 {
+        log.append(record(i)).await.unwrap();
+    }
+    store.close().await;
+    // The sink learns of the failure with the next batch it gets.
+    let mut refused = 0;
+    for i in 5..200 {
+        if log.append(record(i)).await.is_err() {
+            refused += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    assert!(refused > 150, "refused {refused} of 195");
+    log.close().await;
+    let text = std::fs::read_to_string(&file).unwrap();
+    match verify(&envelope(key), &text, read_checkpoint(&file)) {
+        Verdict::Intact { entries, .. } => assert_eq!(entries, 200 - refused),
+        broken => panic!("{broken:?}"),
+    }
+}
+
+/// A log that cannot be written refuses every request appended at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_log_that_cannot_be_written_refuses_every_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: Arc<dyn Store> = Arc::new(
+        SqliteStore::open(&dir.path().join("db"), true)
+            .await
+            .unwrap(),
+    );
+    let log = Arc::new(
+        AuditLog::open(
+            AuditConfig {
+                file: "/dev/full".into(),
+                max_bytes: u64::MAX,
+                store_sink: false,
+            },
+            store,
+            Arc::new(envelope([13u8; 32])),
+        )
+        .await
+        .unwrap(),
+    );
+    let tasks: Vec<_> = (0..100)
+        .map(|i| {
+            let log = log.clone();
+            tokio::spawn(async move { log.append(record(i)).await })
+        })
+        .collect();
+    for t in tasks {
+        assert!(t.await.unwrap().is_err());
+    }
+}
