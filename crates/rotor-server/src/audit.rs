@@ -108,10 +108,18 @@ fn decision(status: u16, error: Option<&str>) -> &'static str {
                 | "UnrecognizedClientException"
                 | "InvalidSignatureException"
                 | "IncompleteSignatureException"
-                | "UnauthenticatedException",
+                | "UnauthenticatedException"
+                // Alibaba's API.
+                | "MissingSignature"
+                | "IncompleteSignature"
+                | "InvalidAccessKeyId.NotFound"
+                | "SignatureDoesNotMatch"
+                | "ContentSHA256Mismatch"
+                | "InvalidTimeStamp.Expired"
+                | "SignatureNonceUsed",
             ),
         ) => "unauthenticated",
-        (403, _) | (_, Some("AccessDeniedException")) => "deny",
+        (403, _) | (_, Some("AccessDeniedException" | "Forbidden.NoPermission")) => "deny",
         _ => "allow",
     }
 }

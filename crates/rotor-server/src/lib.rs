@@ -31,6 +31,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod alibaba;
 mod audit;
 mod auth;
 pub mod aws_api;
@@ -77,6 +78,8 @@ pub struct App {
     pub audit: Option<Arc<AuditLog>>,
     /// Region for ARNs of secrets created over the native API.
     pub default_region: String,
+    /// Nonces of Alibaba-signed requests seen within the replay window.
+    pub(crate) acs_nonces: alibaba::signature::Nonces,
     metrics: Option<PrometheusHandle>,
     ready: AtomicBool,
 }
@@ -133,6 +136,7 @@ impl App {
             events,
             audit,
             default_region: "us-east-1".into(),
+            acs_nonces: Default::default(),
             metrics: metrics::install(),
             ready: AtomicBool::new(true),
         })
@@ -148,7 +152,7 @@ impl App {
     /// Every route.
     pub fn router(self: &Arc<Self>) -> Router {
         let mut router = Router::new()
-            .route("/", post(aws_api::handle))
+            .route("/", post(front_door).get(front_door))
             .route("/healthz", get(healthz))
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text));
@@ -201,6 +205,21 @@ async fn metrics_text(State(app): State<Arc<App>>) -> Response {
     match &app.metrics {
         Some(h) => ([("content-type", "text/plain; version=0.0.4")], h.render()).into_response(),
         None => (StatusCode::SERVICE_UNAVAILABLE, "metrics unavailable").into_response(),
+    }
+}
+
+/// `/`: Alibaba's RPC API when the request is Alibaba's ([`alibaba::claims`]), else
+/// AWS's JSON API on `POST`.
+async fn front_door(state: State<Arc<App>>, req: axum::extract::Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let alibaba = alibaba::claims(&parts);
+    let req = axum::extract::Request::from_parts(parts, body);
+    if alibaba {
+        alibaba::handle(state, req).await
+    } else if req.method() == axum::http::Method::POST {
+        aws_api::handle(state, req).await
+    } else {
+        not_found().await
     }
 }
 
