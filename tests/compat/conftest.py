@@ -35,7 +35,7 @@ ACCOUNT_ID = "123456789012"
 ACCESS_KEY_ID = "AKIDCOMPAT"
 SECRET_ACCESS_KEY = "compat-secret-key"
 ROOT_TOKEN = "compat-root-token"
-LISTEN_RE = re.compile(r"rotor listening on (http://127\.0\.0\.1:\d+)")
+LISTEN_RE = re.compile(r"rotor listening on (https?://127\.0\.0\.1:\d+)")
 STARTUP_TIMEOUT = 30.0
 
 # Keep the developer's own AWS settings out of every client this suite makes.
@@ -60,7 +60,11 @@ def rotor_bin() -> Path:
 
 
 class Server:
-    def __init__(self) -> None:
+    """`rotor server --dev` on a free port; `extra_args` such as --tls-cert, and `ca`, the
+    certificate that verifies it when it serves TLS."""
+
+    def __init__(self, extra_args: tuple[str, ...] = (), ca: str | None = None) -> None:
+        self.ca = ca
         binary = rotor_bin()
         if not binary.is_file():
             pytest.fail(f"rotor binary not found at {binary}: run `cargo build -p rotor` or set ROTOR_BIN")
@@ -74,7 +78,7 @@ class Server:
             ROTOR_DEV_SECRET_ACCESS_KEY=SECRET_ACCESS_KEY,
         )
         self.proc = subprocess.Popen(
-            [str(binary), "server", "--dev", "--listen", "127.0.0.1:0"],
+            [str(binary), "server", "--dev", "--listen", "127.0.0.1:0", *extra_args],
             cwd=self.workdir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -134,7 +138,7 @@ class Server:
             if self.proc.poll() is not None:
                 self._fail(f"server exited with code {self.proc.returncode} while waiting for /healthz")
             try:
-                r = requests.get(self.endpoint + "/healthz", timeout=2)
+                r = requests.get(self.endpoint + "/healthz", timeout=2, verify=self.ca or True)
                 if r.status_code == 200:
                     return
                 last = f"HTTP {r.status_code}: {r.text[:200]}"

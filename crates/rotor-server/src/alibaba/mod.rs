@@ -97,7 +97,7 @@ impl From<Error> for AcsError {
             ErrorKind::ResourceNotFound => ("Forbidden.ResourceNotFound", 404),
             ErrorKind::ResourceExists => ("Rejected.ResourceExist", 409),
             ErrorKind::InvalidParameter | ErrorKind::Validation => ("InvalidParameter", 400),
-            ErrorKind::InvalidRequest if e.message.contains("marked for deletion") => {
+            ErrorKind::InvalidRequest if in_delete_window(&e) => {
                 ("Rejected.ResourceInDeleteWindow", 409)
             }
             ErrorKind::InvalidRequest => ("InvalidParameter", 400),
@@ -109,6 +109,12 @@ impl From<Error> for AcsError {
         };
         AcsError::new(code, status, e.message)
     }
+}
+
+/// Whether `e` refuses a secret scheduled for deletion (a change to it, or a new one of
+/// its name): AWS answers both with `InvalidRequestException`, Alibaba with its own code.
+fn in_delete_window(e: &Error) -> bool {
+    e.message.contains("marked for deletion") || e.message.contains("scheduled for deletion")
 }
 
 /// The operations served, by their Alibaba names.
