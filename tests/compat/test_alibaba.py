@@ -590,7 +590,8 @@ def v3_post(prepared) -> requests.Response:
 
 
 def v1_signed(action: str, params: dict[str, str], *, timestamp: str | None = None, nonce: str | None = None,
-              key_id: str = ACCESS_KEY_ID, secret: str = SECRET_ACCESS_KEY) -> dict[str, str]:
+              key_id: str = ACCESS_KEY_ID, secret: str = SECRET_ACCESS_KEY,
+              method: str = "POST") -> dict[str, str]:
     """HMAC-SHA1 RPC parameters exactly as aliyunsdkcore builds them."""
     p = dict(params)
     p.update({
@@ -605,7 +606,7 @@ def v1_signed(action: str, params: dict[str, str], *, timestamp: str | None = No
         "SignatureNonce": nonce or uuid.uuid4().hex,
         "AccessKeyId": key_id,
     })
-    to_sign = "POST&%2F&" + _enc(_canonical_query(p))
+    to_sign = f"{method}&%2F&" + _enc(_canonical_query(p))
     p["Signature"] = base64.b64encode(hmac.new((secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()).decode()
     return p
 
@@ -830,3 +831,27 @@ def test_a_v1_operation_is_the_signed_one_not_an_unsigned_header(v3, endpoint, p
                       headers={"x-acs-action": "GetSecretValue", "x-acs-version": API_VERSION})
     assert value not in r.text, r.text
     assert_ali_error_body(r, "InvalidParameter", 400)
+
+
+def test_raw_v1_get_request_works_and_its_method_is_signed(endpoint, v3, prefix):
+    name, value = f"{prefix}/ali-get", secret_value()
+    create(v3, name, value)
+    params = v1_signed("GetSecretValue", {"SecretName": name}, method="GET")
+    query = "&".join(f"{_enc(k)}={_enc(v)}" for k, v in params.items())
+    r = requests.get(f"{endpoint}/?{query}", timeout=60)
+    assert r.status_code == 200 and r.json()["SecretData"] == value, r.text
+    # The same signature sent with POST does not match.
+    params = v1_signed("GetSecretValue", {"SecretName": name}, method="GET")
+    assert_ali_error_body(v1_post(endpoint, params), "SignatureDoesNotMatch", 400)
+
+
+def test_alibabas_name_rules_apply_on_its_api_only(sm, ali, prefix):
+    long_name = f"{prefix}/" + "n" * (193 - len(prefix) - 1)
+    reserved = f"acs/{prefix}"
+    for name in (long_name, reserved):
+        expect_ali_error(create, "InvalidParameter", ali, name)
+        expect_ali_error(ali.call, "Forbidden.ResourceNotFound", "DescribeSecret", SecretName=name)
+    # The AWS API keeps its own rules: both names are fine there, and Alibaba's API reads them.
+    for name in (long_name, reserved):
+        sm.create_secret(Name=name, SecretString="made-on-aws")
+        assert ali.call("GetSecretValue", SecretName=name)["SecretData"] == "made-on-aws"
