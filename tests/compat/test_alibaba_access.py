@@ -79,3 +79,29 @@ def test_a_bad_signature_is_audited_as_unauthenticated(audited, uid):
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert any(e.get("api") == "alibaba" and e.get("secret") == f"/x/{uid}"
                and e["decision"] == "unauthenticated" for e in entries)
+
+
+def test_replication_and_events_follow_alibaba_writes(endpoint, uid):
+    """A put through Alibaba's API is a put like any other: the replication rule copies
+    it into the application's namespace in the same transaction, and the events say so."""
+    ali = GENERATIONS["v3"](endpoint)
+    source, destination = f"/dba/{uid}/mongo/password", f"/app/mp-{uid}/mongo/password"
+    ali.call("CreateSecret", SecretName=source, SecretData="first", VersionId="v1")
+    native(endpoint, "POST", "/v1/replication", {
+        "name": f"mp-{uid}", "kind": "copy", "source": source, "destination": destination})
+    got = ali.call("GetSecretValue", SecretName=destination)
+    assert (got["SecretData"], got["VersionId"]) == ("first", "v1")
+
+    ali.call("PutSecretValue", SecretName=source, SecretData="second", VersionId="v2")
+    got = ali.call("GetSecretValue", SecretName=destination)
+    assert (got["SecretData"], got["VersionId"]) == ("second", "v2")
+    assert ali.call("GetSecretValue", SecretName=destination,
+                    VersionStage="ACSPrevious")["VersionId"] == "v1"
+
+    events = native(endpoint, "GET", f"/v1/events?prefix=/dba/{uid}/&after=0")["events"]
+    puts = [e for e in events if e["kind"] == "version.put" and e["secret"] == source]
+    assert [e["detail"]["version"] for e in puts] == ["v1", "v2"], events
+    assert all("second" not in json.dumps(e) for e in events)
+    applied = native(endpoint, "GET", f"/v1/events?prefix=/app/mp-{uid}/&after=0")["events"]
+    assert any(e["kind"] == "replication.applied" and e["detail"]["version"] == "v2"
+               for e in applied), applied
