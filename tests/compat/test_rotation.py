@@ -462,3 +462,33 @@ def test_cli_rotate_secret(aws, sm, server, endpoint, uid, prefix, target):
     assert c["Name"] == name and "VersionId" not in c
     _, d, _ = aws("describe-secret", "--secret-id", name, check=True)
     assert d["RotationEnabled"] is False and "NextRotationDate" not in d
+
+
+def test_back_to_back_rotations_are_over_when_awscurrent_moves(sm, endpoint, uid, prefix):
+    """AWS clients (its templates, many scripts) wait for AWSCURRENT to move, then describe
+    the secret or rotate it again at once: the answers follow the labels, not the moment
+    Rotor's own record of the rotation closes."""
+    arn = create_rotator(endpoint, f"b2b-{uid}", "random", {"length": 20})
+    name = f"{prefix}/back-to-back"
+    sm.create_secret(Name=name, SecretString="first")
+    previous_rotated = None
+    for i in range(20):
+        asked = utc(dt.datetime.now(dt.timezone.utc)) - dt.timedelta(seconds=1)
+        if i == 0:
+            token = sm.rotate_secret(SecretId=name, RotationLambdaARN=arn,
+                                     RotationRules={"AutomaticallyAfterDays": 30})["VersionId"]
+        else:
+            token = sm.rotate_secret(SecretId=name)["VersionId"]  # refused if the last one lagged
+        deadline = time.monotonic() + ROTATION_TIMEOUT
+        while True:
+            d = sm.describe_secret(SecretId=name)
+            if "AWSCURRENT" in d["VersionIdsToStages"].get(token, []):
+                break
+            assert time.monotonic() < deadline, f"rotation {i} did not finish: {d}"
+        # Described at once, the rotation is over in every field.
+        rotated = utc(d["LastRotatedDate"])
+        assert rotated >= asked.replace(microsecond=0), (i, d)
+        assert previous_rotated is None or rotated >= previous_rotated, (i, d)
+        assert utc(d["NextRotationDate"]) > rotated, (i, d)
+        assert d["VersionIdsToStages"][token] == ["AWSCURRENT"], (i, d)
+        previous_rotated = rotated

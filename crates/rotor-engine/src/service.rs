@@ -25,6 +25,10 @@ pub const DEFAULT_ACCOUNT_ID: &str = "123456789012";
 /// Default recovery window of `DeleteSecret`.
 pub const DEFAULT_RECOVERY_DAYS: i64 = 30;
 
+/// How long an answer waits for a finished rotation's record to close
+/// ([`SecretService::settled`]): normally a moment.
+pub const SETTLE: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `CreateSecret`.
 #[derive(Debug, Default)]
 pub struct CreateSecret {
@@ -865,11 +869,64 @@ impl SecretService {
         Ok((record, versions))
     }
 
+    /// `record`, or, when its latest rotation has moved `AWSCURRENT`, the secret as that
+    /// rotation left it: waiting (up to [`SETTLE`]) while the rotation's record has not
+    /// closed yet, and read afresh when `record` was read before it closed. AWS clients
+    /// see a rotation end when `AWSCURRENT` moves, and act on it at once (describe it,
+    /// rotate again): the answers must not lag behind.
+    pub async fn settled(&self, record: Arc<SecretRecord>) -> Result<Arc<SecretRecord>> {
+        if record.meta.rotation.rotator.is_none() {
+            return Ok(record);
+        }
+        let holder = |r: &SecretRecord, label: &str| {
+            r.versions
+                .iter()
+                .find(|v| v.labels.iter().any(|l| l == label))
+                .map(|v| v.id.clone())
+        };
+        let current = holder(&record, AWSCURRENT);
+        let deadline = std::time::Instant::now() + SETTLE;
+        loop {
+            let Some(latest) = self.store.rotations(record.meta.id, 1).await?.pop() else {
+                return Ok(record);
+            };
+            if current.as_deref() != Some(latest.token.as_str()) {
+                return Ok(record);
+            }
+            let closing = latest.status == model::RotationStatus::Running
+                && latest.step == model::Step::FinishSecret;
+            if !closing {
+                // Read before the record closed: the label it releases, or the date
+                // it sets, would lag.
+                let stale = holder(&record, label::AWSPENDING) == current
+                    || record.meta.rotation.last_rotated.is_none_or(|t| {
+                        latest.finished.is_some_and(|f| t < f) || t < latest.started
+                    });
+                if !stale {
+                    return Ok(record);
+                }
+                return match self
+                    .store
+                    .load(&Lookup::Name(record.meta.name.clone()))
+                    .await?
+                {
+                    Some(fresh) => Ok(Arc::new(fresh)),
+                    None => Ok(record),
+                };
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(record);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
+
     /// `DescribeSecret`.
     pub async fn describe(&self, caller: &Caller, secret_id: &str) -> Result<Description> {
         let record = self
             .authorized(caller, Capability::Describe, secret_id)
             .await?;
+        let record = self.settled(record).await?;
         let mut versions_to_stages: Vec<(String, Vec<String>)> = record
             .versions
             .iter()

@@ -96,6 +96,10 @@ impl Rotations {
             .service
             .resolve_for(caller, Capability::Rotate, &req.secret_id)
             .await?;
+        // A rotation whose finishSecret moved AWSCURRENT is over for the caller, who
+        // may rotate again at once: its record closes a moment later. Everything below
+        // reads the record once it has.
+        let record = self.service.settled(record).await?;
         if record.meta.is_deleted() {
             return Err(Error::invalid_request(
                 "You can't perform this operation on the secret because it was marked for deletion.",

@@ -90,6 +90,20 @@ pub(super) async fn run(
                 });
                 r.error = None;
                 match next_step(rot, &record, &r, step).await {
+                    Some(Step::RetirePrevious) if step == Step::FinishSecret => {
+                        // AWSCURRENT has moved: for AWS clients the rotation is over
+                        // and the schedule moves on, though retiring the previous
+                        // credential may wait for its consumers.
+                        let fresh = rot.service.resolve(name).await?;
+                        if !holds_current(&fresh, token) {
+                            return failed_attempt(rot, name, token, r, step, not_current())
+                                .await
+                                .map(|_| None);
+                        }
+                        r.step = Step::RetirePrevious;
+                        let meta = rotated(rot, &fresh)?;
+                        save(rot, name, &record.meta.arn, r, Some(meta)).await?;
+                    }
                     Some(next) => {
                         r.step = next;
                         save(rot, name, &record.meta.arn, r, None).await?;
@@ -190,24 +204,16 @@ async fn save(
 /// off it, and the schedule moves on.
 async fn succeed(rot: &Rotations, name: &str, token: &str, mut r: RotationRecord) -> Result<()> {
     let record = rot.service.resolve(name).await?;
-    let holder = |label: &str| {
-        record
-            .versions
-            .iter()
-            .find(|v| v.labels.iter().any(|l| l == label))
-            .map(|v| v.id.clone())
-    };
-    if holder(AWSCURRENT).as_deref() != Some(token) {
-        let e = Error::invalid_request(
-            "finishSecret returned, but AWSCURRENT is not on the new version",
-        );
-        return failed_attempt(rot, name, token, r, Step::FinishSecret, e).await;
+    if !holds_current(&record, token) {
+        return failed_attempt(rot, name, token, r, Step::FinishSecret, not_current()).await;
     }
     let now = rot.now();
-    let mut meta = record.meta.rotation.clone();
-    meta.last_rotated = Some(now);
-    meta.failed = None;
-    reschedule(&mut meta, now, now)?;
+    // After retirePrevious the rotation counted as done when AWSCURRENT moved.
+    let meta = if r.step == Step::RetirePrevious {
+        record.meta.rotation.clone()
+    } else {
+        rotated(rot, &record)?
+    };
     r.status = RotationStatus::Succeeded;
     r.finished = Some(now);
     r.resume_at = None;
@@ -215,6 +221,32 @@ async fn succeed(rot: &Rotations, name: &str, token: &str, mut r: RotationRecord
     metrics::counter!("rotor_rotations_total", "result" => "succeeded").increment(1);
     tracing::info!(secret = %name, rotation = %token, "rotation succeeded");
     Ok(())
+}
+
+/// Whether `AWSCURRENT` is on version `token`.
+fn holds_current(record: &rotor_store::SecretRecord, token: &str) -> bool {
+    record
+        .versions
+        .iter()
+        .any(|v| v.id == token && v.labels.iter().any(|l| l == AWSCURRENT))
+}
+
+fn not_current() -> Error {
+    Error::invalid_request("finishSecret returned, but AWSCURRENT is not on the new version")
+}
+
+/// The secret's rotation settings once a rotation has moved `AWSCURRENT`: rotated now,
+/// no failure, the next one scheduled.
+fn rotated(
+    rot: &Rotations,
+    record: &rotor_store::SecretRecord,
+) -> Result<rotor_core::model::RotationMeta> {
+    let now = rot.now();
+    let mut meta = record.meta.rotation.clone();
+    meta.last_rotated = Some(now);
+    meta.failed = None;
+    reschedule(&mut meta, now, now)?;
+    Ok(meta)
 }
 
 /// A step failed: retry the whole rotation after a backoff, or give up.
