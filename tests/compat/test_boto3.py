@@ -854,3 +854,69 @@ def test_error_response_shape(endpoint, prefix):
     assert_json_client_error(r, ("ResourceNotFoundException",))
     assert r.headers["Content-Type"].startswith("application/x-amz-json-1.1")
     assert "x-amzn-requestid" in {k.lower() for k in r.headers}
+
+
+# --------------------------------------------------------------------------- AWS's own words
+
+
+def message(e: ClientError) -> str:
+    return e.response["Error"]["Message"]
+
+
+def test_token_clash_in_aws_words(sm, prefix):
+    name, token = f"{prefix}/clash", "c" * 32
+    arn = sm.create_secret(Name=name, SecretString="a")["ARN"]
+    sm.put_secret_value(SecretId=name, SecretString="b", ClientRequestToken=token)
+    e = expect_error(sm.put_secret_value, "ResourceExistsException", SecretId=name,
+                     SecretString="other", ClientRequestToken=token)
+    assert message(e) == (f"You can't use ClientRequestToken {token} because that value is "
+                          f"already in use for a version of secret {arn}.")
+
+
+def test_moving_awscurrent_without_remove_from_in_aws_words(sm, prefix):
+    name = f"{prefix}/move"
+    first = sm.create_secret(Name=name, SecretString="a")["VersionId"]
+    second = sm.put_secret_value(SecretId=name, SecretString="b", VersionStages=["next"])["VersionId"]
+    e = expect_error(sm.update_secret_version_stage, "InvalidParameterException", SecretId=name,
+                     VersionStage="AWSCURRENT", MoveToVersionId=second)
+    assert message(e) == (
+        "The parameter RemoveFromVersionId can't be empty. Staging label AWSCURRENT is currently "
+        f"attached to version {first}, so you must explicitly reference that version in "
+        "RemoveFromVersionId.")
+
+
+def test_rotate_secret_checks_its_parameters_before_the_rotation_function(sm_raw, prefix):
+    name = f"{prefix}/norotator"
+    sm_raw.create_secret(Name=name, SecretString="a")
+    e = expect_error(sm_raw.rotate_secret, "InvalidParameterException", SecretId=name,
+                     ClientRequestToken="short")
+    assert message(e) == "ClientRequestToken must be 32-64 characters long."
+    e = expect_error(sm_raw.rotate_secret, "InvalidParameterException", SecretId=name,
+                     RotationRules={"AutomaticallyAfterDays": 0})
+    assert message(e) == "RotationRules.AutomaticallyAfterDays must be within 1-1000."
+    # Only then: no function.
+    expect_error(sm_raw.rotate_secret, "InvalidRequestException", SecretId=name)
+
+
+def test_delete_secret_checks_the_window_first_and_forgets_nothing(sm_raw, prefix):
+    name = f"{prefix}/window"
+    sm_raw.create_secret(Name=name, SecretString="a")
+    e = expect_error(sm_raw.delete_secret, "InvalidParameterException", SecretId=name,
+                     RecoveryWindowInDays=3, ForceDeleteWithoutRecovery=True)
+    assert message(e) == "RecoveryWindowInDays value must be between 7 and 30 days (inclusive)."
+    e = expect_error(sm_raw.delete_secret, "InvalidParameterException", SecretId=name,
+                     RecoveryWindowInDays=7, ForceDeleteWithoutRecovery=True)
+    assert "ForceDeleteWithoutRecovery" in message(e)
+    assert sm_raw.get_secret_value(SecretId=name)["SecretString"] == "a"
+    # A forced delete of a secret that is not there answers as a delete.
+    gone = f"{prefix}/never-was"
+    r = sm_raw.delete_secret(SecretId=gone, ForceDeleteWithoutRecovery=True)
+    assert r["Name"] == gone and "DeletionDate" in r
+    expect_error(sm_raw.describe_secret, "ResourceNotFoundException", SecretId=gone)
+
+
+def test_put_secret_value_without_a_value_in_aws_words(sm_raw, prefix):
+    name = f"{prefix}/novalue"
+    sm_raw.create_secret(Name=name, SecretString="a")
+    e = expect_error(sm_raw.put_secret_value, "InvalidRequestException", SecretId=name)
+    assert message(e) == "You must provide either SecretString or SecretBinary."

@@ -235,7 +235,7 @@ impl LabelBoard {
                     && remove_from != Some(h)
                 {
                     return Err(Error::invalid_parameter(format!(
-                        "The staging label {label} is currently attached to version {h}; specify RemoveFromVersionId {h} to move it"
+                        "The parameter RemoveFromVersionId can't be empty. Staging label {label} is currently attached to version {h}, so you must explicitly reference that version in RemoveFromVersionId."
                     )));
                 }
                 if holder.as_deref() == Some(to) {

@@ -192,8 +192,8 @@ impl Schedule {
             }
             (Some(days), None) => {
                 if !(1..=MAX_DAYS).contains(&days) {
-                    return Err(Error::validation(format!(
-                        "AutomaticallyAfterDays: must be 1 to {MAX_DAYS}, got {days}"
+                    return Err(Error::invalid_parameter(format!(
+                        "RotationRules.AutomaticallyAfterDays must be within 1-{MAX_DAYS}."
                     )));
                 }
                 Recurrence::AfterDays(days)
@@ -1470,8 +1470,8 @@ mod tests {
                     automatically_after_days: Some(days),
                     ..RotationRules::default()
                 },
-                ErrorKind::Validation,
-                &format!("AutomaticallyAfterDays: must be 1 to 1000, got {days}"),
+                ErrorKind::InvalidParameter,
+                "RotationRules.AutomaticallyAfterDays must be within 1-1000.",
             );
         }
     }

@@ -607,6 +607,14 @@ impl SecretService {
         }
         let out = self.apply(&secret.name, &secret.arn, mutation).await;
         self.forget_replicas(&replicas.touched);
+        // A version id already taken by another value: AWS's own words.
+        let out = out.map_err(|e| match e.kind {
+            ErrorKind::ResourceExists => Error::exists(format!(
+                "You can't use ClientRequestToken {version_id} because that value is already in use for a version of secret {}.",
+                secret.arn
+            )),
+            _ => e,
+        });
         let out = match out? {
             Outcome::All(mut all) if !all.is_empty() => all.swap_remove(0),
             other => other,
@@ -990,16 +998,17 @@ impl SecretService {
         recovery_days: Option<i64>,
         force: bool,
     ) -> Result<Deleted> {
+        // AWS checks the window before the conflict with a forced delete.
+        let days = recovery_days.unwrap_or(DEFAULT_RECOVERY_DAYS);
+        if !(7..=30).contains(&days) {
+            return Err(Error::invalid_parameter(
+                "RecoveryWindowInDays value must be between 7 and 30 days (inclusive).",
+            ));
+        }
         if force && recovery_days.is_some() {
             return Err(Error::invalid_parameter(
                 "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.",
             ));
-        }
-        let days = recovery_days.unwrap_or(DEFAULT_RECOVERY_DAYS);
-        if !(7..=30).contains(&days) {
-            return Err(Error::invalid_parameter(format!(
-                "RecoveryWindowInDays must be between 7 and 30 days, got {days}"
-            )));
         }
         let record = self
             .authorized(caller, Capability::Delete, secret_id)

@@ -209,7 +209,7 @@ async fn dispatch(
         "ListSecretVersionIds" => list_secret_version_ids(service, c, parse(body)?).await?,
         "DescribeSecret" => describe_secret(service, c, parse(body)?).await?,
         "ListSecrets" => list_secrets(service, c, parse(body)?).await?,
-        "DeleteSecret" => delete_secret(service, c, parse(body)?).await?,
+        "DeleteSecret" => delete_secret(service, c, parse(body)?, region).await?,
         "RestoreSecret" => restore_secret(service, c, parse(body)?).await?,
         "GetRandomPassword" => get_random_password(service, c, parse(body)?)?,
         "TagResource" => tag_resource(service, c, parse(body)?).await?,
@@ -392,7 +392,7 @@ async fn put_secret_value(
     req: PutSecretValueIn,
 ) -> Result<Value, AwsError> {
     let value = value_from(req.secret_string, req.secret_binary)?.ok_or_else(|| {
-        Error::invalid_parameter("You must provide either SecretString or SecretBinary.")
+        Error::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
     let put = s
         .put_value(
@@ -715,6 +715,16 @@ async fn rotate_secret(
     c: &Caller,
     req: RotateSecretIn,
 ) -> Result<Value, AwsError> {
+    // AWS's length for a token (Alibaba's API takes shorter version ids).
+    if req
+        .client_request_token
+        .as_ref()
+        .is_some_and(|t| !(32..=64).contains(&t.len()))
+    {
+        return Err(
+            Error::invalid_parameter("ClientRequestToken must be 32-64 characters long.").into(),
+        );
+    }
     let done = rotations
         .rotate_secret(
             c,
@@ -817,15 +827,29 @@ async fn delete_secret(
     s: &SecretService,
     c: &Caller,
     req: DeleteSecretIn,
+    region: &str,
 ) -> Result<Value, AwsError> {
-    let d = s
-        .delete(
-            c,
-            &req.secret_id,
-            req.recovery_window_in_days,
-            req.force_delete_without_recovery.unwrap_or(false),
-        )
-        .await?;
+    let force = req.force_delete_without_recovery.unwrap_or(false);
+    let deleted = s
+        .delete(c, &req.secret_id, req.recovery_window_in_days, force)
+        .await;
+    let d = match deleted {
+        // A forced delete of a secret that is not there is done, as on AWS. (A plain
+        // name is authorized before it is looked up: the caller may delete it.)
+        Err(e)
+            if force
+                && e.kind == rotor_core::ErrorKind::ResourceNotFound
+                && !req.secret_id.starts_with("arn:") =>
+        {
+            let arn = format!(
+                "arn:aws:secretsmanager:{region}:{}:secret:{}",
+                s.account_id(),
+                req.secret_id
+            );
+            return Ok(json!({"ARN": arn, "Name": req.secret_id, "DeletionDate": epoch(s.now())}));
+        }
+        other => other?,
+    };
     Ok(json!({"ARN": d.arn, "Name": d.name, "DeletionDate": epoch(d.deletion_date)}))
 }
 

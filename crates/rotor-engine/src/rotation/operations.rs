@@ -106,6 +106,10 @@ impl Rotations {
             ));
         }
         let mut meta = record.meta.rotation.clone();
+        // The rules are checked before the rotator, as AWS does.
+        if let Some(rules) = &req.rules {
+            Schedule::parse(rules)?;
+        }
         let rotator = match req.rotator.as_deref().or(meta.rotator.as_deref()) {
             Some(r) => r.to_string(),
             None => {
