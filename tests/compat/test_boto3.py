@@ -920,3 +920,30 @@ def test_put_secret_value_without_a_value_in_aws_words(sm_raw, prefix):
     sm_raw.create_secret(Name=name, SecretString="a")
     e = expect_error(sm_raw.put_secret_value, "InvalidRequestException", SecretId=name)
     assert message(e) == "You must provide either SecretString or SecretBinary."
+
+
+def test_batch_get_and_list_filters_in_aws_words(sm_raw, prefix):
+    e = expect_error(sm_raw.batch_get_secret_value, "InvalidParameterException")
+    assert message(e) == "Either 'SecretIdList' or 'Filters' must be provided, but not both."
+    e = expect_error(sm_raw.batch_get_secret_value, "InvalidParameterException",
+                     SecretIdList=[f"{prefix}/a"], Filters=[{"Key": "name", "Values": [prefix]}])
+    assert message(e) == "Either 'SecretIdList' or 'Filters' must be provided, but not both."
+    e = expect_error(sm_raw.batch_get_secret_value, "InvalidParameterException",
+                     SecretIdList=[f"{prefix}/a"], MaxResults=5)
+    assert message(e) == ("'Filters' not specified. 'Filters' must also be specified when "
+                          "'MaxResults' is provided.")
+    e = expect_error(sm_raw.list_secrets, "ValidationException",
+                     Filters=[{"Key": "name", "Values": [prefix]}, {"Key": "colour", "Values": ["x"]}])
+    assert message(e) == (
+        "1 validation error detected: Value 'colour' at 'filters.2.member.key' failed to satisfy "
+        "constraint: Member must satisfy enum value set: [description, name, tag-key, tag-value, "
+        "primary-region, owning-service, all]")
+
+
+def test_rotation_enabled_only_once_rotation_was_configured(sm, prefix):
+    name = f"{prefix}/never-rotated"
+    sm.create_secret(Name=name, SecretString="a")
+    d = sm.describe_secret(SecretId=name)
+    assert "RotationEnabled" not in d and "RotationRules" not in d, d
+    listed = sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]
+    assert [s["Name"] for s in listed] == [name] and "RotationEnabled" not in listed[0]

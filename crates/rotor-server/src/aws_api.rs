@@ -314,9 +314,18 @@ fn filters_in(filters: Option<Vec<FilterIn>>) -> Result<Vec<Filter>, AwsError> {
     }
     filters
         .into_iter()
-        .map(|f| {
-            Filter::new(f.key.as_deref().unwrap_or(""), f.values.unwrap_or_default())
-                .map_err(Into::into)
+        .enumerate()
+        .map(|(i, f)| {
+            let key = f.key.as_deref().unwrap_or("");
+            if rotor_core::filter::FilterKey::parse(key).is_err() {
+                // AWS's model validation, in its words.
+                return Err(Error::validation(format!(
+                    "1 validation error detected: Value '{key}' at 'filters.{}.member.key' failed to satisfy constraint: Member must satisfy enum value set: [description, name, tag-key, tag-value, primary-region, owning-service, all]",
+                    i + 1
+                ))
+                .into());
+            }
+            Filter::new(key, f.values.unwrap_or_default()).map_err(Into::into)
         })
         .collect()
 }
@@ -481,23 +490,21 @@ async fn batch_get_secret_value(
     req: BatchGetIn,
 ) -> Result<Value, AwsError> {
     let ids = match (req.secret_id_list, req.filters) {
-        (Some(_), Some(_)) => {
+        (Some(_), Some(_)) | (None, None) => {
             return Err(Error::invalid_parameter(
-                "Specify either SecretIdList or Filters, not both.",
+                "Either 'SecretIdList' or 'Filters' must be provided, but not both.",
             )
             .into());
-        }
-        (None, None) => {
-            return Err(Error::invalid_parameter("Specify either SecretIdList or Filters.").into());
         }
         (Some(ids), None) => {
             if ids.is_empty() || ids.len() > 20 {
                 return Err(Error::validation("SecretIdList must hold 1 to 20 ids").into());
             }
             if req.max_results.is_some() {
-                return Err(
-                    Error::invalid_parameter("MaxResults can only be used with Filters.").into(),
-                );
+                return Err(Error::invalid_parameter(
+                    "'Filters' not specified. 'Filters' must also be specified when 'MaxResults' is provided.",
+                )
+                .into());
             }
             ids
         }
@@ -649,7 +656,10 @@ fn describe_out(
         out.insert("KmsKeyId".into(), json!(k));
     }
     let r = &meta.rotation;
-    out.insert("RotationEnabled".into(), json!(r.enabled));
+    // AWS leaves it out for a secret never configured for rotation.
+    if r.enabled || r.rotator.is_some() || r.rules.is_some() {
+        out.insert("RotationEnabled".into(), json!(r.enabled));
+    }
     if let Some(rotator) = &r.rotator {
         out.insert("RotationLambdaARN".into(), json!(rotator));
     }
