@@ -947,3 +947,11 @@ def test_rotation_enabled_only_once_rotation_was_configured(sm, prefix):
     assert "RotationEnabled" not in d and "RotationRules" not in d, d
     listed = sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]
     assert [s["Name"] for s in listed] == [name] and "RotationEnabled" not in listed[0]
+
+
+def test_put_secret_value_answers_its_stages_in_the_order_given(sm, prefix):
+    name = f"{prefix}/stage-order"
+    sm.create_secret(Name=name, SecretString="a")
+    r = sm.put_secret_value(SecretId=name, SecretString="b",
+                            VersionStages=["zeta", "AWSCURRENT", "alpha"])
+    assert r["VersionStages"] == ["zeta", "AWSCURRENT", "alpha"]

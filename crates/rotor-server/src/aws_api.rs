@@ -403,7 +403,8 @@ async fn put_secret_value(
     let value = value_from(req.secret_string, req.secret_binary)?.ok_or_else(|| {
         Error::invalid_request("You must provide either SecretString or SecretBinary.")
     })?;
-    let put = s
+    let given = req.version_stages.clone().unwrap_or_default();
+    let mut put = s
         .put_value(
             c,
             PutValue {
@@ -414,6 +415,9 @@ async fn put_secret_value(
             },
         )
         .await?;
+    // In the order given, as AWS answers (any other label after them).
+    put.stages
+        .sort_by_key(|l| given.iter().position(|g| g == l).unwrap_or(usize::MAX));
     Ok(
         json!({"ARN": put.arn, "Name": put.name, "VersionId": put.version_id, "VersionStages": put.stages}),
     )
