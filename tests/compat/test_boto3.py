@@ -955,3 +955,15 @@ def test_put_secret_value_answers_its_stages_in_the_order_given(sm, prefix):
     r = sm.put_secret_value(SecretId=name, SecretString="b",
                             VersionStages=["zeta", "AWSCURRENT", "alpha"])
     assert r["VersionStages"] == ["zeta", "AWSCURRENT", "alpha"]
+
+
+def test_primary_region_filter_is_the_region_a_secret_was_created_in(endpoint, prefix):
+    east, west = make_client(endpoint, region="us-east-1"), make_client(endpoint, region="eu-west-1")
+    east.create_secret(Name=f"{prefix}/east", SecretString="e")
+    west.create_secret(Name=f"{prefix}/west", SecretString="w")
+    names = lambda values: sorted(s["Name"] for s in east.list_secrets(Filters=[  # noqa: E731
+        {"Key": "name", "Values": [prefix]}, {"Key": "primary-region", "Values": values}])["SecretList"])
+    assert names(["eu-west-1"]) == [f"{prefix}/west"]
+    assert names(["us-"]) == [f"{prefix}/east"]
+    assert names(["!eu-"]) == [f"{prefix}/east"]
+    assert names(["ap-"]) == []

@@ -103,7 +103,10 @@ impl Filter {
                 .is_some_and(|d| d.to_lowercase().starts_with(&v.to_lowercase())),
             FilterKey::TagKey => s.tags.iter().any(|t| t.key.starts_with(v)),
             FilterKey::TagValue => s.tags.iter().any(|t| t.value.starts_with(v)),
-            FilterKey::PrimaryRegion | FilterKey::OwningService => false,
+            // The region a secret was created in, as its ARN names it.
+            FilterKey::PrimaryRegion => s.arn.split(':').nth(3).is_some_and(|r| r.starts_with(v)),
+            // No secret here is managed by another service.
+            FilterKey::OwningService => false,
             FilterKey::All => {
                 let mut attrs: Vec<&str> = vec![s.name.as_str()];
                 attrs.extend(s.description.as_deref());
@@ -188,6 +191,17 @@ mod tests {
 
     fn f(key: &str, values: &[&str]) -> Filter {
         Filter::new(key, values.iter().map(|v| v.to_string()).collect()).unwrap()
+    }
+
+    #[test]
+    fn primary_region_is_the_arns_region_as_a_prefix() {
+        let mut s = secret("prod/db", None, &[]);
+        s.arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-AbCdEf".into();
+        assert!(f("primary-region", &["eu-west-1"]).matches(&s));
+        assert!(f("primary-region", &["eu-"]).matches(&s));
+        assert!(!f("primary-region", &["us-east-1"]).matches(&s));
+        assert!(f("primary-region", &["!us-"]).matches(&s));
+        assert!(!f("owning-service", &["rds"]).matches(&s));
     }
 
     #[test]
