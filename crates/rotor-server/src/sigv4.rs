@@ -77,8 +77,8 @@ impl SigV4Error {
 const X_AMZ_DATE: HeaderName = HeaderName::from_static("x-amz-date");
 const X_AMZ_CONTENT_SHA256: HeaderName = HeaderName::from_static("x-amz-content-sha256");
 
-/// The parts of an HTTP request that a signature covers.
-#[derive(Debug)]
+/// The parts of an HTTP request that a signature covers. (`Debug` leaves the body
+/// out: it can hold a secret value.)
 pub struct SignedRequest<'a> {
     /// HTTP method.
     pub method: &'a str,
@@ -90,6 +90,16 @@ pub struct SignedRequest<'a> {
     pub headers: &'a HeaderMap,
     /// The body.
     pub body: &'a [u8],
+}
+
+impl std::fmt::Debug for SignedRequest<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who signed a verified request, and for which region.

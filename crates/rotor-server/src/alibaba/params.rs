@@ -2,6 +2,7 @@
 //! the body's, decoded; and the percent-encoding Alibaba's signatures use.
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
+use secrecy::{ExposeSecret as _, SecretString};
 
 /// Everything but RFC 3986's unreserved characters is encoded, `%XX` upper case.
 const ENCODED: &AsciiSet = &NON_ALPHANUMERIC
@@ -15,9 +16,19 @@ pub fn encode(s: &str) -> String {
     utf8_percent_encode(s, ENCODED).to_string()
 }
 
-/// A request's parameters in the order they came, query first.
-#[derive(Debug, Clone, Default)]
-pub struct Params(Vec<(String, String)>);
+/// A request's parameters in the order they came, query first. Any of them may be a
+/// secret value (`SecretData`), so each is held as a [`SecretString`] and `Debug`
+/// shows only the names.
+#[derive(Clone, Default)]
+pub struct Params(Vec<(String, SecretString)>);
+
+impl std::fmt::Debug for Params {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|(k, _)| format!("{k}=[redacted]")))
+            .finish()
+    }
+}
 
 impl Params {
     /// The parameters of `query` and of a form-encoded `form` body.
@@ -26,7 +37,12 @@ impl Params {
         if let Some(body) = form {
             pairs.extend(Params::decode_pairs(&String::from_utf8_lossy(body)));
         }
-        Params(pairs)
+        Params(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, SecretString::from(v)))
+                .collect(),
+        )
     }
 
     /// `a=1&b=2` decoded (`+` is a space, as in forms).
@@ -45,12 +61,12 @@ impl Params {
         self.0
             .iter()
             .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+            .map(|(_, v)| v.expose_secret())
     }
 
     /// Every parameter.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
-        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+        self.0.iter().map(|(k, v)| (k.as_str(), v.expose_secret()))
     }
 
     /// Whether `name` is present.
@@ -72,6 +88,16 @@ mod tests {
     fn encoding_keeps_only_unreserved_characters() {
         assert_eq!(encode("a b*c~d/e+f=g"), "a%20b%2Ac~d%2Fe%2Bf%3Dg");
         assert_eq!(encode("é"), "%C3%A9");
+    }
+
+    #[test]
+    fn debug_shows_names_not_values() {
+        let p = Params::from_query_and_form("SecretName=a", Some(b"SecretData=hunter2"));
+        let shown = format!("{p:?}");
+        assert!(
+            shown.contains("SecretData") && !shown.contains("hunter2"),
+            "{shown}"
+        );
     }
 
     #[test]

@@ -104,8 +104,8 @@ pub struct Verified {
     pub access_key_id: String,
 }
 
-/// The parts of a request a signature covers.
-#[derive(Debug)]
+/// The parts of a request a signature covers. (`Debug` leaves the body and the
+/// parameters' values out: they can hold a secret value.)
 pub struct SignedParts<'a> {
     /// HTTP method.
     pub method: &'a str,
@@ -119,6 +119,17 @@ pub struct SignedParts<'a> {
     pub body: &'a [u8],
     /// Query and form parameters, decoded.
     pub params: &'a Params,
+}
+
+impl std::fmt::Debug for SignedParts<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignedParts")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("params", self.params)
+            .field("body_len", &self.body.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Verifies `req`'s V3 or V1 signature at `now`, asking `secret_of` for the secret of an
