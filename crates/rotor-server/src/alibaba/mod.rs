@@ -10,6 +10,7 @@
 
 mod ops;
 pub mod params;
+mod shapes;
 pub mod signature;
 
 use crate::serve::PeerAddr;
@@ -20,7 +21,7 @@ use axum::http::{HeaderValue, StatusCode, request::Parts};
 use axum::response::{IntoResponse, Response};
 use params::Params;
 use rotor_core::{Error, ErrorKind};
-use serde_json::{Value, json};
+use serde::Serialize;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -80,15 +81,27 @@ impl AcsError {
         AcsError::new("InvalidParameter", 400, message)
     }
 
-    fn body(&self, request_id: &str) -> Value {
-        json!({
-            "RequestId": request_id,
-            "HostId": "rotor",
-            "Code": self.code,
-            "Message": self.message,
-            "Recommend": "See the Alibaba Cloud API section of Rotor's README",
-        })
+    fn body(&self, request_id: &str) -> Vec<u8> {
+        let body = ErrorBody {
+            request_id,
+            host_id: "rotor",
+            code: self.code,
+            message: &self.message,
+            recommend: "See the Alibaba Cloud API section of Rotor's README",
+        };
+        serde_json::to_vec(&body).unwrap_or_default()
     }
+}
+
+/// An error as Alibaba sends it.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct ErrorBody<'a> {
+    request_id: &'a str,
+    host_id: &'a str,
+    code: &'a str,
+    message: &'a str,
+    recommend: &'a str,
 }
 
 impl From<Error> for AcsError {
@@ -238,18 +251,13 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             .filter(|r| rotor_core::name::validate_region(r).is_ok())
             .unwrap_or(&app.default_region)
             .to_string();
-        ops::dispatch(&app, &caller, op, &params, &region).await
+        ops::dispatch(&app, &caller, op, &params, &region, &request_id).await
     }
     .await;
     let response = match result {
-        Ok(mut value) => {
-            if let Value::Object(map) = &mut value {
-                map.insert("RequestId".into(), json!(request_id));
-            }
-            json_response(StatusCode::OK, &value)
-        }
+        Ok(body) => json_response(StatusCode::OK, body),
         Err(e) => {
-            let mut resp = json_response(e.status, &e.body(&request_id));
+            let mut resp = json_response(e.status, e.body(&request_id));
             resp.extensions_mut()
                 .insert(crate::error::ErrorType(e.code));
             resp
@@ -270,7 +278,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
                 500,
                 "The request could not be audited, so it was refused",
             );
-            json_response(e.status, &e.body(&request_id))
+            json_response(e.status, e.body(&request_id))
         },
     )
     .await;
@@ -278,8 +286,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
     response
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
-    let body = serde_json::to_vec(value).unwrap_or_default();
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut resp = (status, Body::from(body)).into_response();
     resp.headers_mut().insert(
         "content-type",

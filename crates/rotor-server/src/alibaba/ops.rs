@@ -3,6 +3,7 @@
 
 use super::AcsError;
 use super::params::Params;
+use super::shapes::{self, Reply, Stages, Tags};
 use crate::App;
 use crate::audit::Subject;
 use base64::Engine as _;
@@ -18,29 +19,47 @@ use rotor_core::value::SecretValue;
 use rotor_engine::rotation::RotateRequest;
 use rotor_engine::{Caller, CreateSecret, ListSecrets, PutValue, SortBy, SortOrder};
 use secrecy::{ExposeSecret, SecretString};
-use serde_json::{Value, json};
+use serde::Serialize;
+use std::borrow::Cow;
 
-type Answer = Result<Value, AcsError>;
+/// An answer's body, or the error to send instead.
+type Answer = Result<Vec<u8>, AcsError>;
 
-/// Runs operation `op` (one of [`super::OPERATIONS`]).
-pub(super) async fn dispatch(app: &App, c: &Caller, op: &str, p: &Params, region: &str) -> Answer {
+/// The answer `body` to request `id`.
+fn reply(id: &str, body: impl Serialize) -> Answer {
+    serde_json::to_vec(&Reply {
+        request_id: id,
+        body,
+    })
+    .map_err(|_| rotor_core::Error::internal("response encoding failed").into())
+}
+
+/// Runs operation `op` (one of [`super::OPERATIONS`]) for request `id`.
+pub(super) async fn dispatch(
+    app: &App,
+    c: &Caller,
+    op: &str,
+    p: &Params,
+    region: &str,
+    id: &str,
+) -> Answer {
     match op {
-        "CreateSecret" => create_secret(app, c, p, region).await,
-        "GetSecretValue" => get_secret_value(app, c, p).await,
-        "PutSecretValue" => put_secret_value(app, c, p).await,
-        "UpdateSecretVersionStage" => update_secret_version_stage(app, c, p).await,
-        "ListSecretVersionIds" => list_secret_version_ids(app, c, p).await,
-        "DescribeSecret" => describe_secret(app, c, p).await,
-        "ListSecrets" => list_secrets(app, c, p).await,
-        "UpdateSecret" => update_secret(app, c, p).await,
-        "DeleteSecret" => delete_secret(app, c, p).await,
-        "RestoreSecret" => restore_secret(app, c, p).await,
-        "GetRandomPassword" => get_random_password(app, p),
-        "RotateSecret" => rotate_secret(app, c, p).await,
-        "UpdateSecretRotationPolicy" => update_rotation_policy(app, c, p).await,
-        "TagResource" => tag_resource(app, c, p).await,
-        "UntagResource" => untag_resource(app, c, p).await,
-        "ListTagResources" => list_tag_resources(app, c, p).await,
+        "CreateSecret" => create_secret(app, c, p, region, id).await,
+        "GetSecretValue" => get_secret_value(app, c, p, id).await,
+        "PutSecretValue" => put_secret_value(app, c, p, id).await,
+        "UpdateSecretVersionStage" => update_secret_version_stage(app, c, p, id).await,
+        "ListSecretVersionIds" => list_secret_version_ids(app, c, p, id).await,
+        "DescribeSecret" => describe_secret(app, c, p, id).await,
+        "ListSecrets" => list_secrets(app, c, p, id).await,
+        "UpdateSecret" => update_secret(app, c, p, id).await,
+        "DeleteSecret" => delete_secret(app, c, p, id).await,
+        "RestoreSecret" => restore_secret(app, c, p, id).await,
+        "GetRandomPassword" => get_random_password(app, p, id),
+        "RotateSecret" => rotate_secret(app, c, p, id).await,
+        "UpdateSecretRotationPolicy" => update_rotation_policy(app, c, p, id).await,
+        "TagResource" => tag_resource(app, c, p, id).await,
+        "UntagResource" => untag_resource(app, c, p, id).await,
+        "ListTagResources" => list_tag_resources(app, c, p, id).await,
         _ => Err(AcsError::invalid(format!("Unknown operation {op}"))),
     }
 }
@@ -134,38 +153,44 @@ fn tags_of(p: &Params) -> Result<Vec<Tag>, AcsError> {
     let Some(text) = p.get("Tags").filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
-    let items: Vec<Value> = serde_json::from_str(text).map_err(|_| {
+    let items: Vec<shapes::TagIn> = serde_json::from_str(text).map_err(|_| {
         AcsError::invalid("Tags must be a JSON array of {\"TagKey\", \"TagValue\"}")
     })?;
     if items.len() > 20 {
         return Err(AcsError::invalid("A secret can have at most 20 tags"));
     }
     items
-        .iter()
-        .map(|t| match (t["TagKey"].as_str(), t["TagValue"].as_str()) {
-            (Some(k), _) if k.starts_with("aliyun") || k.starts_with("acs:") => Err(
-                AcsError::invalid(format!("The tag key {k:?} is reserved (aliyun…, acs:…)")),
-            ),
-            (Some(k), v) if k.chars().count() <= 128 && v.unwrap_or("").chars().count() <= 128 => {
-                Ok(Tag {
-                    key: k.to_string(),
-                    value: v.unwrap_or("").to_string(),
-                })
+        .into_iter()
+        .map(|t| {
+            if t.tag_key.starts_with("aliyun") || t.tag_key.starts_with("acs:") {
+                return Err(AcsError::invalid(format!(
+                    "The tag key {:?} is reserved (aliyun…, acs:…)",
+                    t.tag_key
+                )));
             }
-            (Some(_), _) => Err(AcsError::invalid(
-                "Tag keys and values are at most 128 characters",
-            )),
-            _ => Err(AcsError::invalid("Each tag needs a TagKey")),
+            if t.tag_key.chars().count() > 128 || t.tag_value.chars().count() > 128 {
+                return Err(AcsError::invalid(
+                    "Tag keys and values are at most 128 characters",
+                ));
+            }
+            Ok(Tag {
+                key: t.tag_key,
+                value: t.tag_value,
+            })
         })
         .collect()
 }
 
-fn tags_out(tags: &[Tag]) -> Value {
-    let list: Vec<Value> = tags
-        .iter()
-        .map(|t| json!({"TagKey": t.key, "TagValue": t.value}))
-        .collect();
-    json!({ "Tag": list })
+fn tags_out(tags: &[Tag]) -> Tags {
+    Tags {
+        list: tags
+            .iter()
+            .map(|t| shapes::TagOut {
+                tag_key: t.key.clone(),
+                tag_value: t.value.clone(),
+            })
+            .collect(),
+    }
 }
 
 /// Alibaba's name for a label.
@@ -178,9 +203,10 @@ fn stage_out(label: &str) -> String {
     }
 }
 
-fn stages_out(labels: &[String]) -> Value {
-    let list: Vec<String> = labels.iter().map(|l| stage_out(l)).collect();
-    json!({ "VersionStage": list })
+fn stages_out(labels: &[String]) -> Stages {
+    Stages {
+        list: labels.iter().map(|l| stage_out(l)).collect(),
+    }
 }
 
 fn stage_in(label: &str) -> String {
@@ -238,34 +264,24 @@ fn arn(region: &str, account: &str, name: &str) -> String {
     format!("acs:kms:{region}:{account}:secret/{name}")
 }
 
-fn rotation_out(meta: &SecretMeta, out: &mut serde_json::Map<String, Value>) {
+fn rotation_out(meta: &SecretMeta) -> shapes::Rotation {
     let r = &meta.rotation;
-    out.insert(
-        "AutomaticRotation".into(),
-        json!(if r.enabled { "Enabled" } else { "Disabled" }),
-    );
-    if let Some(t) = r.last_rotated {
-        out.insert("LastRotationDate".into(), json!(time(t)));
-    }
-    if let Some(t) = r.next_rotation.filter(|_| r.enabled) {
-        out.insert("NextRotationDate".into(), json!(time(t)));
-    }
-    if let Some(days) = r
-        .rules
-        .as_deref()
-        .and_then(|j| serde_json::from_str::<RotationRules>(j).ok())
-        .and_then(|rules| rules.automatically_after_days)
-    {
-        out.insert(
-            "RotationInterval".into(),
-            json!(format!("{}s", days * 86_400)),
-        );
+    shapes::Rotation {
+        automatic_rotation: if r.enabled { "Enabled" } else { "Disabled" },
+        last_rotation_date: r.last_rotated.map(time),
+        next_rotation_date: r.next_rotation.filter(|_| r.enabled).map(time),
+        rotation_interval: r
+            .rules
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<RotationRules>(j).ok())
+            .and_then(|rules| rules.automatically_after_days)
+            .map(|days| format!("{}s", days * 86_400)),
     }
 }
 
 // ---- the operations ----
 
-async fn create_secret(app: &App, c: &Caller, p: &Params, region: &str) -> Answer {
+async fn create_secret(app: &App, c: &Caller, p: &Params, region: &str, id: &str) -> Answer {
     let name = required(p, "SecretName")?;
     check_name(name)?;
     let version_id = required(p, "VersionId")?;
@@ -307,15 +323,18 @@ async fn create_secret(app: &App, c: &Caller, p: &Params, region: &str) -> Answe
             },
         )
         .await?;
-    Ok(json!({
-        "Arn": arn(region, app.service.account_id(), &created.name),
-        "SecretName": created.name,
-        "VersionId": created.version_id,
-        "SecretType": "Generic",
-    }))
+    reply(
+        id,
+        shapes::Created {
+            arn: arn(region, app.service.account_id(), &created.name),
+            secret_name: created.name,
+            version_id: created.version_id,
+            secret_type: "Generic",
+        },
+    )
 }
 
-async fn get_secret_value(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn get_secret_value(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let stage = p
         .get("VersionStage")
@@ -331,29 +350,31 @@ async fn get_secret_value(app: &App, c: &Caller, p: &Params) -> Answer {
         )
         .await?;
     let (data, kind) = match &v.value {
-        SecretValue::String(s) => (s.expose_secret().to_string(), "text"),
-        SecretValue::Binary(b) => (B64.encode(b.expose_secret()), "binary"),
+        SecretValue::String(s) => (Cow::Borrowed(s.expose_secret()), "text"),
+        SecretValue::Binary(b) => (Cow::Owned(B64.encode(b.expose_secret())), "binary"),
     };
-    let mut out = json!({
-        "SecretName": v.name,
-        "VersionId": v.version_id,
-        "CreateTime": time(v.created),
-        "SecretData": data,
-        "SecretDataType": kind,
-        "VersionStages": stages_out(&v.stages),
-        "SecretType": "Generic",
-    });
-    if flag(p, "FetchExtendedConfig")? == Some(true) {
-        let d = app.service.describe(c, name).await?;
-        if let Value::Object(map) = &mut out {
-            rotation_out(&d.meta, map);
-            map.insert("ExtendedConfig".into(), json!(""));
-        }
-    }
-    Ok(out)
+    let extended = flag(p, "FetchExtendedConfig")? == Some(true);
+    let rotation = match extended {
+        true => Some(rotation_out(&app.service.describe(c, name).await?.meta)),
+        false => None,
+    };
+    reply(
+        id,
+        shapes::SecretValueOut {
+            secret_name: &v.name,
+            version_id: &v.version_id,
+            create_time: time(v.created),
+            secret_data: data,
+            secret_data_type: kind,
+            version_stages: stages_out(&v.stages),
+            secret_type: "Generic",
+            rotation,
+            extended_config: extended.then_some(""),
+        },
+    )
 }
 
-async fn put_secret_value(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn put_secret_value(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let version_id = required(p, "VersionId")?;
     let value = value_of(p)?;
@@ -373,14 +394,17 @@ async fn put_secret_value(app: &App, c: &Caller, p: &Params) -> Answer {
             },
         )
         .await?;
-    Ok(json!({
-        "SecretName": put.name,
-        "VersionId": put.version_id,
-        "VersionStages": stages_out(&put.stages),
-    }))
+    reply(
+        id,
+        shapes::Put {
+            secret_name: put.name,
+            version_id: put.version_id,
+            version_stages: stages_out(&put.stages),
+        },
+    )
 }
 
-async fn update_secret_version_stage(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn update_secret_version_stage(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let stage = stage_in(required(p, "VersionStage")?);
     let move_to = p.get("MoveToVersion").filter(|s| !s.is_empty());
@@ -404,7 +428,12 @@ async fn update_secret_version_stage(app: &App, c: &Caller, p: &Params) -> Answe
         .service
         .update_stage(c, name, &stage, move_to.map(str::to_string), remove_from)
         .await?;
-    Ok(json!({ "SecretName": name }))
+    reply(
+        id,
+        shapes::Named {
+            secret_name: name.to_string(),
+        },
+    )
 }
 
 /// `PageNumber` (from 1) and `PageSize` (1 to 100, `default` when absent).
@@ -419,64 +448,53 @@ fn page_of<T>(items: Vec<T>, number: i64, size: i64) -> Vec<T> {
     items.into_iter().skip(start).take(size as usize).collect()
 }
 
-async fn list_secret_version_ids(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn list_secret_version_ids(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let deprecated = flag(p, "IncludeDeprecated")?.unwrap_or(false);
     let (number, size) = paging(p, 10)?;
     let (record, versions) = app.service.list_versions(c, name, deprecated).await?;
     let total = versions.len();
-    let list: Vec<Value> = page_of(versions, number, size)
-        .iter()
-        .map(|v| {
-            json!({
-                "VersionId": v.id,
-                "CreateTime": time(v.created),
-                "VersionStages": stages_out(&v.labels),
-            })
+    let list = page_of(versions, number, size)
+        .into_iter()
+        .map(|v| shapes::VersionOut {
+            create_time: time(v.created),
+            version_stages: stages_out(&v.labels),
+            version_id: v.id,
         })
         .collect();
-    Ok(json!({
-        "SecretName": record.meta.name,
-        "TotalCount": total,
-        "PageNumber": number,
-        "PageSize": size,
-        "VersionIds": { "VersionId": list },
-    }))
+    reply(
+        id,
+        shapes::VersionList {
+            secret_name: record.meta.name.clone(),
+            total_count: total,
+            page_number: number,
+            page_size: size,
+            version_ids: shapes::Versions { list },
+        },
+    )
 }
 
-fn describe_out(app: &App, meta: &SecretMeta, tags: bool) -> Value {
-    let mut out = serde_json::Map::new();
+fn describe_out(app: &App, meta: &SecretMeta, tags: bool) -> shapes::Description {
     let region = meta.arn.split(':').nth(3).unwrap_or(&app.default_region);
-    out.insert(
-        "Arn".into(),
-        json!(arn(region, app.service.account_id(), &meta.name)),
-    );
-    out.insert("SecretName".into(), json!(meta.name));
-    out.insert("SecretType".into(), json!("Generic"));
-    if let Some(d) = &meta.description {
-        out.insert("Description".into(), json!(d));
+    shapes::Description {
+        arn: arn(region, app.service.account_id(), &meta.name),
+        secret_name: meta.name.clone(),
+        secret_type: "Generic",
+        description: meta.description.clone(),
+        encryption_key_id: meta.kms_key_id.clone().unwrap_or_default(),
+        create_time: time(meta.created),
+        update_time: time(meta.last_changed),
+        planned_delete_time: meta.deletion_date.map(time),
+        rotation: rotation_out(meta),
+        tags: tags.then(|| tags_out(&meta.tags)),
     }
-    out.insert(
-        "EncryptionKeyId".into(),
-        json!(meta.kms_key_id.as_deref().unwrap_or("")),
-    );
-    out.insert("CreateTime".into(), json!(time(meta.created)));
-    out.insert("UpdateTime".into(), json!(time(meta.last_changed)));
-    if let Some(d) = meta.deletion_date {
-        out.insert("PlannedDeleteTime".into(), json!(time(d)));
-    }
-    rotation_out(meta, &mut out);
-    if tags {
-        out.insert("Tags".into(), tags_out(&meta.tags));
-    }
-    Value::Object(out)
 }
 
-async fn describe_secret(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn describe_secret(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let d = app.service.describe(c, name).await?;
     let tags = flag(p, "FetchTags")?.unwrap_or(false);
-    Ok(describe_out(app, &d.meta, tags))
+    reply(id, describe_out(app, &d.meta, tags))
 }
 
 /// `Filters`: `[{"Key": "SecretName", "Values": ["a", "b"]}]`, keys `SecretName`,
@@ -485,12 +503,12 @@ fn filters_of(p: &Params) -> Result<Vec<Filter>, AcsError> {
     let Some(text) = p.get("Filters").filter(|t| !t.is_empty()) else {
         return Ok(Vec::new());
     };
-    let items: Vec<Value> = serde_json::from_str(text)
+    let items: Vec<shapes::FilterIn> = serde_json::from_str(text)
         .map_err(|_| AcsError::invalid("Filters must be a JSON array of {\"Key\", \"Values\"}"))?;
     items
-        .iter()
+        .into_iter()
         .map(|f| {
-            let key = match f["Key"].as_str().unwrap_or("") {
+            let key = match f.key.as_str() {
                 "SecretName" => "name",
                 "Description" => "description",
                 "TagKey" => "tag-key",
@@ -501,16 +519,12 @@ fn filters_of(p: &Params) -> Result<Vec<Filter>, AcsError> {
                     )));
                 }
             };
-            let values: Vec<String> = f["Values"]
-                .as_array()
-                .map(|v| v.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                .unwrap_or_default();
-            Filter::new(key, values).map_err(AcsError::from)
+            Filter::new(key, f.values).map_err(AcsError::from)
         })
         .collect()
 }
 
-async fn list_secrets(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn list_secrets(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let (number, size) = paging(p, 10)?;
     let tags = flag(p, "FetchTags")?.unwrap_or(false);
     let all = app
@@ -527,19 +541,22 @@ async fn list_secrets(app: &App, c: &Caller, p: &Params) -> Answer {
         )
         .await?;
     let total = all.len();
-    let list: Vec<Value> = page_of(all, number, size)
+    let list = page_of(all, number, size)
         .iter()
         .map(|s| describe_out(app, &s.meta, tags))
         .collect();
-    Ok(json!({
-        "PageNumber": number,
-        "PageSize": size,
-        "TotalCount": total,
-        "SecretList": { "Secret": list },
-    }))
+    reply(
+        id,
+        shapes::SecretList {
+            page_number: number,
+            page_size: size,
+            total_count: total,
+            secret_list: shapes::Secrets { list },
+        },
+    )
 }
 
-async fn update_secret(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn update_secret(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     if p.iter().any(|(k, _)| k.starts_with("ExtendedConfig")) {
         return Err(AcsError::invalid(
@@ -557,10 +574,15 @@ async fn update_secret(app: &App, c: &Caller, p: &Params) -> Answer {
             None,
         )
         .await?;
-    Ok(json!({ "SecretName": name }))
+    reply(
+        id,
+        shapes::Named {
+            secret_name: name.to_string(),
+        },
+    )
 }
 
-async fn delete_secret(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn delete_secret(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let force = flag(p, "ForceDeleteWithoutRecovery")?.unwrap_or(false);
     let window = number(p, "RecoveryWindowInDays", 7..=30)?;
@@ -578,16 +600,27 @@ async fn delete_secret(app: &App, c: &Caller, p: &Params) -> Answer {
             force,
         )
         .await?;
-    Ok(json!({ "SecretName": d.name, "PlannedDeleteTime": time(d.deletion_date) }))
+    reply(
+        id,
+        shapes::Deleted {
+            secret_name: d.name,
+            planned_delete_time: time(d.deletion_date),
+        },
+    )
 }
 
-async fn restore_secret(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn restore_secret(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let (_, name) = app.service.restore(c, name).await?;
-    Ok(json!({ "SecretName": name }))
+    reply(
+        id,
+        shapes::Named {
+            secret_name: name.to_string(),
+        },
+    )
 }
 
-fn get_random_password(app: &App, p: &Params) -> Answer {
+fn get_random_password(app: &App, p: &Params, id: &str) -> Answer {
     let length = number(p, "PasswordLength", 8..=128)?.unwrap_or(32);
     let spec = PasswordSpec {
         length: length as usize,
@@ -599,10 +632,15 @@ fn get_random_password(app: &App, p: &Params) -> Answer {
         include_space: false,
         require_each_included_type: flag(p, "RequireEachIncludedType")?.unwrap_or(true),
     };
-    Ok(json!({ "RandomPassword": app.service.random_password(&spec)? }))
+    reply(
+        id,
+        shapes::RandomPassword {
+            random_password: app.service.random_password(&spec)?,
+        },
+    )
 }
 
-async fn rotate_secret(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn rotate_secret(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let version_id = required(p, "VersionId")?;
     let done = app
@@ -625,11 +663,14 @@ async fn rotate_secret(app: &App, c: &Caller, p: &Params) -> Answer {
         .nth(3)
         .unwrap_or(&app.default_region)
         .to_string();
-    Ok(json!({
-        "Arn": arn(&region, app.service.account_id(), &done.name),
-        "SecretName": done.name,
-        "VersionId": done.version_id,
-    }))
+    reply(
+        id,
+        shapes::Rotated {
+            arn: arn(&region, app.service.account_id(), &done.name),
+            secret_name: done.name,
+            version_id: done.version_id,
+        },
+    )
 }
 
 /// `RotationInterval`: `7d`, `12h` or `604800s`, whole days from 6 hours (rounded up
@@ -682,7 +723,7 @@ async fn set_rotation_policy(
     Ok(())
 }
 
-async fn update_rotation_policy(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn update_rotation_policy(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     let name = secret_name(p)?;
     let enable = flag(p, "EnableAutomaticRotation")?
         .ok_or_else(|| AcsError::missing("EnableAutomaticRotation"))?;
@@ -691,7 +732,12 @@ async fn update_rotation_policy(app: &App, c: &Caller, p: &Params) -> Answer {
     } else {
         app.rotations.cancel(c, name).await?;
     }
-    Ok(json!({ "SecretName": name }))
+    reply(
+        id,
+        shapes::Named {
+            secret_name: name.to_string(),
+        },
+    )
 }
 
 /// Only secrets carry tags here: Rotor keeps no KMS keys or certificates.
@@ -704,7 +750,7 @@ fn only_secrets(p: &Params) -> Result<(), AcsError> {
     }
 }
 
-async fn tag_resource(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn tag_resource(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     only_secrets(p)?;
     let name = secret_name(p)?;
     let tags = tags_of(p)?;
@@ -712,20 +758,20 @@ async fn tag_resource(app: &App, c: &Caller, p: &Params) -> Answer {
         return Err(AcsError::missing("Tags"));
     }
     app.service.tag(c, name, tags).await?;
-    Ok(json!({}))
+    reply(id, shapes::Empty {})
 }
 
-async fn untag_resource(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn untag_resource(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     only_secrets(p)?;
     let name = secret_name(p)?;
     let keys = list_of(required(p, "TagKeys")?)?;
     app.service.untag(c, name, keys).await?;
-    Ok(json!({}))
+    reply(id, shapes::Empty {})
 }
 
 /// `ListTagResources` for secrets: `ResourceType` `secret`, the secrets as
 /// `ResourceId.N`, optionally only the tags `Tag.N.Key` names.
-async fn list_tag_resources(app: &App, c: &Caller, p: &Params) -> Answer {
+async fn list_tag_resources(app: &App, c: &Caller, p: &Params, id: &str) -> Answer {
     match p.get("ResourceType") {
         Some(t) if t.eq_ignore_ascii_case("secret") => {}
         Some(t) => {
@@ -754,15 +800,20 @@ async fn list_tag_resources(app: &App, c: &Caller, p: &Params) -> Answer {
             .iter()
             .filter(|t| keys.is_empty() || keys.contains(&t.key))
         {
-            list.push(json!({
-                "ResourceId": d.meta.name,
-                "ResourceType": "secret",
-                "TagKey": t.key,
-                "TagValue": t.value,
-            }));
+            list.push(shapes::TagResource {
+                resource_id: d.meta.name.clone(),
+                resource_type: "secret",
+                tag_key: t.key.clone(),
+                tag_value: t.value.clone(),
+            });
         }
     }
-    Ok(json!({ "TagResources": { "TagResource": list } }))
+    reply(
+        id,
+        shapes::TagResources {
+            tag_resources: shapes::TagResourceList { list },
+        },
+    )
 }
 
 #[cfg(test)]
