@@ -42,6 +42,29 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
     out
 }
 
+/// A SHA-256 over data given in parts.
+pub struct Sha256(aws_lc_rs::digest::Context);
+
+impl Sha256 {
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The digest of everything added.
+    pub fn finish(self) -> [u8; 32] {
+        let digest = self.0.finish();
+        let mut out = [0u8; 32];
+        out.copy_from_slice(digest.as_ref());
+        out
+    }
+}
+
+/// A SHA-256 to feed in parts (a backup's digest over every version).
+pub fn sha256_stream() -> Sha256 {
+    Sha256(aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256))
+}
+
 /// HMAC-SHA256 of `data` under `key`: how webhook bodies are signed.
 pub fn hmac_sha256(key: &[u8], data: &[u8]) -> [u8; 32] {
     let key = aws_lc_rs::hmac::Key::new(aws_lc_rs::hmac::HMAC_SHA256, key);

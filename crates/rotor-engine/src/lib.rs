@@ -30,6 +30,7 @@
 
 mod access;
 pub mod audit;
+pub mod backup;
 mod cache;
 mod caller;
 pub mod consumers;

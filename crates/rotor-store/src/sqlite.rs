@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 mod access;
 mod apply;
+pub mod backup;
 mod consumers;
 mod events;
 mod puts;

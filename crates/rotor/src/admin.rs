@@ -180,7 +180,7 @@ pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitC
     }
 }
 
-fn audit_envelope(key: &AuditKey) -> anyhow::Result<rotor_crypto::Envelope> {
+pub fn audit_envelope(key: &AuditKey) -> anyhow::Result<rotor_crypto::Envelope> {
     let master = if let Ok(b64) = std::env::var("ROTOR_MASTER_KEY") {
         rotor_crypto::MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?
     } else if let Some(file) = &key.master_key_file {

@@ -102,6 +102,41 @@ pub enum Command {
     Consumers(crate::agent::ConsumersArgs),
     /// Rotation health: overdue, failed and waiting rotations, lagging consumers
     Status,
+    /// Back up, verify and restore a server's data (run on the server's machine)
+    #[command(subcommand)]
+    Operator(OperatorCommand),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Take a consistent backup of a running (or stopped) server's SQLite store into
+    /// FILE: the data as stored (values sealed under the master key), with a manifest
+    Backup {
+        /// The backup file to write (must not exist)
+        file: PathBuf,
+        /// The server's data directory
+        #[arg(long, env = "ROTOR_DATA_DIR")]
+        data_dir: PathBuf,
+    },
+    /// Prove that a backup restores: every value decrypts, every secret has one
+    /// AWSCURRENT, the content matches the manifest (touches no server)
+    VerifyBackup {
+        /// The backup file
+        file: PathBuf,
+        #[command(flatten)]
+        key: AuditKey,
+    },
+    /// Verify a backup, then make a new data directory of it
+    Restore {
+        /// The backup file
+        file: PathBuf,
+        /// The new data directory (must not hold a store yet)
+        #[arg(long)]
+        data_dir: PathBuf,
+        /// Master key file [default: the data directory's master.key]
+        #[arg(long, env = "ROTOR_MASTER_KEY_FILE")]
+        master_key_file: Option<PathBuf>,
+    },
 }
 
 #[derive(Subcommand, Debug)]

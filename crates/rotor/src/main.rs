@@ -10,6 +10,7 @@ mod agent;
 mod cli;
 mod commands;
 mod events;
+mod operator;
 mod output;
 mod replicate;
 mod rotation;
@@ -54,6 +55,7 @@ fn run() -> anyhow::Result<ExitCode> {
             cli::Command::Run(args) => agent::run(&cli.global, args).await,
             cli::Command::Consumers(args) => agent::consumers(&cli.global, args).await,
             cli::Command::Status => rotation::status(&cli.global).await,
+            cli::Command::Operator(cmd) => operator::operator(cmd).await,
         }
     })
 }

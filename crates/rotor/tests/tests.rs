@@ -7,6 +7,7 @@ mod attacks;
 mod attacks_limits;
 mod audit;
 mod aws_sdk;
+mod backup;
 mod cli;
 mod durability;
 mod events;
