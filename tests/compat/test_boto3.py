@@ -967,3 +967,13 @@ def test_primary_region_filter_is_the_region_a_secret_was_created_in(endpoint, p
     assert names(["us-"]) == [f"{prefix}/east"]
     assert names(["!eu-"]) == [f"{prefix}/east"]
     assert names(["ap-"]) == []
+
+
+def test_all_filter_splits_words_as_aws_does(sm, prefix):
+    name = f"{prefix}/creds-store"
+    sm.create_secret(Name=name, SecretString="a", Description="Payments Database 892")
+    found = lambda value: [s["Name"] for s in sm.list_secrets(Filters=[  # noqa: E731
+        {"Key": "name", "Values": [prefix]}, {"Key": "all", "Values": [value]}])["SecretList"]]
+    assert found("credsDatabase-892") == [name]
+    assert found("PAYMENTS") == [name]
+    assert found("credsStaging") == []

@@ -115,18 +115,48 @@ impl Filter {
                         .iter()
                         .flat_map(|t| [t.key.as_str(), t.value.as_str()]),
                 );
-                v.split_whitespace().all(|word| {
-                    let word = word.to_lowercase();
-                    attrs.iter().any(|a| {
-                        let a = a.to_lowercase();
-                        a.starts_with(&word)
-                            || a.split(|c: char| !c.is_alphanumeric())
-                                .any(|tok| tok.starts_with(&word))
-                    })
+                let attr_words: Vec<String> = attrs.iter().flat_map(|a| words(a)).collect();
+                words(v).iter().all(|word| {
+                    attrs.iter().any(|a| a.to_lowercase().starts_with(word))
+                        || attr_words.iter().any(|a| a.starts_with(word))
                 })
             }
         }
     }
+}
+
+/// The words of `text` as AWS's search splits them, lower-cased: letters and digits
+/// only, a word ending where a lower-case letter meets an upper-case one, a letter
+/// meets a digit (or the reverse), or at anything else (`credsDatabase#892`: `creds`,
+/// `database`, `892`).
+fn words(text: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut word = String::new();
+    let mut prev: Option<char> = None;
+    for c in text.chars() {
+        let boundary = match prev {
+            _ if !c.is_alphanumeric() => true,
+            Some(p) => {
+                (p.is_lowercase() && c.is_uppercase())
+                    || (p.is_alphabetic() && c.is_numeric())
+                    || (p.is_numeric() && c.is_alphabetic())
+            }
+            None => false,
+        };
+        if boundary && !word.is_empty() {
+            out.push(std::mem::take(&mut word));
+        }
+        if c.is_alphanumeric() {
+            word.extend(c.to_lowercase());
+            prev = Some(c);
+        } else {
+            prev = None;
+        }
+    }
+    if !word.is_empty() {
+        out.push(word);
+    }
+    out
 }
 
 /// Whether `secret` passes every filter.
@@ -272,6 +302,19 @@ mod tests {
         assert!(f("all", &["database"]).matches(&s));
         assert!(f("all", &["db production"]).matches(&s));
         assert!(!f("all", &["staging"]).matches(&s));
+    }
+
+    #[test]
+    fn all_splits_words_as_aws_does() {
+        assert_eq!(words("credsDatabase#892"), ["creds", "database", "892"]);
+        assert_eq!(words("My_Secret v2"), ["my", "secret", "v", "2"]);
+        assert_eq!(words("HTTPServer"), ["httpserver"]);
+        let s = secret("app/creds-store", Some("Payments Database 892"), &[]);
+        // Every word of the value must be found, each as the start of a word.
+        assert!(f("all", &["credsDatabase-892"]).matches(&s));
+        assert!(f("all", &["PAYMENTS"]).matches(&s));
+        assert!(!f("all", &["credsStaging"]).matches(&s));
+        assert!(!f("all", &["ments"]).matches(&s));
     }
 
     #[test]
