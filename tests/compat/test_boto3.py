@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import string
+import time
 import uuid
 
 import botocore
@@ -977,3 +978,17 @@ def test_all_filter_splits_words_as_aws_does(sm, prefix):
     assert found("credsDatabase-892") == [name]
     assert found("PAYMENTS") == [name]
     assert found("credsStaging") == []
+
+
+def test_last_accessed_date_is_the_day_of_the_last_read(sm, prefix):
+    name = f"{prefix}/accessed"
+    sm.create_secret(Name=name, SecretString="a")
+    assert "LastAccessedDate" not in sm.describe_secret(SecretId=name)
+    sm.get_secret_value(SecretId=name)
+    deadline = time.monotonic() + 10
+    while "LastAccessedDate" not in (d := sm.describe_secret(SecretId=name)):
+        assert time.monotonic() < deadline, "the read never showed as LastAccessedDate"
+        time.sleep(0.05)
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    assert d["LastAccessedDate"] == today or d["LastAccessedDate"] == today - dt.timedelta(days=1), d
+    assert d["LastAccessedDate"].astimezone(dt.timezone.utc).time() == dt.time(0, 0), "day precision"

@@ -109,6 +109,9 @@ pub struct Description {
     pub meta: SecretMeta,
     /// Each labeled version and its labels.
     pub versions_to_stages: Vec<(String, Vec<String>)>,
+    /// The day (midnight UTC, as AWS gives it) its current value was last read over an
+    /// API, as far as the reader registry knows.
+    pub last_accessed: Option<DateTime<Utc>>,
 }
 
 /// Sort order of listings.
@@ -944,9 +947,20 @@ impl SecretService {
         if let Some(token) = self.pending_stub(&record).await? {
             versions_to_stages.push((token, vec![label::AWSPENDING.to_string()]));
         }
+        let last_accessed = self
+            .store
+            .consumers(&[record.meta.id])
+            .await?
+            .iter()
+            .filter(|c| c.kind == rotor_store::ConsumerKind::Reader)
+            .map(|c| c.last_seen)
+            .max()
+            .and_then(|t| t.date_naive().and_hms_opt(0, 0, 0))
+            .map(|t| t.and_utc());
         Ok(Description {
             meta: record.meta.clone(),
             versions_to_stages,
+            last_accessed,
         })
     }
 

@@ -706,11 +706,11 @@ async fn describe_secret(
     req: SecretIdOnlyRef,
 ) -> Result<Value, AwsError> {
     let d = s.describe(c, &req.secret_id).await?;
-    Ok(describe_out(
-        &d.meta,
-        &d.versions_to_stages,
-        "VersionIdsToStages",
-    ))
+    let mut out = describe_out(&d.meta, &d.versions_to_stages, "VersionIdsToStages");
+    if let (Some(t), Value::Object(map)) = (d.last_accessed, &mut out) {
+        map.insert("LastAccessedDate".into(), epoch(t));
+    }
+    Ok(out)
 }
 
 #[derive(Deserialize)]
