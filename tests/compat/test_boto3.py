@@ -992,3 +992,5 @@ def test_last_accessed_date_is_the_day_of_the_last_read(sm, prefix):
     today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     assert d["LastAccessedDate"] == today or d["LastAccessedDate"] == today - dt.timedelta(days=1), d
     assert d["LastAccessedDate"].astimezone(dt.timezone.utc).time() == dt.time(0, 0), "day precision"
+    listed = sm.list_secrets(Filters=[{"Key": "name", "Values": [name]}])["SecretList"]
+    assert [s.get("LastAccessedDate") for s in listed] == [d["LastAccessedDate"]]

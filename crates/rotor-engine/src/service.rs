@@ -932,6 +932,27 @@ impl SecretService {
         }
     }
 
+    /// The day (midnight UTC, as AWS gives it) each of `secrets` (store ids) had its
+    /// current value last read over an API, as far as the reader registry knows.
+    pub async fn last_accessed(
+        &self,
+        secrets: &[i64],
+    ) -> Result<std::collections::HashMap<i64, DateTime<Utc>>> {
+        let mut out: std::collections::HashMap<i64, DateTime<Utc>> = Default::default();
+        for c in self.store.consumers(secrets).await? {
+            if c.kind != rotor_store::ConsumerKind::Reader {
+                continue;
+            }
+            let Some(day) = c.last_seen.date_naive().and_hms_opt(0, 0, 0) else {
+                continue;
+            };
+            let day = day.and_utc();
+            let latest = out.entry(c.secret).or_insert(day);
+            *latest = (*latest).max(day);
+        }
+        Ok(out)
+    }
+
     /// `DescribeSecret`.
     pub async fn describe(&self, caller: &Caller, secret_id: &str) -> Result<Description> {
         let record = self
@@ -948,15 +969,9 @@ impl SecretService {
             versions_to_stages.push((token, vec![label::AWSPENDING.to_string()]));
         }
         let last_accessed = self
-            .store
-            .consumers(&[record.meta.id])
+            .last_accessed(&[record.meta.id])
             .await?
-            .iter()
-            .filter(|c| c.kind == rotor_store::ConsumerKind::Reader)
-            .map(|c| c.last_seen)
-            .max()
-            .and_then(|t| t.date_naive().and_hms_opt(0, 0, 0))
-            .map(|t| t.and_utc());
+            .remove(&record.meta.id);
         Ok(Description {
             meta: record.meta.clone(),
             versions_to_stages,

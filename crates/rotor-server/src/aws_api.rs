@@ -818,9 +818,17 @@ async fn list_secrets(
         )
         .await?;
     let (secrets, next) = page(all, req.max_results, req.next_token.as_deref(), 100)?;
+    let ids: Vec<i64> = secrets.iter().map(|x| x.meta.id).collect();
+    let accessed = s.last_accessed(&ids).await?;
     let list: Vec<Value> = secrets
         .iter()
-        .map(|x| describe_out(&x.meta, &x.stages, "SecretVersionsToStages"))
+        .map(|x| {
+            let mut out = describe_out(&x.meta, &x.stages, "SecretVersionsToStages");
+            if let (Some(t), Value::Object(map)) = (accessed.get(&x.meta.id), &mut out) {
+                map.insert("LastAccessedDate".into(), epoch(*t));
+            }
+            out
+        })
         .collect();
     let mut out = json!({"SecretList": list});
     if let Some(n) = next {
