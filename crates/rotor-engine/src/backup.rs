@@ -112,12 +112,20 @@ impl Survey {
 
 /// Surveys `store`: counts, digest, key ids, and the invariants every store keeps.
 /// With `envelope`, every version is decrypted too (and the audit chain verified):
-/// what proves a backup restores.
-pub async fn survey(store: &dyn Store, envelope: Option<&Envelope>) -> Result<Survey> {
+/// what proves a backup restores. `progress` hears how many secrets of how many are
+/// done, after each.
+pub async fn survey(
+    store: &dyn Store,
+    envelope: Option<&Envelope>,
+    progress: &mut dyn FnMut(u64, u64),
+) -> Result<Survey> {
     let mut survey = Survey::default();
     let mut digest = rotor_crypto::sha256_stream();
     let mut key_ids = BTreeSet::new();
-    for summary in store.list(&Listing::all()).await? {
+    let secrets = store.list(&Listing::all()).await?;
+    let total = secrets.len() as u64;
+    for (done, summary) in secrets.into_iter().enumerate() {
+        progress(done as u64, total);
         let name = summary.meta.name.clone();
         let Some(record) = store.load(&Lookup::Name(name.clone())).await? else {
             survey
@@ -176,6 +184,7 @@ pub async fn survey(store: &dyn Store, envelope: Option<&Envelope>) -> Result<Su
             ));
         }
     }
+    progress(total, total);
     survey.digest = hex::encode(digest.finish());
     survey.key_ids = key_ids.into_iter().collect();
     let entries = store.audit_entries(0).await?;

@@ -107,9 +107,39 @@ async fn survey_of(path: &Path, envelope: Option<&Envelope>) -> anyhow::Result<S
     let store = SqliteStore::open(path, true)
         .await
         .with_context(|| format!("opening {}", path.display()))?;
-    let survey = backup::survey(&store, envelope).await;
+    let what = if envelope.is_some() {
+        "verifying"
+    } else {
+        "surveying"
+    };
+    let survey = backup::survey(&store, envelope, &mut progress_bar(what)).await;
     store.close().await;
     Ok(survey?)
+}
+
+/// A progress bar on standard error when it is a terminal (nothing otherwise), drawn
+/// again at most every hundredth of the way.
+fn progress_bar(what: &'static str) -> impl FnMut(u64, u64) {
+    use std::io::{IsTerminal as _, Write as _};
+    let shown = std::io::stderr().is_terminal();
+    let mut last = u64::MAX;
+    move |done, total| {
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
+        if !shown || percent == last {
+            return;
+        }
+        last = percent;
+        let bar = "#".repeat((percent / 5) as usize);
+        let mut err = std::io::stderr();
+        let _ = write!(
+            err,
+            "\r{what} [{bar:<20}] {percent:>3}% ({done}/{total} secrets)"
+        );
+        if done == total {
+            let _ = writeln!(err);
+        }
+        let _ = err.flush();
+    }
 }
 
 /// Checks the backup `file` against its manifest, with every value decrypted, on a
