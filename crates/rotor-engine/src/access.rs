@@ -490,22 +490,6 @@ impl AccessService {
         Some((Arc::new(scope.derive(&secret)), caller))
     }
 
-    /// The secret of an access key, and who it authenticates: what signatures that use
-    /// the secret itself (Alibaba's) are verified with. A scoped key needs its session
-    /// token.
-    pub fn access_secret(
-        &self,
-        access_key_id: &str,
-        session_token: Option<&str>,
-    ) -> Option<(SecretString, Caller)> {
-        let state = self.state();
-        if let Some(key) = state.keys.get(access_key_id) {
-            let caller = Self::caller_of(&state, key.principal)?;
-            return Some((key.secret.clone(), caller));
-        }
-        self.scoped_key(access_key_id, session_token)
-    }
-
     fn scoped_key(
         &self,
         access_key_id: &str,

@@ -52,6 +52,26 @@ async fn write_log(dir: &Path, key: [u8; 32], n: usize) -> (Arc<dyn Store>, std:
     (store, file)
 }
 
+/// A log in `file` over a fresh store in `dir`, copying entries to the store when
+/// `store_sink`.
+async fn open_log(
+    dir: &Path,
+    file: &Path,
+    key: [u8; 32],
+    store_sink: bool,
+) -> (Arc<dyn Store>, AuditLog) {
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.join("db"), true).await.unwrap());
+    let config = AuditConfig {
+        file: file.to_path_buf(),
+        max_bytes: u64::MAX,
+        store_sink,
+    };
+    let log = AuditLog::open(config, store.clone(), Arc::new(envelope(key)))
+        .await
+        .unwrap();
+    (store, log)
+}
+
 fn envelope(key: [u8; 32]) -> Envelope {
     Envelope::new(MasterKey::from_bytes(key))
 }
@@ -252,23 +272,8 @@ async fn entries_appended_at_once_are_each_written_once_in_one_chain() {
 async fn a_failing_store_copy_refuses_requests_and_leaves_the_file_chain_whole() {
     let dir = tempfile::tempdir().unwrap();
     let key = [11u8; 32];
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("db"), true)
-            .await
-            .unwrap(),
-    );
     let file = dir.path().join("audit.log");
-    let log = AuditLog::open(
-        AuditConfig {
-            file: file.clone(),
-            max_bytes: u64::MAX,
-            store_sink: true,
-        },
-        store.clone(),
-        Arc::new(envelope(key)),
-    )
-    .await
-    .unwrap();
+    let (store, log) = open_log(dir.path(), &file, key, true).await;
     for i in 0..5 {
         log.append(record(i)).await.unwrap();
     }
@@ -294,24 +299,8 @@ async fn a_failing_store_copy_refuses_requests_and_leaves_the_file_chain_whole()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_log_that_cannot_be_written_refuses_every_request() {
     let dir = tempfile::tempdir().unwrap();
-    let store: Arc<dyn Store> = Arc::new(
-        SqliteStore::open(&dir.path().join("db"), true)
-            .await
-            .unwrap(),
-    );
-    let log = Arc::new(
-        AuditLog::open(
-            AuditConfig {
-                file: "/dev/full".into(),
-                max_bytes: u64::MAX,
-                store_sink: false,
-            },
-            store,
-            Arc::new(envelope([13u8; 32])),
-        )
-        .await
-        .unwrap(),
-    );
+    let (_, log) = open_log(dir.path(), Path::new("/dev/full"), [13u8; 32], false).await;
+    let log = Arc::new(log);
     let tasks: Vec<_> = (0..100)
         .map(|i| {
             let log = log.clone();

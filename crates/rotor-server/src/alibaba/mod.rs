@@ -214,7 +214,7 @@ pub async fn handle(State(app): State<Arc<App>>, req: Request) -> Response {
             &app.acs_nonces,
             |akid| {
                 let token = header("x-acs-security-token").or_else(|| params.get("SecurityToken"));
-                let (secret, who) = app.access.access_secret(akid, token)?;
+                let (secret, who) = app.access.access_key(akid, token)?;
                 caller = Some(who);
                 Some(secret)
             },
