@@ -180,6 +180,8 @@ pub async fn policy(global: &Global, cmd: PolicyCommand) -> anyhow::Result<ExitC
     }
 }
 
+/// The envelope of the master key `key` names: what audit chains and backups are
+/// checked with.
 pub fn audit_envelope(key: &AuditKey) -> anyhow::Result<rotor_crypto::Envelope> {
     let master = if let Ok(b64) = std::env::var("ROTOR_MASTER_KEY") {
         rotor_crypto::MasterKey::from_base64(&b64).context("ROTOR_MASTER_KEY")?
@@ -189,7 +191,7 @@ pub fn audit_envelope(key: &AuditKey) -> anyhow::Result<rotor_crypto::Envelope> 
         rotor_crypto::MasterKey::load(&dir.join("master.key"))?
     } else {
         bail!(
-            "the audit chain is keyed by the master key: give --master-key-file, --data-dir or ROTOR_MASTER_KEY"
+            "this needs the master key (it keys the audit chain and seals the values): give --master-key-file, --data-dir or ROTOR_MASTER_KEY"
         );
     };
     Ok(rotor_crypto::Envelope::new(master))
